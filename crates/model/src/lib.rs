@@ -1,0 +1,9 @@
+//! Pulsewire's domain types, shared by every other crate: channel names and patterns with their
+//! grammar, stream positions, priorities and publications. Nothing here does IO or knows about
+//! async, HTTP or the wire format.
+
+mod channel;
+mod publication;
+
+pub use channel::{ChannelError, ChannelName, MAX_CHANNEL_LEN, MAX_SEGMENTS, Pattern, is_pattern};
+pub use publication::{Position, Priority, Publication, TenantId};

@@ -1,0 +1,90 @@
+//! Stable error codes (in `error` frames and HTTP error bodies) and WebSocket close codes.
+//! Clients switch on these: never renumber or rename one, only add.
+
+/// The `code` of an `error` frame or HTTP error body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// The frame is not valid JSON, or not a JSON object.
+    BadJson,
+    /// The `type` is missing or not one the server knows.
+    UnknownType,
+    /// A required field is missing or has the wrong type or value.
+    BadRequest,
+    /// A channel name or pattern does not follow the grammar.
+    BadChannel,
+    /// The frame (or request body) is larger than the configured limit.
+    FrameTooLarge,
+    /// The connection sent a binary frame; the protocol is JSON text frames.
+    BinaryUnsupported,
+    /// The connection already has the maximum number of subscriptions.
+    TooManySubscriptions,
+    /// The broker could not take the publication or read history.
+    Unavailable,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// Anything else; details are in the server log, not in the message.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::BadChannel => "bad_channel",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::BinaryUnsupported => "binary_unsupported",
+            ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status the same error gets on the HTTP API.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadJson
+            | ErrorCode::UnknownType
+            | ErrorCode::BadRequest
+            | ErrorCode::BadChannel
+            | ErrorCode::BinaryUnsupported
+            | ErrorCode::TooManySubscriptions => 400,
+            ErrorCode::FrameTooLarge => 413,
+            ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+/// WebSocket close codes the server uses, from the private 4000-4999 range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseCode {
+    /// The client sent a frame larger than the limit.
+    FrameTooLarge = 4009,
+    /// The client sent a binary frame.
+    BinaryUnsupported = 4003,
+    /// No pong (nor any other frame) arrived within the heartbeat timeout.
+    HeartbeatTimeout = 4005,
+    /// The client's outbound queue stayed over its limit for longer than allowed.
+    SlowConsumer = 4008,
+    /// The server is shutting down; reconnect (to another node, or to this one after a delay).
+    ShuttingDown = 4010,
+}
+
+impl CloseCode {
+    pub fn code(self) -> u16 {
+        self as u16
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            CloseCode::FrameTooLarge => "frame too large",
+            CloseCode::BinaryUnsupported => "binary frames are not supported",
+            CloseCode::HeartbeatTimeout => "heartbeat timeout",
+            CloseCode::SlowConsumer => "slow consumer",
+            CloseCode::ShuttingDown => "server shutting down, reconnect",
+        }
+    }
+}

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     BinaryUnsupported,
     /// The connection already has the maximum number of subscriptions.
     TooManySubscriptions,
+    /// The connection is already subscribed to a channel or pattern it asked for.
+    AlreadySubscribed,
     /// The broker could not take the publication or read history.
     Unavailable,
     /// The server is shutting down.
@@ -36,6 +38,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::BinaryUnsupported => "binary_unsupported",
             ErrorCode::TooManySubscriptions => "too_many_subscriptions",
+            ErrorCode::AlreadySubscribed => "already_subscribed",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
@@ -50,7 +53,8 @@ impl ErrorCode {
             | ErrorCode::BadRequest
             | ErrorCode::BadChannel
             | ErrorCode::BinaryUnsupported
-            | ErrorCode::TooManySubscriptions => 400,
+            | ErrorCode::TooManySubscriptions
+            | ErrorCode::AlreadySubscribed => 400,
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,

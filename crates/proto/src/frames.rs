@@ -192,7 +192,7 @@ pub fn encode_reply<T: Serialize>(frame: &T) -> Bytes {
 }
 
 /// One channel's entry in a `subscribed` reply.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct SubscribedChannel {
     /// Absent for patterns, which have no single stream position.
     #[serde(skip_serializing_if = "Option::is_none")]

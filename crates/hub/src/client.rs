@@ -1,0 +1,379 @@
+//! A connected client as the hub sees it: identity, subscriptions, and its bounded outbound
+//! queue with the drop and slow-consumer policy.
+//!
+//! Policy when the queue is over its message or byte bound: drop the oldest queued message of
+//! the lowest priority present (the incoming one itself if it is the lowest), count it, and
+//! remember since when the queue has been full. A queue that stays full for `slow_timeout` marks
+//! the client for closing as a slow consumer (close code 4008). Order is first-in first-out
+//! across priorities: priority decides what is dropped, never what overtakes, so a channel's
+//! offsets always arrive in order (with a visible gap if something was dropped).
+//! Control frames (replies and errors) are never dropped.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pulsewire_model::{ChannelName, Priority, TenantId};
+use tokio::sync::Notify;
+
+use crate::config::QueueConfig;
+use crate::metrics::HubMetrics;
+
+/// A publication encoded once, shared by every subscriber that receives it.
+#[derive(Debug)]
+pub struct Encoded {
+    pub channel: ChannelName,
+    pub epoch: Arc<str>,
+    pub offset: u64,
+    pub priority: Priority,
+    /// The JSON `message` frame.
+    pub frame: Bytes,
+    /// When the hub received it from the broker, for the publish-to-write latency histogram.
+    pub received: Instant,
+}
+
+/// One queued item.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Message(Arc<Encoded>),
+    /// A reply or error frame for this client only.
+    Control(Bytes),
+}
+
+impl Outbound {
+    pub fn frame(&self) -> &Bytes {
+        match self {
+            Outbound::Message(m) => &m.frame,
+            Outbound::Control(b) => b,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.frame().len()
+    }
+
+    /// Drop rank: lower is dropped first; control frames are never dropped.
+    fn rank(&self) -> Option<Priority> {
+        match self {
+            Outbound::Message(m) => Some(m.priority),
+            Outbound::Control(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    WebSocket,
+    Sse,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+/// Why a client is being closed by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    SlowConsumer,
+    Shutdown,
+}
+
+/// A subscription entry: a channel or a pattern.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Sub {
+    Channel(ChannelName),
+    Pattern(Arc<str>),
+}
+
+impl Sub {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Sub::Channel(c) => c.as_str(),
+            Sub::Pattern(p) => p,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    bytes: usize,
+    /// Queued messages per priority, to know the lowest present without scanning.
+    per_priority: [usize; 4],
+    full_since: Option<Instant>,
+    /// Channels being subscribed with recovery: live messages wait here until history is in.
+    recovering: HashMap<ChannelName, Vec<Arc<Encoded>>>,
+    close: Option<CloseReason>,
+}
+
+pub struct Client {
+    pub id: u64,
+    pub tenant: TenantId,
+    pub transport: Transport,
+    pub remote: Option<SocketAddr>,
+    pub connected_at: SystemTime,
+    config: QueueConfig,
+    metrics: Arc<HubMetrics>,
+    queue: Mutex<Queue>,
+    notify: Notify,
+    pub(crate) subs: Mutex<HashSet<Sub>>,
+    dropped: AtomicU64,
+    delivered: AtomicU64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("id", &self.id).field("transport", &self.transport).finish()
+    }
+}
+
+/// What a writer takes from the queue in one go.
+pub struct Batch {
+    pub items: Vec<Outbound>,
+    pub close: Option<CloseReason>,
+}
+
+impl Client {
+    pub(crate) fn new(
+        id: u64,
+        tenant: TenantId,
+        transport: Transport,
+        remote: Option<SocketAddr>,
+        config: QueueConfig,
+        metrics: Arc<HubMetrics>,
+    ) -> Self {
+        Self {
+            id,
+            tenant,
+            transport,
+            remote,
+            connected_at: SystemTime::now(),
+            config,
+            metrics,
+            queue: Mutex::new(Queue::default()),
+            notify: Notify::new(),
+            subs: Mutex::new(HashSet::new()),
+            dropped: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+        }
+    }
+
+    /// Waits until there is something to write or the client is to be closed.
+    pub async fn ready(&self) {
+        self.notify.notified().await
+    }
+
+    /// Queues a reply or error frame.
+    pub fn push_control(&self, frame: Bytes) {
+        let mut q = self.queue.lock();
+        q.bytes += frame.len();
+        q.items.push_back(Outbound::Control(frame));
+        self.metrics.queued.inc();
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Queues a live message, applying the recovery buffer and the drop policy.
+    pub(crate) fn push_message(&self, m: &Arc<Encoded>) {
+        let mut q = self.queue.lock();
+        if q.close.is_some() {
+            return;
+        }
+        if !q.recovering.is_empty()
+            && let Some(buf) = q.recovering.get_mut(&m.channel)
+        {
+            buf.push(m.clone());
+            return;
+        }
+        self.enqueue(&mut q, Outbound::Message(m.clone()));
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    fn enqueue(&self, q: &mut Queue, item: Outbound) {
+        let incoming = item.rank();
+        let len = item.len();
+        let over = |q: &Queue| {
+            q.items.len() + 1 > self.config.max_messages || q.bytes + len > self.config.max_bytes
+        };
+        while over(q) {
+            let lowest = (0..4).find(|&i| q.per_priority[i] > 0).map(|i| Priority::ALL[i]);
+            let now = Instant::now();
+            let since = *q.full_since.get_or_insert(now);
+            if now.duration_since(since) >= self.config.slow_timeout {
+                self.mark_close(q, CloseReason::SlowConsumer);
+                return;
+            }
+            match (lowest, incoming) {
+                // The incoming message is (one of) the lowest: it is the one dropped.
+                (Some(low), Some(inc)) if inc <= low => {
+                    self.count_drop();
+                    return;
+                }
+                (None, Some(_)) => {
+                    self.count_drop();
+                    return;
+                }
+                (Some(low), _) => {
+                    let Some(pos) = q.items.iter().position(|i| i.rank() == Some(low)) else {
+                        break;
+                    };
+                    if let Some(old) = q.items.remove(pos) {
+                        q.bytes -= old.len();
+                        q.per_priority[low.index()] -= 1;
+                        self.metrics.queued.dec();
+                    }
+                    self.count_drop();
+                }
+                // Only control frames queued and a control frame incoming: keep it anyway.
+                (None, None) => break,
+            }
+        }
+        if q.items.len() < self.config.max_messages / 2 {
+            q.full_since = None;
+        }
+        q.bytes += len;
+        if let Some(p) = incoming {
+            q.per_priority[p.index()] += 1;
+        }
+        q.items.push_back(item);
+        self.metrics.queued.inc();
+    }
+
+    fn count_drop(&self) {
+        self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.metrics.dropped_queue_full.inc();
+    }
+
+    fn mark_close(&self, q: &mut Queue, reason: CloseReason) {
+        if q.close.is_none() {
+            q.close = Some(reason);
+            self.notify.notify_one();
+        }
+    }
+
+    /// Asks the writer to close the connection (after flushing what is queued, for shutdown).
+    pub fn close(&self, reason: CloseReason) {
+        let mut q = self.queue.lock();
+        self.mark_close(&mut q, reason);
+    }
+
+    /// Takes up to `max` queued items. The queue is no longer considered full once drained.
+    pub fn take_batch(&self, max: usize) -> Batch {
+        let mut q = self.queue.lock();
+        let n = q.items.len().min(max);
+        let items: Vec<Outbound> = q.items.drain(..n).collect();
+        for item in &items {
+            q.bytes -= item.len();
+            if let Some(p) = item.rank() {
+                q.per_priority[p.index()] -= 1;
+            }
+        }
+        if q.items.len() < self.config.max_messages / 2 {
+            q.full_since = None;
+        }
+        let more = !q.items.is_empty();
+        let close = q.close;
+        drop(q);
+        self.metrics.queued.dec_by(items.len() as i64);
+        if more {
+            // Leave a permit so the writer comes back for the rest.
+            self.notify.notify_one();
+        }
+        Batch { items, close }
+    }
+
+    /// Called by the writer after it wrote `n` messages.
+    pub fn count_delivered(&self, n: u64) {
+        self.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn queue_depth(&self) -> (usize, usize) {
+        let q = self.queue.lock();
+        (q.items.len(), q.bytes)
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+
+    pub fn subscriptions(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.subs.lock().iter().map(|s| s.as_str().to_owned()).collect();
+        v.sort();
+        v
+    }
+
+    pub(crate) fn begin_recovery(&self, channel: &ChannelName) {
+        self.queue.lock().recovering.insert(channel.clone(), Vec::new());
+    }
+
+    /// Ends the recovery of several channels at once. For each channel it checks that what
+    /// arrived live while history was read continues the replay without a gap (a broker that
+    /// delivers in order always does), then queues the reply built from those answers, then per
+    /// channel the replayed messages and the live ones not already replayed. Replayed messages
+    /// are queued whatever the bounds (history is bounded by config); live ones follow the
+    /// normal policy.
+    pub(crate) fn end_recovery(
+        &self,
+        channels: Vec<Recovery>,
+        reply: impl FnOnce(&[bool]) -> Bytes,
+    ) {
+        let mut q = self.queue.lock();
+        let mut work = Vec::with_capacity(channels.len());
+        let mut contiguous = Vec::with_capacity(channels.len());
+        for r in channels {
+            let buffered = q.recovering.remove(&r.channel).unwrap_or_default();
+            let mut last = r.last_offset;
+            let mut ok = true;
+            for m in &buffered {
+                if m.offset > last {
+                    ok &= m.offset == last + 1;
+                    last = m.offset;
+                }
+            }
+            contiguous.push(ok);
+            work.push((r.replay, buffered, r.last_offset));
+        }
+        let reply = reply(&contiguous);
+        q.bytes += reply.len();
+        q.items.push_back(Outbound::Control(reply));
+        self.metrics.queued.inc();
+        for (replay, buffered, mut last) in work {
+            for m in replay {
+                q.bytes += m.frame.len();
+                q.per_priority[m.priority.index()] += 1;
+                q.items.push_back(Outbound::Message(m));
+                self.metrics.queued.inc();
+            }
+            for m in buffered {
+                if m.offset > last {
+                    last = m.offset;
+                    self.enqueue(&mut q, Outbound::Message(m));
+                }
+            }
+        }
+        drop(q);
+        self.notify.notify_one();
+    }
+}
+
+/// One channel's part in [`Client::end_recovery`].
+pub(crate) struct Recovery {
+    pub channel: ChannelName,
+    pub replay: Vec<Arc<Encoded>>,
+    /// The offset of the last replayed publication (or the position the client was given).
+    pub last_offset: u64,
+}

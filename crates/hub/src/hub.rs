@@ -1,0 +1,516 @@
+//! The hub: who is subscribed to what, and fan-out of every publication to them.
+//!
+//! Subscriptions live in sharded maps keyed by (tenant, channel), so a publish takes one shard
+//! lock and never a global one; patterns are kept per tenant and matched on every publication
+//! of that tenant. Each publication is encoded once (once more per matching pattern, since the
+//! frame names the pattern) and the same bytes are queued to every subscriber.
+//!
+//! Subscribing with recovery never loses or repeats a publication: the client first buffers
+//! live messages for the channel, then joins the subscriber set, then reads history from the
+//! broker, and finally queues the reply, the replay, and the buffered live messages after the
+//! last replayed offset (see `Client::end_recovery`). This only needs the broker to deliver
+//! each channel in offset order, which every broker must.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use pulsewire_model::{ChannelName, Pattern, Position, Priority, Publication, TenantId, is_pattern};
+use pulsewire_proto::{ErrorCode, SubscribeReply, SubscribedChannel, encode_message, encode_reply};
+
+use crate::broker::{Broker, Delivery};
+use crate::client::{Client, Encoded, Recovery, Sub, Transport};
+use crate::config::HubConfig;
+use crate::history::HistorySlice;
+use crate::metrics::{HubMetrics, TransportLabels};
+
+const SHARDS: usize = 64;
+
+type Key = (TenantId, ChannelName);
+
+/// A refused hub operation, with the protocol error code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HubError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl HubError {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+pub type Result<T, E = HubError> = std::result::Result<T, E>;
+
+/// Subscribers of one channel or pattern; removal is O(1) by swapping with the last.
+#[derive(Default)]
+struct Subscribers {
+    list: Vec<Arc<Client>>,
+    index: HashMap<u64, usize>,
+}
+
+impl Subscribers {
+    fn insert(&mut self, c: &Arc<Client>) -> bool {
+        if self.index.contains_key(&c.id) {
+            return false;
+        }
+        self.index.insert(c.id, self.list.len());
+        self.list.push(c.clone());
+        true
+    }
+
+    fn remove(&mut self, id: u64) -> bool {
+        let Some(pos) = self.index.remove(&id) else { return false };
+        self.list.swap_remove(pos);
+        if let Some(moved) = self.list.get(pos) {
+            self.index.insert(moved.id, pos);
+        }
+        true
+    }
+}
+
+struct PatternSubs {
+    pattern: Pattern,
+    subs: Subscribers,
+}
+
+struct Inner {
+    broker: Arc<dyn Broker>,
+    config: HubConfig,
+    metrics: Arc<HubMetrics>,
+    shards: Box<[Mutex<HashMap<Key, Subscribers>>]>,
+    hasher: std::collections::hash_map::RandomState,
+    patterns: RwLock<HashMap<TenantId, Vec<PatternSubs>>>,
+    clients: Mutex<HashMap<u64, Arc<Client>>>,
+    next_id: AtomicU64,
+}
+
+/// Handle to the hub; cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+/// One channel's entry in `GET /api/v1/channels`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelInfo {
+    pub tenant: String,
+    pub name: String,
+    pub subscribers: usize,
+    pub history_size: usize,
+    pub epoch: Option<String>,
+    pub offset: Option<u64>,
+}
+
+struct HubDelivery(Weak<Inner>);
+
+impl Delivery for HubDelivery {
+    fn deliver(&self, tenant: &TenantId, p: &Publication) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.deliver(tenant, p);
+        }
+    }
+}
+
+impl Inner {
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Subscribers>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn deliver(&self, tenant: &TenantId, p: &Publication) {
+        let received = Instant::now();
+        let encode = |pattern: Option<&str>| {
+            Arc::new(Encoded {
+                channel: p.channel.clone(),
+                epoch: p.epoch.clone(),
+                offset: p.offset,
+                priority: p.priority,
+                frame: encode_message(p, pattern),
+                received,
+            })
+        };
+        let key = (tenant.clone(), p.channel.clone());
+        {
+            let map = self.shard(&key).lock();
+            if let Some(subs) = map.get(&key)
+                && !subs.list.is_empty()
+            {
+                let m = encode(None);
+                for c in &subs.list {
+                    c.push_message(&m);
+                }
+            }
+        }
+        let patterns = self.patterns.read();
+        if let Some(list) = patterns.get(tenant) {
+            for ps in list {
+                if !ps.subs.list.is_empty() && ps.pattern.matches(p.channel.as_str()) {
+                    let m = encode(Some(ps.pattern.as_str()));
+                    for c in &ps.subs.list {
+                        c.push_message(&m);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn parse_channel(name: &str) -> Result<ChannelName> {
+    ChannelName::parse(name).map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))
+}
+
+impl Hub {
+    pub fn new(broker: Arc<dyn Broker>, config: HubConfig, metrics: Arc<HubMetrics>) -> Self {
+        let inner = Arc::new(Inner {
+            broker,
+            config,
+            metrics,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            patterns: RwLock::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+        });
+        inner.broker.set_delivery(Arc::new(HubDelivery(Arc::downgrade(&inner))));
+        Self { inner }
+    }
+
+    pub fn metrics(&self) -> &Arc<HubMetrics> {
+        &self.inner.metrics
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// Registers a new connection.
+    pub fn connect(&self, tenant: TenantId, transport: Transport, remote: Option<SocketAddr>) -> Arc<Client> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let client = Arc::new(Client::new(
+            id,
+            tenant,
+            transport,
+            remote,
+            self.inner.config.queue.clone(),
+            self.inner.metrics.clone(),
+        ));
+        self.inner.clients.lock().insert(id, client.clone());
+        let labels = TransportLabels::from(transport);
+        self.inner.metrics.connections.get_or_create(&labels).inc();
+        self.inner.metrics.connections_opened.get_or_create(&labels).inc();
+        client
+    }
+
+    /// Removes a closed connection and all its subscriptions. Idempotent.
+    pub fn disconnect(&self, client: &Arc<Client>) {
+        if self.inner.clients.lock().remove(&client.id).is_none() {
+            return;
+        }
+        let subs: Vec<Sub> = client.subs.lock().drain().collect();
+        for sub in &subs {
+            self.remove_sub(client, sub);
+        }
+        self.inner.metrics.subscriptions.dec_by(subs.len() as i64);
+        let (queued, _) = client.queue_depth();
+        let discarded = client.take_batch(usize::MAX).items.len();
+        debug_assert!(discarded >= queued.min(discarded));
+        self.inner.metrics.dropped_closed(discarded as u64);
+        let labels = TransportLabels::from(client.transport);
+        self.inner.metrics.connections.get_or_create(&labels).dec();
+        self.inner.metrics.connections_closed.get_or_create(&labels).inc();
+    }
+
+    fn remove_sub(&self, client: &Client, sub: &Sub) {
+        match sub {
+            Sub::Channel(ch) => {
+                let key = (client.tenant.clone(), ch.clone());
+                let mut map = self.inner.shard(&key).lock();
+                if let Some(s) = map.get_mut(&key) {
+                    s.remove(client.id);
+                    if s.list.is_empty() {
+                        map.remove(&key);
+                    }
+                }
+            }
+            Sub::Pattern(p) => {
+                let mut patterns = self.inner.patterns.write();
+                if let Some(list) = patterns.get_mut(&client.tenant) {
+                    if let Some(i) = list.iter().position(|ps| ps.pattern.as_str() == &**p) {
+                        list[i].subs.remove(client.id);
+                        if list[i].subs.list.is_empty() {
+                            list.swap_remove(i);
+                        }
+                    }
+                    if list.is_empty() {
+                        patterns.remove(&client.tenant);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn clients(&self) -> Vec<Arc<Client>> {
+        let mut v: Vec<Arc<Client>> = self.inner.clients.lock().values().cloned().collect();
+        v.sort_by_key(|c| c.id);
+        v
+    }
+
+    /// Subscribes `client` to channels and patterns, replaying from `since` where given, and
+    /// queues the `subscribed` reply (followed by any replay) on the client. All or nothing:
+    /// one bad name or an existing subscription refuses the whole command.
+    pub async fn subscribe(
+        &self,
+        client: &Arc<Client>,
+        id: Option<u64>,
+        names: &[String],
+        since: &BTreeMap<String, Position>,
+    ) -> Result<()> {
+        if names.is_empty() {
+            return Err(HubError::new(ErrorCode::BadRequest, "`channels` is empty"));
+        }
+        let mut channels = Vec::new();
+        let mut patterns = Vec::new();
+        let mut seen = HashSet::new();
+        for name in names {
+            if !seen.insert(name.as_str()) {
+                return Err(HubError::new(ErrorCode::BadRequest, format!("{name:?} is listed twice")));
+            }
+            if is_pattern(name) {
+                let p = Pattern::parse(name)
+                    .map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+                if since.contains_key(name) {
+                    return Err(HubError::new(
+                        ErrorCode::BadRequest,
+                        format!("{name:?}: `since` is not supported for patterns"),
+                    ));
+                }
+                patterns.push(p);
+            } else {
+                channels.push(parse_channel(name)?);
+            }
+        }
+        if let Some(extra) = since.keys().find(|k| !seen.contains(k.as_str())) {
+            return Err(HubError::new(ErrorCode::BadRequest, format!("`since` names {extra:?}, which is not in `channels`")));
+        }
+        {
+            let mut subs = client.subs.lock();
+            let limit = self.inner.config.max_subscriptions_per_client;
+            if subs.len() + names.len() > limit {
+                return Err(HubError::new(
+                    ErrorCode::TooManySubscriptions,
+                    format!("at most {limit} subscriptions per connection"),
+                ));
+            }
+            let new: Vec<Sub> = channels
+                .iter()
+                .map(|c| Sub::Channel(c.clone()))
+                .chain(patterns.iter().map(|p| Sub::Pattern(p.arc().clone())))
+                .collect();
+            if let Some(dup) = new.iter().find(|s| subs.contains(*s)) {
+                return Err(HubError::new(
+                    ErrorCode::AlreadySubscribed,
+                    format!("already subscribed to {:?}", dup.as_str()),
+                ));
+            }
+            subs.extend(new);
+        }
+        self.inner.metrics.subscriptions.inc_by(names.len() as i64);
+
+        // Patterns are live only: join them directly.
+        if !patterns.is_empty() {
+            let mut map = self.inner.patterns.write();
+            let list = map.entry(client.tenant.clone()).or_default();
+            for p in &patterns {
+                match list.iter_mut().find(|ps| ps.pattern == *p) {
+                    Some(ps) => {
+                        ps.subs.insert(client);
+                    }
+                    None => {
+                        let mut subs = Subscribers::default();
+                        subs.insert(client);
+                        list.push(PatternSubs { pattern: p.clone(), subs });
+                    }
+                }
+            }
+        }
+        // Channels: buffer live messages, join, read history, then queue reply + replay + live.
+        for ch in &channels {
+            client.begin_recovery(ch);
+            let key = (client.tenant.clone(), ch.clone());
+            self.inner.shard(&key).lock().entry(key).or_default().insert(client);
+        }
+        let mut slices: Vec<HistorySlice> = Vec::with_capacity(channels.len());
+        for ch in &channels {
+            let from = since.get(ch.as_str());
+            // Without `since` only the current position is needed.
+            let limit = if from.is_some() { usize::MAX } else { 0 };
+            match self.inner.broker.history(&client.tenant, ch, from, limit).await {
+                Ok(slice) => slices.push(slice),
+                Err(e) => {
+                    let all: Vec<Sub> = channels
+                        .iter()
+                        .map(|c| Sub::Channel(c.clone()))
+                        .chain(patterns.iter().map(|p| Sub::Pattern(p.arc().clone())))
+                        .collect();
+                    client.end_recovery(
+                        channels
+                            .iter()
+                            .map(|c| Recovery { channel: c.clone(), replay: vec![], last_offset: u64::MAX })
+                            .collect(),
+                        |_| Bytes::new(),
+                    );
+                    self.drop_subs(client, &all);
+                    return Err(HubError::new(ErrorCode::Unavailable, e.to_string()));
+                }
+            }
+        }
+        let received = Instant::now();
+        let recoveries: Vec<Recovery> = channels
+            .iter()
+            .zip(&slices)
+            .map(|(ch, s)| Recovery {
+                channel: ch.clone(),
+                replay: s
+                    .publications
+                    .iter()
+                    .map(|p| {
+                        Arc::new(Encoded {
+                            channel: p.channel.clone(),
+                            epoch: p.epoch.clone(),
+                            offset: p.offset,
+                            priority: p.priority,
+                            frame: encode_message(p, None),
+                            received,
+                        })
+                    })
+                    .collect(),
+                last_offset: s.publications.last().map_or(
+                    since.get(ch.as_str()).filter(|_| s.recovered).map_or(s.top.offset, |p| p.offset),
+                    |p| p.offset,
+                ),
+            })
+            .collect();
+        client.end_recovery(recoveries, |contiguous| {
+            let mut out = BTreeMap::new();
+            for ((ch, s), ok) in channels.iter().zip(&slices).zip(contiguous) {
+                let asked = since.contains_key(ch.as_str());
+                out.insert(
+                    ch.as_str().to_owned(),
+                    SubscribedChannel {
+                        epoch: Some(s.top.epoch.to_string()),
+                        offset: Some(s.top.offset),
+                        recovered: asked.then_some(s.recovered && *ok),
+                        replayed: asked.then_some(s.publications.len()),
+                    },
+                );
+            }
+            for p in &patterns {
+                out.insert(p.as_str().to_owned(), SubscribedChannel::default());
+            }
+            encode_reply(&SubscribeReply { kind: "subscribed".into(), id, channels: out })
+        });
+        Ok(())
+    }
+
+    fn drop_subs(&self, client: &Client, subs: &[Sub]) {
+        let mut removed = 0;
+        {
+            let mut mine = client.subs.lock();
+            for s in subs {
+                removed += i64::from(mine.remove(s));
+            }
+        }
+        for s in subs {
+            self.remove_sub(client, s);
+        }
+        self.inner.metrics.subscriptions.dec_by(removed);
+    }
+
+    /// Unsubscribes from channels and patterns; names not subscribed are ignored.
+    pub fn unsubscribe(&self, client: &Client, names: &[String]) -> Result<()> {
+        let mut subs = Vec::with_capacity(names.len());
+        for name in names {
+            if is_pattern(name) {
+                let p = Pattern::parse(name)
+                    .map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+                subs.push(Sub::Pattern(p.arc().clone()));
+            } else {
+                subs.push(Sub::Channel(parse_channel(name)?));
+            }
+        }
+        let mine: Vec<Sub> = {
+            let held = client.subs.lock();
+            subs.into_iter().filter(|s| held.contains(s)).collect()
+        };
+        self.drop_subs(client, &mine);
+        Ok(())
+    }
+
+    /// Publishes through the broker; returns the publication with its assigned position.
+    pub async fn publish(&self, tenant: &TenantId, channel: &str, data: Bytes, priority: Priority) -> Result<Publication> {
+        let channel = parse_channel(channel)?;
+        let p = self
+            .inner
+            .broker
+            .publish(tenant, &channel, data, priority)
+            .await
+            .map_err(|e| HubError::new(ErrorCode::Unavailable, e.to_string()))?;
+        self.inner.metrics.publications.inc();
+        Ok(p)
+    }
+
+    /// Reads a channel's history; `limit` defaults to everything kept.
+    pub async fn history(
+        &self,
+        tenant: &TenantId,
+        channel: &str,
+        since: Option<&Position>,
+        limit: Option<usize>,
+    ) -> Result<HistorySlice> {
+        let channel = parse_channel(channel)?;
+        self.inner
+            .broker
+            .history(tenant, &channel, since, limit.unwrap_or(usize::MAX))
+            .await
+            .map_err(|e| HubError::new(ErrorCode::Unavailable, e.to_string()))
+    }
+
+    /// Channels with subscribers or kept history, for `GET /api/v1/channels`.
+    pub fn channels(&self) -> Vec<ChannelInfo> {
+        let mut out = Vec::new();
+        for shard in self.inner.shards.iter() {
+            let keys: Vec<(Key, usize)> = shard.lock().iter().map(|(k, s)| (k.clone(), s.list.len())).collect();
+            for ((tenant, ch), n) in keys {
+                let info = self.inner.broker.channel_info(&tenant, &ch);
+                out.push(ChannelInfo {
+                    tenant: tenant.as_str().to_owned(),
+                    name: ch.as_str().to_owned(),
+                    subscribers: n,
+                    history_size: info.as_ref().map_or(0, |i| i.0),
+                    epoch: info.as_ref().map(|i| i.1.epoch.to_string()),
+                    offset: info.as_ref().map(|i| i.1.offset),
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
+        out
+    }
+
+    /// Number of channels with at least one subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.lock().len()).sum()
+    }
+}

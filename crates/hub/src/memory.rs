@@ -1,0 +1,172 @@
+//! The in-process broker: offsets, history rings and delivery for a single node.
+//!
+//! Channels live in sharded maps so publishes to different channels rarely share a lock. A
+//! publish appends to the ring and hands the publication to the delivery while holding its
+//! shard's lock: that is what keeps delivery in offset order per channel, and what lets a
+//! subscriber's history read and its live feed meet without a gap (see `Hub::subscribe`).
+//! History is in memory only, so every channel gets a fresh random epoch when it is created:
+//! after a restart, or after an idle channel was swept, old positions can never match.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pulsewire_model::{ChannelName, Position, Priority, Publication, TenantId};
+use rand::Rng;
+
+use crate::broker::{Broker, BrokerError, Delivery};
+use crate::config::HubConfig;
+use crate::history::{HistoryRing, HistorySlice};
+
+const SHARDS: usize = 64;
+
+type Key = (TenantId, ChannelName);
+
+struct Entry {
+    ring: HistoryRing,
+    size: usize,
+    ttl_ms: u64,
+    last_publish_ms: u64,
+}
+
+pub struct MemoryBroker {
+    shards: Box<[Mutex<HashMap<Key, Entry>>]>,
+    hasher: std::collections::hash_map::RandomState,
+    config: HubConfig,
+    delivery: OnceLock<Arc<dyn Delivery>>,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A fresh epoch: 8 random base62 characters.
+fn new_epoch() -> Arc<str> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    let s: String = (0..8)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect();
+    Arc::from(s)
+}
+
+impl MemoryBroker {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: Default::default(),
+            config,
+            delivery: OnceLock::new(),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Entry>> {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    fn new_entry(&self, channel: &ChannelName) -> Entry {
+        let h = self.config.history_for(channel.namespace());
+        Entry {
+            ring: HistoryRing::new(new_epoch()),
+            size: h.size,
+            ttl_ms: h.ttl.as_millis() as u64,
+            last_publish_ms: now_ms(),
+        }
+    }
+
+    /// Drops expired publications everywhere, and forgets channels that have kept nothing and
+    /// seen no publication for their TTL. Returns how many channels were forgotten.
+    pub fn sweep(&self) -> usize {
+        let now = now_ms();
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            let mut map = shard.lock();
+            map.retain(|_, e| {
+                e.ring.trim_older_than(now.saturating_sub(e.ttl_ms));
+                let keep = !e.ring.is_empty() || now.saturating_sub(e.last_publish_ms) < e.ttl_ms;
+                removed += usize::from(!keep);
+                keep
+            });
+        }
+        removed
+    }
+
+    /// How often [`MemoryBroker::sweep`] should run.
+    pub fn sweep_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    async fn publish(
+        &self,
+        tenant: &TenantId,
+        channel: &ChannelName,
+        data: Bytes,
+        priority: Priority,
+    ) -> Result<Publication, BrokerError> {
+        let key = (tenant.clone(), channel.clone());
+        let mut map = self.shard(&key).lock();
+        let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
+        let ts = now_ms();
+        entry.last_publish_ms = ts;
+        entry.ring.trim_older_than(ts.saturating_sub(entry.ttl_ms));
+        let p = entry.ring.append(entry.size, |epoch, offset| Publication {
+            channel: channel.clone(),
+            epoch,
+            offset,
+            ts,
+            priority,
+            data,
+        });
+        if let Some(d) = self.delivery.get() {
+            d.deliver(tenant, &p);
+        }
+        Ok(p)
+    }
+
+    async fn history(
+        &self,
+        tenant: &TenantId,
+        channel: &ChannelName,
+        since: Option<&Position>,
+        limit: usize,
+    ) -> Result<HistorySlice, BrokerError> {
+        let key = (tenant.clone(), channel.clone());
+        let mut map = self.shard(&key).lock();
+        // Reading creates the channel, so that the position handed to a subscriber stays valid
+        // for the first publication after it.
+        let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
+        entry.ring.trim_older_than(now_ms().saturating_sub(entry.ttl_ms));
+        Ok(entry.ring.read(since, limit))
+    }
+
+    fn set_delivery(&self, delivery: Arc<dyn Delivery>) {
+        // Only the first call takes effect, by contract.
+        let _ = self.delivery.set(delivery);
+    }
+
+    fn history_stats(&self) -> (usize, usize) {
+        let mut channels = 0;
+        let mut kept = 0;
+        for shard in self.shards.iter() {
+            let map = shard.lock();
+            channels += map.len();
+            kept += map.values().map(|e| e.ring.len()).sum::<usize>();
+        }
+        (channels, kept)
+    }
+
+    fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)> {
+        let key = (tenant.clone(), channel.clone());
+        let map = self.shard(&key).lock();
+        map.get(&key).map(|e| (e.ring.len(), e.ring.position()))
+    }
+}

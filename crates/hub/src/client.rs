@@ -125,6 +125,7 @@ pub struct Client {
     metrics: Arc<HubMetrics>,
     queue: Mutex<Queue>,
     notify: Notify,
+    closing: Notify,
     pub(crate) subs: Mutex<HashSet<Sub>>,
     dropped: AtomicU64,
     delivered: AtomicU64,
@@ -161,6 +162,7 @@ impl Client {
             metrics,
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
+            closing: Notify::new(),
             subs: Mutex::new(HashSet::new()),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
@@ -170,6 +172,17 @@ impl Client {
     /// Waits until there is something to write or the client is to be closed.
     pub async fn ready(&self) {
         self.notify.notified().await
+    }
+
+    /// Resolves when the client is to be closed without flushing (a slow consumer); writers
+    /// race their socket writes against it, since a stalled socket never finishes a write.
+    pub async fn aborted(&self) {
+        loop {
+            if self.queue.lock().close == Some(CloseReason::SlowConsumer) {
+                return;
+            }
+            self.closing.notified().await;
+        }
     }
 
     /// Queues a reply or error frame.
@@ -186,6 +199,7 @@ impl Client {
     pub(crate) fn push_message(&self, m: &Arc<Encoded>) {
         let mut q = self.queue.lock();
         if q.close.is_some() {
+            self.metrics.dropped_closed(1);
             return;
         }
         if !q.recovering.is_empty()
@@ -257,7 +271,11 @@ impl Client {
     fn mark_close(&self, q: &mut Queue, reason: CloseReason) {
         if q.close.is_none() {
             q.close = Some(reason);
+            if reason == CloseReason::SlowConsumer {
+                self.metrics.slow_consumer_closes.inc();
+            }
             self.notify.notify_one();
+            self.closing.notify_one();
         }
     }
 

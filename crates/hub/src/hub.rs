@@ -271,13 +271,16 @@ impl Hub {
     /// Subscribes `client` to channels and patterns, replaying from `since` where given, and
     /// queues the `subscribed` reply (followed by any replay) on the client. All or nothing:
     /// one bad name or an existing subscription refuses the whole command.
+    ///
+    /// Returns, per channel, the position that delivery continues from: the `since` position
+    /// when it was recovered, else the channel's current position.
     pub async fn subscribe(
         &self,
         client: &Arc<Client>,
         id: Option<u64>,
         names: &[String],
         since: &BTreeMap<String, Position>,
-    ) -> Result<()> {
+    ) -> Result<Vec<(ChannelName, Position)>> {
         if names.is_empty() {
             return Err(HubError::new(ErrorCode::BadRequest, "`channels` is empty"));
         }
@@ -403,10 +406,16 @@ impl Hub {
                 ),
             })
             .collect();
+        let mut starts = Vec::with_capacity(channels.len());
         client.end_recovery(recoveries, |contiguous| {
             let mut out = BTreeMap::new();
             for ((ch, s), ok) in channels.iter().zip(&slices).zip(contiguous) {
                 let asked = since.contains_key(ch.as_str());
+                let start = match since.get(ch.as_str()) {
+                    Some(p) if s.recovered && *ok => p.clone(),
+                    _ => s.top.clone(),
+                };
+                starts.push((ch.clone(), start));
                 out.insert(
                     ch.as_str().to_owned(),
                     SubscribedChannel {
@@ -422,7 +431,7 @@ impl Hub {
             }
             encode_reply(&SubscribeReply { kind: "subscribed".into(), id, channels: out })
         });
-        Ok(())
+        Ok(starts)
     }
 
     fn drop_subs(&self, client: &Client, subs: &[Sub]) {

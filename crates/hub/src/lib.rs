@@ -17,4 +17,4 @@ pub use config::{HistoryConfig, HubConfig, QueueConfig};
 pub use history::{HistoryRing, HistorySlice};
 pub use hub::{ChannelInfo, Hub, HubError};
 pub use memory::{MemoryBroker, now_ms};
-pub use metrics::HubMetrics;
+pub use metrics::{HubMetrics, metrics_labels};

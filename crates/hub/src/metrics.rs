@@ -10,10 +10,12 @@ use prometheus_client::registry::Registry;
 
 use crate::client::Transport;
 
+// Variant names are the label values Prometheus users see, hence lower case.
+#[allow(non_camel_case_types)]
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum TransportLabel {
-    Websocket,
-    Sse,
+    websocket,
+    sse,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,19 +26,20 @@ pub struct TransportLabels {
 impl From<Transport> for TransportLabels {
     fn from(t: Transport) -> Self {
         let transport = match t {
-            Transport::WebSocket => TransportLabel::Websocket,
-            Transport::Sse => TransportLabel::Sse,
+            Transport::WebSocket => TransportLabel::websocket,
+            Transport::Sse => TransportLabel::sse,
         };
         Self { transport }
     }
 }
 
+#[allow(non_camel_case_types)]
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum DropReason {
     /// Dropped by the queue policy because the connection's queue was full.
-    QueueFull,
+    queue_full,
     /// Still queued when a connection was closed (slow consumer, network error, shutdown).
-    Closed,
+    closed,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,7 +67,7 @@ impl Default for HubMetrics {
     fn default() -> Self {
         let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
         let dropped = Family::<DropLabels, Counter>::default();
-        let dropped_queue_full = dropped.get_or_create(&DropLabels { reason: DropReason::QueueFull }).clone();
+        let dropped_queue_full = dropped.get_or_create(&DropLabels { reason: DropReason::queue_full }).clone();
         Self {
             connections: Default::default(),
             connections_opened: Default::default(),
@@ -101,7 +104,18 @@ impl HubMetrics {
         );
     }
 
-    pub fn dropped_closed(&self, n: u64) {
-        self.dropped.get_or_create(&DropLabels { reason: DropReason::Closed }).inc_by(n);
+    /// Messages dropped so far: for a closed connection (`closed`) or by the queue policy.
+    pub fn dropped_count(&self, closed: bool) -> u64 {
+        let reason = if closed { DropReason::closed } else { DropReason::queue_full };
+        self.dropped.get_or_create(&DropLabels { reason }).get()
     }
+
+    pub fn dropped_closed(&self, n: u64) {
+        self.dropped.get_or_create(&DropLabels { reason: DropReason::closed }).inc_by(n);
+    }
+}
+
+/// The label set for a transport, for reading the per-transport families.
+pub fn metrics_labels(t: Transport) -> TransportLabels {
+    TransportLabels::from(t)
 }

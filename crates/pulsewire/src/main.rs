@@ -1,1 +1,132 @@
-fn main() {}
+//! The `pulsewire` binary: command line, configuration loading, logging, signals, and wiring of
+//! the server. Everything it runs lives in the library crates.
+
+mod settings;
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use pulsewire_server::{Config, LogFormat, Server};
+
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[derive(Parser)]
+#[command(name = "pulsewire", version, about = "A real-time metrics and events hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a Pulsewire node.
+    Serve(settings::ServeArgs),
+    /// Print the default configuration as TOML.
+    DefaultConfig,
+    /// Load generators and benchmark scenarios.
+    #[command(subcommand)]
+    Bench(pulsewire_bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let (config, source) = match settings::load(&args) {
+                Ok(c) => c,
+                Err(problems) => {
+                    eprintln!("pulsewire: invalid configuration:");
+                    for p in problems {
+                        eprintln!("  - {p}");
+                    }
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(&config);
+            match serve(config, source) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("pulsewire: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DefaultConfig => match settings::default_toml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pulsewire: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Bench(cmd) => match pulsewire_bench::run_blocking(cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("pulsewire bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn serve(config: Config, source: String) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async move {
+        let server = Server::start(config.clone()).await?;
+        let addr = server.local_addr();
+        tracing::info!(config = %source, data_dir = %config.data_dir.display(), "pulsewire {} started", env!("CARGO_PKG_VERSION"));
+        println!("Pulsewire {} is serving on http://{addr}", env!("CARGO_PKG_VERSION"));
+        println!("  WebSocket    ws://{addr}/ws");
+        println!("  SSE          http://{addr}/sse?channels=NAME");
+        println!("  publish      POST http://{addr}/api/v1/publish");
+        println!("  stats        http://{addr}/api/v1/stats   metrics http://{addr}/metrics");
+        println!("  health       http://{addr}/health   ready http://{addr}/ready");
+        println!("  configuration: {source}");
+        println!("  data directory: {}", config.data_dir.display());
+        wait_for_signal().await;
+        tracing::info!("signal received: shutting down");
+        server.shutdown();
+        server.wait().await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

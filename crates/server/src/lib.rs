@@ -1,1 +1,146 @@
-//! placeholder
+//! Pulsewire's HTTP surface and the server's lifecycle: the axum router (WebSocket, SSE,
+//! publish API, operations endpoints), the background tasks, and graceful shutdown. This is the
+//! only crate that knows HTTP; the hub behind it knows nothing of sockets.
+
+mod api;
+mod config;
+mod error;
+mod sse;
+mod state;
+mod transport;
+mod ws;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::{get, post};
+use pulsewire_hub::{Hub, HubMetrics, MemoryBroker};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, HttpConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig, WebSocketConfig};
+pub use error::ApiError;
+pub use state::AppState;
+
+/// A running server.
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    state: AppState,
+}
+
+impl Server {
+    /// Binds `config.listen` (port 0 picks a free port) and starts serving.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::start_on(listener, config).await
+    }
+
+    pub async fn start_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
+        let addr = listener.local_addr()?;
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        let metrics = Arc::new(HubMetrics::default());
+        let broker = Arc::new(MemoryBroker::new(config.hub.clone()));
+        let hub = Hub::new(broker.clone(), config.hub.clone(), metrics.clone());
+        let state = AppState::new(hub, config, metrics);
+        let shutdown = CancellationToken::new();
+
+        let router = router(state.clone());
+        let tasks = CancellationToken::new();
+        let sweeper = spawn_sweeper(broker, tasks.clone());
+        let sampler = state::spawn_rate_sampler(state.clone(), tasks.clone());
+        let drain = {
+            let state = state.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown.cancelled().await;
+                state.begin_shutdown();
+            }
+        };
+        let task_state = state.clone();
+        let server_shutdown = shutdown.clone();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(drain);
+            let limit = task_state.config().shutdown.timeout;
+            let result = tokio::select! {
+                r = serve => r.context("server failed"),
+                // Bounded: whatever is still open when the timeout passes is dropped.
+                _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => Ok(()),
+            };
+            // WebSocket connections are not tracked by the HTTP server once upgraded: wait for
+            // them (they were told to close by `begin_shutdown`), within the same bound.
+            let waited = tokio::time::timeout(limit, task_state.wait_for_clients()).await;
+            if waited.is_err() {
+                tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: closing remaining connections");
+            }
+            tasks.cancel();
+            let _ = sweeper.await;
+            let _ = sampler.await;
+            result
+        });
+        Ok(Server { addr, shutdown, task, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Starts a graceful shutdown; [`Server::wait`] returns when it is done.
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+}
+
+fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(broker.sweep_interval());
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let removed = broker.sweep();
+                    if removed > 0 {
+                        tracing::debug!(removed, "forgot idle channels");
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Every route the server answers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/sse", get(sse::stream))
+        .route("/api/v1/publish", post(api::publish))
+        .route("/api/v1/broadcast", post(api::broadcast))
+        .route("/api/v1/history", get(api::history))
+        .route("/api/v1/stats", get(api::stats))
+        .route("/api/v1/channels", get(api::channels))
+        .route("/api/v1/clients", get(api::clients))
+        .route("/health", get(api::health))
+        .route("/ready", get(api::ready))
+        .route("/metrics", get(api::metrics))
+        .with_state(state)
+}
+
+/// Time to wait between checks while draining; short, since it only bounds shutdown latency.
+pub(crate) const DRAIN_POLL: Duration = Duration::from_millis(20);

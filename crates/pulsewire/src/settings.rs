@@ -1,0 +1,141 @@
+//! Configuration loading: defaults, then a TOML file (`--config`), then `PULSEWIRE_*`
+//! environment variables (nested keys joined by `__`, e.g. `PULSEWIRE_HUB__QUEUE__MAX_MESSAGES`),
+//! then flags. Every problem is collected and reported by key, not just the first.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use pulsewire_server::{Config, LogFormat};
+use serde::Serialize;
+
+const ENV_PREFIX: &str = "PULSEWIRE_";
+
+#[derive(Args, Debug, Default, Serialize)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./pulsewire-data].
+    #[arg(long, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    #[serde(skip)]
+    pub log_json: bool,
+}
+
+#[derive(Serialize)]
+struct LogOverride {
+    format: LogFormat,
+}
+
+#[derive(Serialize)]
+struct LogFlags {
+    log: LogOverride,
+}
+
+/// Loads and validates the configuration; on failure returns every problem found.
+pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
+    let mut figment = Figment::from(Serialized::defaults(Config::default()));
+    let mut sources = vec!["defaults".to_string()];
+    if let Some(path) = &args.config {
+        if !path.exists() {
+            return Err(vec![format!("--config: file {} does not exist", path.display())]);
+        }
+        figment = figment.merge(Toml::file_exact(path));
+        sources.push(path.display().to_string());
+    }
+    let env_keys: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_PREFIX)).collect();
+    if !env_keys.is_empty() {
+        sources.push(format!("environment ({})", env_keys.join(", ")));
+    }
+    figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+    figment = figment.merge(Serialized::defaults(args));
+    if args.log_json {
+        figment = figment.merge(Serialized::defaults(LogFlags { log: LogOverride { format: LogFormat::Json } }));
+    }
+    if args.listen.is_some() || args.data_dir.is_some() || args.log_json {
+        sources.push("flags".into());
+    }
+    let config: Config = figment.extract().map_err(|e| e.into_iter().map(describe).collect::<Vec<_>>())?;
+    let problems = config.problems();
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok((config, sources.join(" + ")))
+}
+
+fn describe(e: figment::Error) -> String {
+    let key = e.path.join(".");
+    let from = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
+    let mut kind = e.kind.to_string();
+    if kind.is_empty() {
+        kind = e.to_string();
+    }
+    match (key.is_empty(), from.is_empty()) {
+        (false, false) => format!("{key}: {kind} (from {from})"),
+        (false, true) => format!("{key}: {kind}"),
+        _ => kind,
+    }
+}
+
+/// The default configuration as TOML, for `pulsewire default-config` and docs/config.md.
+pub fn default_toml() -> anyhow::Result<String> {
+    Ok(toml::to_string_pretty(&Config::default())?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_problems_are_all_reported_by_key() {
+        let dir = std::env::temp_dir().join(format!("pulsewire-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            "listen = \"nope\"\n[websocket]\nping_interval = \"0s\"\n[hub.queue]\nmax_messages = 0\n",
+        )
+        .unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let problems = load(&args).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("listen:")), "{problems:?}");
+
+        std::fs::write(&path, "[websocket]\nping_interval = \"0s\"\n[hub.queue]\nmax_messages = 0\n").unwrap();
+        let problems = load(&args).unwrap_err();
+        assert_eq!(
+            problems,
+            vec!["websocket.ping_interval: must be above zero", "hub.queue.max_messages: must be at least 1"]
+        );
+
+        std::fs::write(&path, "[websocket]\nping_intervall = \"1s\"\n").unwrap();
+        let problems = load(&args).unwrap_err();
+        assert!(problems[0].contains("ping_intervall"), "{problems:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let args = ServeArgs { listen: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
+        let (config, source) = load(&args).unwrap();
+        assert_eq!(config.listen.port(), 9999);
+        assert!(source.ends_with("flags"), "{source}");
+    }
+
+    #[test]
+    fn default_config_round_trips() {
+        let text = default_toml().unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, Config::default());
+    }
+}

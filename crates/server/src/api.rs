@@ -1,0 +1,277 @@
+//! Client commands (shared by the WebSocket transport) and the HTTP API: publish, broadcast,
+//! history, and the operations endpoints (health, readiness, metrics, stats, channels, clients).
+
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use axum::Json;
+use axum::body::Bytes as BodyBytes;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use pulsewire_hub::{Client, Hub};
+
+use pulsewire_model::{Position, Priority, TenantId};
+use pulsewire_proto::{ClientCommand, ErrorCode, HistoryReply, PublishReply, encode_reply};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::{ApiError, AppState};
+
+/// Runs one client command, queueing its reply on the client.
+pub async fn execute(state: &AppState, client: &Arc<Client>, cmd: ClientCommand) -> Result<(), (Option<u64>, ApiError)> {
+    let hub = state.hub();
+    match cmd {
+        ClientCommand::Subscribe { id, channels, since } => {
+            hub.subscribe(client, id, &channels, &since).await.map_err(|e| (id, e.into()))?;
+            Ok(())
+        }
+        ClientCommand::Unsubscribe { id, channels } => {
+            hub.unsubscribe(client, &channels).map_err(|e| (id, ApiError::from(e)))?;
+            #[derive(Serialize)]
+            struct Reply<'a> {
+                #[serde(rename = "type")]
+                kind: &'static str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                id: Option<u64>,
+                channels: &'a [String],
+            }
+            client.push_control(encode_reply(&Reply { kind: "unsubscribed", id, channels: &channels }));
+            Ok(())
+        }
+        ClientCommand::Publish { id, channel, data, priority } => {
+            let p = hub.publish(&client.tenant, &channel, data, priority).await.map_err(|e| (id, e.into()))?;
+            client.push_control(encode_reply(&PublishReply {
+                kind: Some("published".into()),
+                id,
+                channel: p.channel.as_str().to_owned(),
+                epoch: p.epoch.to_string(),
+                offset: p.offset,
+            }));
+            Ok(())
+        }
+        ClientCommand::History { id, channel, limit, since } => {
+            let frame = history_frame(hub, &client.tenant, id, &channel, since.as_ref(), limit)
+                .await
+                .map_err(|e| (id, e))?;
+            client.push_control(frame);
+            Ok(())
+        }
+        ClientCommand::Ping { id } => {
+            #[derive(Serialize)]
+            struct Pong {
+                #[serde(rename = "type")]
+                kind: &'static str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                id: Option<u64>,
+            }
+            client.push_control(encode_reply(&Pong { kind: "pong", id }));
+            Ok(())
+        }
+    }
+}
+
+/// The `history` reply: publications as `message` frames, oldest first.
+async fn history_frame(
+    hub: &Hub,
+    tenant: &TenantId,
+    id: Option<u64>,
+    channel: &str,
+    since: Option<&Position>,
+    limit: Option<usize>,
+) -> Result<Bytes, ApiError> {
+    let slice = hub.history(tenant, channel, since, limit).await?;
+    let frames: Vec<Box<RawValue>> = slice
+        .publications
+        .iter()
+        .map(|p| {
+            let text = String::from_utf8_lossy(&pulsewire_proto::encode_message(p, None)).into_owned();
+            RawValue::from_string(text).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(encode_reply(&HistoryReply {
+        kind: "history",
+        id,
+        channel,
+        epoch: &slice.top.epoch,
+        offset: slice.top.offset,
+        recovered: since.map(|_| slice.recovered),
+        publications: frames.iter().map(|b| &**b).collect(),
+    }))
+}
+
+fn json_response(bytes: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
+}
+
+/// Parses a JSON body, with its size checked against `http.max_body_bytes`.
+fn parse_body<'a, T: Deserialize<'a>>(state: &AppState, body: &'a [u8]) -> Result<T, ApiError> {
+    let limit = state.config().http.max_body_bytes;
+    if body.len() > limit {
+        return Err(ApiError::new(ErrorCode::FrameTooLarge, format!("body of {} bytes exceeds the limit of {limit}", body.len())));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_syntax() || e.is_eof() { ErrorCode::BadJson } else { ErrorCode::BadRequest };
+        ApiError::new(code, e.to_string())
+    })
+}
+
+fn check_ready(state: &AppState) -> Result<(), ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "server is shutting down"));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody<'a> {
+    channel: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default)]
+    priority: Priority,
+}
+
+pub async fn publish(State(state): State<AppState>, body: BodyBytes) -> Result<Response, ApiError> {
+    check_ready(&state)?;
+    let req: PublishBody<'_> = parse_body(&state, &body)?;
+    let tenant = TenantId::default_tenant();
+    let data = Bytes::copy_from_slice(req.data.get().as_bytes());
+    let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
+    Ok(json_response(encode_reply(&PublishReply {
+        kind: None,
+        id: None,
+        channel: p.channel.as_str().to_owned(),
+        epoch: p.epoch.to_string(),
+        offset: p.offset,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BroadcastBody<'a> {
+    channels: Vec<String>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(default)]
+    priority: Priority,
+}
+
+pub async fn broadcast(State(state): State<AppState>, body: BodyBytes) -> Result<Response, ApiError> {
+    check_ready(&state)?;
+    let req: BroadcastBody<'_> = parse_body(&state, &body)?;
+    if req.channels.is_empty() {
+        return Err(ApiError::new(ErrorCode::BadRequest, "`channels` is empty"));
+    }
+    // All names are checked before anything is published: a bad name refuses the whole request.
+    for name in &req.channels {
+        pulsewire_model::ChannelName::parse(name)
+            .map_err(|e| ApiError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+    }
+    let tenant = TenantId::default_tenant();
+    let data = Bytes::copy_from_slice(req.data.get().as_bytes());
+    let mut results = Vec::with_capacity(req.channels.len());
+    for name in &req.channels {
+        let p = state.hub().publish(&tenant, name, data.clone(), req.priority).await?;
+        results.push(PublishReply {
+            kind: None,
+            id: None,
+            channel: p.channel.as_str().to_owned(),
+            epoch: p.epoch.to_string(),
+            offset: p.offset,
+        });
+    }
+    Ok(Json(serde_json::json!({ "results": results })).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct HistoryQuery {
+    channel: String,
+    limit: Option<usize>,
+    since_epoch: Option<String>,
+    since_offset: Option<u64>,
+}
+
+pub async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
+    let since = match (q.since_epoch, q.since_offset) {
+        (Some(epoch), Some(offset)) => Some(Position { epoch: epoch.into(), offset }),
+        (None, None) => None,
+        _ => return Err(ApiError::new(ErrorCode::BadRequest, "give both since_epoch and since_offset, or neither")),
+    };
+    let frame = history_frame(state.hub(), &TenantId::default_tenant(), None, &q.channel, since.as_ref(), q.limit).await?;
+    Ok(json_response(frame))
+}
+
+pub async fn health() -> &'static str {
+    "ok"
+}
+
+pub async fn ready(State(state): State<AppState>) -> Response {
+    if state.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response()
+    } else {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, state.registry())
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response())
+}
+
+pub async fn stats(State(state): State<AppState>) -> Response {
+    use pulsewire_hub::{Transport, metrics_labels};
+    let m = state.metrics();
+    let conns = |t: Transport| m.connections.get_or_create(&metrics_labels(t)).get();
+    let ws = conns(Transport::WebSocket);
+    let sse = conns(Transport::Sse);
+    let rates = state.rates();
+    let (history_channels, history_kept) = state.hub().broker().history_stats();
+    Json(serde_json::json!({
+        "connections": { "websocket": ws, "sse": sse, "total": ws + sse },
+        "channels": state.hub().channel_count(),
+        "history": { "channels": history_channels, "publications": history_kept },
+        "subscriptions": m.subscriptions.get(),
+        "publications": m.publications.get(),
+        "delivered": m.delivered.get(),
+        "dropped": { "queue_full": m.dropped_count(false), "closed": m.dropped_count(true) },
+        "slow_consumer_closes": m.slow_consumer_closes.get(),
+        "heartbeat_timeouts": m.heartbeat_timeouts.get(),
+        "queued": m.queued.get(),
+        "messages_in_per_sec": rates.in_per_sec,
+        "messages_out_per_sec": rates.out_per_sec,
+    }))
+    .into_response()
+}
+
+pub async fn channels(State(state): State<AppState>) -> Response {
+    Json(serde_json::json!({ "channels": state.hub().channels() })).into_response()
+}
+
+pub async fn clients(State(state): State<AppState>) -> Response {
+    let list: Vec<serde_json::Value> = state
+        .hub()
+        .clients()
+        .iter()
+        .map(|c| {
+            let (depth, bytes) = c.queue_depth();
+            serde_json::json!({
+                "id": c.id,
+                "tenant": c.tenant.as_str(),
+                "transport": c.transport.as_str(),
+                "remote_addr": c.remote.map(|a| a.to_string()),
+                "subscriptions": c.subscriptions(),
+                "queue_depth": depth,
+                "queue_bytes": bytes,
+                "delivered": c.delivered(),
+                "dropped": c.dropped(),
+                "connected_since": c.connected_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "clients": list })).into_response()
+}

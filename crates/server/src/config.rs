@@ -1,0 +1,214 @@
+//! The whole server configuration: one typed struct per subsystem, each field with a default
+//! and a doc line. The binary fills it from defaults, a TOML file, `PULSEWIRE_*` variables and
+//! flags (in that order); `Config::problems` then lists every invalid value by its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use pulsewire_hub::HubConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on for HTTP, WebSocket and SSE.
+    pub listen: SocketAddr,
+    /// Directory for Pulsewire's data; created at start if missing.
+    pub data_dir: PathBuf,
+    /// Logging.
+    pub log: LogConfig,
+    /// WebSocket transport.
+    pub websocket: WebSocketConfig,
+    /// Server-Sent Events transport.
+    pub sse: SseConfig,
+    /// HTTP API.
+    pub http: HttpConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Channels, history and per-connection queues.
+    pub hub: HubConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./pulsewire-data"),
+            log: LogConfig::default(),
+            websocket: WebSocketConfig::default(),
+            sse: SseConfig::default(),
+            http: HttpConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            hub: HubConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable) or `json`.
+    pub format: LogFormat,
+    /// Filter in `tracing` syntax, e.g. `info` or `pulsewire_server=debug,info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// How often the server sends a WebSocket ping.
+    #[serde(with = "humantime_serde")]
+    pub ping_interval: Duration,
+    /// How long the server waits for an answer to a ping before closing with 4005.
+    #[serde(with = "humantime_serde")]
+    pub pong_timeout: Duration,
+    /// Largest frame a client may send; larger ones close the connection with 4009.
+    pub max_frame_bytes: usize,
+    /// Read buffer per connection, in bytes (memory per idle connection depends on it).
+    pub read_buffer_bytes: usize,
+    /// Most queued messages written to the socket in one go.
+    pub write_batch: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            read_buffer_bytes: 4096,
+            write_batch: 64,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseConfig {
+    /// How often an idle stream gets a comment line, so proxies keep it open.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat: Duration,
+    /// The `retry:` reconnection delay sent to clients.
+    #[serde(with = "humantime_serde")]
+    pub retry: Duration,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self { heartbeat: Duration::from_secs(15), retry: Duration::from_secs(2) }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest request body accepted by the publish API, in bytes (413 above).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Upper bound on the whole graceful shutdown; what is left is closed at once.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connections told to reconnect per batch, so they do not all reconnect at once.
+    pub batch_size: usize,
+    /// Pause between batches.
+    #[serde(with = "humantime_serde")]
+    pub batch_interval: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            batch_size: 1000,
+            batch_interval: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Config {
+    /// Every invalid value, each prefixed with its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let positive = |out: &mut Vec<String>, key: &str, d: Duration| {
+            if d.is_zero() {
+                out.push(format!("{key}: must be above zero"));
+            }
+        };
+        positive(&mut out, "websocket.ping_interval", self.websocket.ping_interval);
+        positive(&mut out, "websocket.pong_timeout", self.websocket.pong_timeout);
+        positive(&mut out, "sse.heartbeat", self.sse.heartbeat);
+        positive(&mut out, "shutdown.timeout", self.shutdown.timeout);
+        if self.websocket.max_frame_bytes < 256 {
+            out.push("websocket.max_frame_bytes: must be at least 256".into());
+        }
+        if !(256..=1 << 20).contains(&self.websocket.read_buffer_bytes) {
+            out.push("websocket.read_buffer_bytes: must be between 256 and 1048576".into());
+        }
+        if self.websocket.write_batch == 0 {
+            out.push("websocket.write_batch: must be at least 1".into());
+        }
+        if self.http.max_body_bytes < 256 {
+            out.push("http.max_body_bytes: must be at least 256".into());
+        }
+        if self.shutdown.batch_size == 0 {
+            out.push("shutdown.batch_size: must be at least 1".into());
+        }
+        out.extend(self.hub.problems("hub."));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().problems(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let mut c = Config::default();
+        c.websocket.ping_interval = Duration::ZERO;
+        c.http.max_body_bytes = 1;
+        c.hub.queue.max_messages = 0;
+        c.hub.namespaces.insert("bad ns".into(), Default::default());
+        assert_eq!(
+            c.problems(),
+            vec![
+                "websocket.ping_interval: must be above zero",
+                "http.max_body_bytes: must be at least 256",
+                "hub.namespaces.bad ns: not a valid namespace name",
+                "hub.queue.max_messages: must be at least 1",
+            ]
+        );
+    }
+}

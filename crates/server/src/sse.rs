@@ -1,0 +1,259 @@
+//! The Server-Sent Events transport: `GET /sse?channels=a,b`.
+//!
+//! Each `message` event's `id:` is a resume position for every channel of the stream:
+//! `v1` then, for each non-pattern channel in sorted name order, `.<epoch>-<offset>`. A
+//! reconnect that sends it back (the `Last-Event-ID` header, or `last_event_id` in the query
+//! for a first connection) resumes each channel with the same no-loss rule as WebSocket, and the
+//! `subscribed` event that opens every stream says per channel whether it `recovered`.
+//!
+//! Known limit: a peer that stops reading stalls the HTTP body, so the stream is not polled and
+//! cannot notice it was marked a slow consumer; its queue stays bounded (and counts drops) until
+//! TCP gives up on the peer.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use bytes::{BufMut, Bytes, BytesMut};
+use pulsewire_hub::{Client, CloseReason, Outbound, Transport};
+use pulsewire_model::{ChannelName, Position, TenantId, is_pattern};
+use pulsewire_proto::{CloseCode, ErrorCode};
+use serde::Deserialize;
+
+use crate::transport::{DisconnectGuard, record_delivered};
+use crate::{ApiError, AppState};
+
+#[derive(Deserialize)]
+pub struct SseQuery {
+    channels: String,
+    last_event_id: Option<String>,
+}
+
+/// Encodes the resume id from the stream's positions.
+fn encode_id(positions: &[(ChannelName, Arc<str>, u64)]) -> String {
+    let mut id = String::from("v1");
+    for (_, epoch, offset) in positions {
+        let _ = write!(id, ".{epoch}-{offset}");
+    }
+    id
+}
+
+/// Decodes a resume id for the stream's channels (sorted). A malformed id or one for another
+/// set of channels gives positions that cannot match, so every channel reports
+/// `recovered: false` instead of silently starting fresh.
+fn decode_id(id: &str, channels: &[ChannelName]) -> BTreeMap<String, Position> {
+    let parsed: Option<Vec<Position>> = (|| {
+        let mut parts = id.split('.');
+        if parts.next()? != "v1" {
+            return None;
+        }
+        let v: Vec<Position> = parts
+            .map(|p| {
+                let (epoch, offset) = p.split_once('-')?;
+                Some(Position { epoch: epoch.into(), offset: offset.parse().ok()? })
+            })
+            .collect::<Option<_>>()?;
+        (v.len() == channels.len()).then_some(v)
+    })();
+    let positions = parsed.unwrap_or_else(|| {
+        channels.iter().map(|_| Position { epoch: Arc::from(""), offset: 0 }).collect()
+    });
+    channels.iter().map(|c| c.as_str().to_owned()).zip(positions).collect()
+}
+
+pub async fn stream(
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<SseQuery>,
+) -> Result<Response, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "server is shutting down"));
+    }
+    let names: Vec<String> = q.channels.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let mut channels = Vec::new();
+    for name in names.iter().filter(|n| !is_pattern(n)) {
+        channels.push(
+            ChannelName::parse(name).map_err(|e| ApiError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?,
+        );
+    }
+    channels.sort();
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.last_event_id);
+    let since = last_id.map(|id| decode_id(&id, &channels)).unwrap_or_default();
+
+    let client = state.hub().connect(TenantId::default_tenant(), Transport::Sse, Some(remote));
+    let guard = DisconnectGuard::new(state.hub().clone(), client.clone());
+    let starts = state.hub().subscribe(&client, None, &names, &since).await?;
+    let starts: HashMap<ChannelName, Position> = starts.into_iter().collect();
+    let positions: Vec<(ChannelName, Arc<str>, u64)> = channels
+        .iter()
+        .map(|c| {
+            let p = &starts[c];
+            (c.clone(), p.epoch.clone(), p.offset)
+        })
+        .collect();
+    let index = channels.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
+    let cfg = &state.config().sse;
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + cfg.heartbeat, cfg.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let stream = SseStream {
+        state: state.clone(),
+        client,
+        _guard: guard,
+        positions,
+        index,
+        heartbeat,
+        first: Some(format!("retry: {}\n\n", cfg.retry.as_millis())),
+        done: false,
+    };
+    let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
+        s.next_chunk().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), s))
+    }));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+struct SseStream {
+    state: AppState,
+    client: Arc<Client>,
+    _guard: DisconnectGuard,
+    positions: Vec<(ChannelName, Arc<str>, u64)>,
+    index: HashMap<ChannelName, usize>,
+    heartbeat: tokio::time::Interval,
+    first: Option<String>,
+    done: bool,
+}
+
+/// The `type` of one of our JSON frames, which all begin with `{"type":"...`.
+fn frame_type(frame: &[u8]) -> &str {
+    frame
+        .strip_prefix(b"{\"type\":\"")
+        .and_then(|rest| rest.iter().position(|&b| b == b'"').map(|end| &rest[..end]))
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("message")
+}
+
+impl SseStream {
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(Bytes::from(first));
+        }
+        if self.done {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                _ = self.client.ready() => {
+                    let batch = self.client.take_batch(self.state.config().websocket.write_batch);
+                    let mut out = BytesMut::new();
+                    self.encode(&batch.items, &mut out);
+                    record_delivered(&self.state, &self.client, &batch.items);
+                    if let Some(reason) = batch.close {
+                        if reason == CloseReason::Shutdown {
+                            let rest = self.client.take_batch(usize::MAX);
+                            self.encode(&rest.items, &mut out);
+                            record_delivered(&self.state, &self.client, &rest.items);
+                        }
+                        let code = match reason {
+                            CloseReason::Shutdown => CloseCode::ShuttingDown,
+                            CloseReason::SlowConsumer => CloseCode::SlowConsumer,
+                        };
+                        let _ = write!(
+                            Writer(&mut out),
+                            "event: close\ndata: {{\"type\":\"close\",\"code\":{},\"reason\":\"{}\"}}\n\n",
+                            code.code(),
+                            code.reason()
+                        );
+                        self.done = true;
+                    }
+                    if !out.is_empty() {
+                        return Some(out.freeze());
+                    }
+                }
+                _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": ping\n\n")),
+            }
+        }
+    }
+
+    fn encode(&mut self, items: &[Outbound], out: &mut BytesMut) {
+        for item in items {
+            let frame = item.frame();
+            let kind = frame_type(frame);
+            match item {
+                Outbound::Message(m) => {
+                    if let Some(&i) = self.index.get(&m.channel) {
+                        self.positions[i].1 = m.epoch.clone();
+                        self.positions[i].2 = m.offset;
+                    }
+                    out.put_slice(b"id: ");
+                    out.put_slice(encode_id(&self.positions).as_bytes());
+                    out.put_u8(b'\n');
+                }
+                Outbound::Control(_) if kind == "subscribed" => {
+                    out.put_slice(b"id: ");
+                    out.put_slice(encode_id(&self.positions).as_bytes());
+                    out.put_u8(b'\n');
+                }
+                Outbound::Control(_) => {}
+            }
+            out.put_slice(b"event: ");
+            out.put_slice(kind.as_bytes());
+            out.put_slice(b"\ndata: ");
+            out.put_slice(frame);
+            out.put_slice(b"\n\n");
+        }
+    }
+}
+
+struct Writer<'a>(&'a mut BytesMut);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.put_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resume_id_round_trips() {
+        let a = ChannelName::parse("a").unwrap();
+        let b = ChannelName::parse("b:c").unwrap();
+        let id = encode_id(&[(a.clone(), Arc::from("E1"), 4), (b.clone(), Arc::from("E2"), 0)]);
+        assert_eq!(id, "v1.E1-4.E2-0");
+        let since = decode_id(&id, &[a.clone(), b.clone()]);
+        assert_eq!(since["a"], Position { epoch: Arc::from("E1"), offset: 4 });
+        assert_eq!(since["b:c"], Position { epoch: Arc::from("E2"), offset: 0 });
+        // Wrong channel count or garbage: positions that cannot match.
+        for bad in ["v1.E1-4", "garbage", "v2.E1-4.E2-0", "v1.E1-x.E2-0"] {
+            let since = decode_id(bad, &[a.clone(), b.clone()]);
+            assert_eq!(since["a"].epoch.as_ref(), "", "{bad}");
+        }
+    }
+
+    #[test]
+    fn frame_types() {
+        assert_eq!(frame_type(br#"{"type":"subscribed","id":1}"#), "subscribed");
+        assert_eq!(frame_type(br#"{"type":"error"}"#), "error");
+    }
+}

@@ -1,0 +1,134 @@
+//! Shared state of the running server, and the background task that turns counters into
+//! per-second rates for `/api/v1/stats`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus_client::registry::Registry;
+use pulsewire_hub::{CloseReason, Hub, HubMetrics};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    hub: Hub,
+    config: Config,
+    metrics: Arc<HubMetrics>,
+    registry: Registry,
+    rates: Mutex<Rates>,
+    shutting_down: AtomicBool,
+    shutdown_signal: CancellationToken,
+}
+
+/// Messages per second in (publications) and out (deliveries), over the last sampled second.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rates {
+    pub in_per_sec: f64,
+    pub out_per_sec: f64,
+}
+
+impl AppState {
+    pub fn new(hub: Hub, config: Config, metrics: Arc<HubMetrics>) -> Self {
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        Self(Arc::new(Inner {
+            hub,
+            config,
+            metrics,
+            registry,
+            rates: Mutex::new(Rates::default()),
+            shutting_down: AtomicBool::new(false),
+            shutdown_signal: CancellationToken::new(),
+        }))
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.0.hub
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.0.config
+    }
+
+    pub fn metrics(&self) -> &HubMetrics {
+        &self.0.metrics
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.0.registry
+    }
+
+    pub fn rates(&self) -> Rates {
+        *self.0.rates.lock()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.0.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Resolves when shutdown has begun; connections use it to stop reading.
+    pub fn shutdown_signal(&self) -> &CancellationToken {
+        &self.0.shutdown_signal
+    }
+
+    /// Marks the server not ready and tells connected clients to reconnect, in batches of
+    /// `shutdown.batch_size` every `shutdown.batch_interval`, so they do not all come back at
+    /// once. Each connection flushes what it has queued before its close frame.
+    pub fn begin_shutdown(&self) {
+        if self.0.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.0.shutdown_signal.cancel();
+        let state = self.clone();
+        tokio::spawn(async move {
+            let cfg = &state.config().shutdown;
+            let clients = state.hub().clients();
+            tracing::info!(connections = clients.len(), "shutting down: asking clients to reconnect");
+            for (i, batch) in clients.chunks(cfg.batch_size).enumerate() {
+                if i > 0 {
+                    tokio::time::sleep(cfg.batch_interval).await;
+                }
+                for c in batch {
+                    c.close(CloseReason::Shutdown);
+                }
+            }
+        });
+    }
+
+    /// Resolves when every client connection has been removed from the hub.
+    pub async fn wait_for_clients(&self) {
+        while !self.hub().clients().is_empty() {
+            tokio::time::sleep(crate::DRAIN_POLL).await;
+        }
+    }
+}
+
+pub fn spawn_rate_sampler(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let m = state.metrics();
+        let mut last = (Instant::now(), m.publications.get(), m.delivered.get());
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = (Instant::now(), m.publications.get(), m.delivered.get());
+                    let secs = now.0.duration_since(last.0).as_secs_f64();
+                    if secs > 0.0 {
+                        *state.0.rates.lock() = Rates {
+                            in_per_sec: (now.1 - last.1) as f64 / secs,
+                            out_per_sec: (now.2 - last.2) as f64 / secs,
+                        };
+                    }
+                    last = now;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,186 @@
+//! The WebSocket transport: one task per connection that reads client commands, writes the
+//! client's outbound queue in batches, and keeps the heartbeat.
+//!
+//! Writes race against the client's abort signal, so a stalled peer (whose socket never accepts
+//! another byte) is dropped as soon as the hub marks it a slow consumer, without waiting for TCP.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
+use pulsewire_hub::{Client, CloseReason, Outbound};
+use pulsewire_model::TenantId;
+use pulsewire_proto::{CloseCode, ErrorCode, encode_error};
+use std::sync::Arc;
+
+use crate::AppState;
+use crate::api;
+use crate::transport::{DisconnectGuard, record_delivered};
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Response {
+    let cfg = &state.config().websocket;
+    // The library limit is a backstop well above ours, so that an oversized frame normally
+    // reaches our own check and gets a proper error and close code.
+    ws.read_buffer_size(cfg.read_buffer_bytes)
+        .write_buffer_size(0)
+        .max_message_size(cfg.max_frame_bytes.saturating_mul(4))
+        .max_frame_size(cfg.max_frame_bytes.saturating_mul(4))
+        .on_upgrade(move |socket| run(socket, state, remote))
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+
+enum Exit {
+    Close(CloseCode),
+    /// The peer went away or the socket failed: nothing more can be sent.
+    Gone,
+}
+
+async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
+    if state.is_shutting_down() {
+        let (mut sink, _) = socket.split();
+        let _ = close(&mut sink, CloseCode::ShuttingDown).await;
+        return;
+    }
+    let client = state.hub().connect(TenantId::default_tenant(), pulsewire_hub::Transport::WebSocket, Some(remote));
+    let _guard = DisconnectGuard::new(state.hub().clone(), client.clone());
+    let (mut sink, mut stream) = socket.split();
+    let exit = serve(&state, &client, &mut sink, &mut stream).await;
+    match exit {
+        Exit::Close(code) => {
+            if code == CloseCode::HeartbeatTimeout {
+                state.metrics().heartbeat_timeouts.inc();
+            }
+            tracing::debug!(client = client.id, code = code.code(), "closing connection");
+            // Bounded: a peer that stopped reading must not hold the task.
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close(&mut sink, code)).await;
+        }
+        Exit::Gone => tracing::debug!(client = client.id, "connection gone"),
+    }
+}
+
+async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
+    sink.send(Message::Close(Some(CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) })))
+        .await
+}
+
+async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Exit {
+    let cfg = state.config().websocket.clone();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + cfg.ping_interval, cfg.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pong_deadline: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = client.ready() => {
+                let batch = client.take_batch(cfg.write_batch);
+                if !batch.items.is_empty() {
+                    tokio::select! {
+                        r = write_batch(state, client, sink, &batch.items) => if r.is_err() { return Exit::Gone },
+                        _ = client.aborted() => return Exit::Close(CloseCode::SlowConsumer),
+                    }
+                }
+                match batch.close {
+                    Some(CloseReason::SlowConsumer) => return Exit::Close(CloseCode::SlowConsumer),
+                    Some(CloseReason::Shutdown) => {
+                        // Flush the rest of the queue first, then say goodbye.
+                        loop {
+                            let rest = client.take_batch(cfg.write_batch);
+                            if rest.items.is_empty() { break; }
+                            if write_batch(state, client, sink, &rest.items).await.is_err() { return Exit::Gone; }
+                        }
+                        return Exit::Close(CloseCode::ShuttingDown);
+                    }
+                    None => {}
+                }
+            }
+            msg = stream.next() => {
+                // Any frame from the peer proves it alive.
+                pong_deadline = None;
+                let msg = match msg {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => {
+                        if is_capacity_error(&e) {
+                            client.push_control(encode_error(None, ErrorCode::FrameTooLarge, "frame exceeds websocket.max_frame_bytes"));
+                            flush_control(state, client, sink).await;
+                            return Exit::Close(CloseCode::FrameTooLarge);
+                        }
+                        return Exit::Gone;
+                    }
+                    None => return Exit::Gone,
+                };
+                match msg {
+                    Message::Text(text) => {
+                        if text.len() > cfg.max_frame_bytes {
+                            client.push_control(encode_error(None, ErrorCode::FrameTooLarge, &format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes)));
+                            flush_control(state, client, sink).await;
+                            return Exit::Close(CloseCode::FrameTooLarge);
+                        }
+                        handle_text(state, client, text.as_str()).await;
+                    }
+                    Message::Binary(_) => {
+                        client.push_control(encode_error(None, ErrorCode::BinaryUnsupported, "binary frames are not supported; send JSON text frames"));
+                        flush_control(state, client, sink).await;
+                        return Exit::Close(CloseCode::BinaryUnsupported);
+                    }
+                    Message::Close(_) => return Exit::Gone,
+                    Message::Ping(_) | Message::Pong(_) => {}
+                }
+            }
+            _ = ping.tick() => {
+                if pong_deadline.is_none() {
+                    pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
+                }
+                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
+                    return Exit::Gone;
+                }
+            }
+            _ = async { match pong_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
+                return Exit::Close(CloseCode::HeartbeatTimeout);
+            }
+        }
+    }
+}
+
+fn is_capacity_error(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long")
+}
+
+/// Writes what is queued (the error just pushed) before a close, within a short bound.
+async fn flush_control(state: &AppState, client: &Arc<Client>, sink: &mut Sink) {
+    let batch = client.take_batch(usize::MAX);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write_batch(state, client, sink, &batch.items)).await;
+}
+
+async fn write_batch(state: &AppState, client: &Client, sink: &mut Sink, items: &[Outbound]) -> Result<(), axum::Error> {
+    for item in items {
+        // Frames come from our encoders, so this never fails; checking is cheap next to the
+        // syscall and keeps `unsafe` out.
+        let text = Utf8Bytes::try_from(item.frame().clone()).map_err(axum::Error::new)?;
+        sink.feed(Message::Text(text)).await?;
+    }
+    sink.flush().await?;
+    record_delivered(state, client, items);
+    Ok(())
+}
+
+async fn handle_text(state: &AppState, client: &Arc<Client>, text: &str) {
+    let cmd = match pulsewire_proto::decode_command(text) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            client.push_control(encode_error(e.id, e.code, &e.message));
+            return;
+        }
+    };
+    if let Err((id, e)) = api::execute(state, client, cmd).await {
+        client.push_control(encode_error(id, e.code, &e.message));
+    }
+}

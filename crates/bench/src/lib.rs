@@ -1,1 +1,133 @@
-//! x
+//! Load generator for Pulsewire and its comparison servers (Socket.IO 4 and
+//! the Go centrifuge library). It exposes the [`BenchCommand`] clap subcommand
+//! that the `pulsewire` binary wires as `pulsewire bench fanout|idle`, and
+//! [`run`] / [`run_blocking`] which execute one scenario, print a human report
+//! and finish with a one-line JSON summary on stdout.
+//!
+//! * `fanout`: N WebSocket subscribers on one channel, R publications/s by
+//!   HTTP POST, publish-to-receive latency in HDR histograms, delivery counts
+//!   and gaps, generator and (with `--server-pid`) server CPU/RSS.
+//! * `idle`: N subscribed connections held open, server RSS per connection.
+
+mod fanout;
+mod idle;
+mod procstat;
+mod publish;
+mod scan;
+mod session;
+mod stats;
+
+use std::net::SocketAddr;
+
+pub use fanout::FanoutArgs;
+pub use idle::IdleArgs;
+pub use session::Target;
+
+/// Benchmark scenarios (`pulsewire bench <scenario> ...`).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Fan-out latency/throughput: N subscribers on one channel, R publications/s.
+    Fanout(FanoutArgs),
+    /// Idle connections: N subscribed connections held open, server memory per connection.
+    Idle(IdleArgs),
+}
+
+/// Options shared by every scenario.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Wire protocol / server flavour to drive.
+    #[arg(long, value_enum, default_value_t = Target::Pulsewire)]
+    pub target: Target,
+    /// Server address (host:port). WebSocket and publish URLs are derived from it.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Override the WebSocket URL (default depends on --target).
+    #[arg(long)]
+    pub ws_url: Option<String>,
+    /// Override the publish URL (default depends on --target).
+    #[arg(long)]
+    pub publish_url: Option<String>,
+    /// New connections opened per second during the ramp.
+    #[arg(long, default_value_t = 2000)]
+    pub connect_rate: u32,
+    /// Seconds allowed for one connection's WebSocket handshake + subscribe.
+    #[arg(long, default_value_t = 15)]
+    pub connect_timeout: u64,
+    /// PID of the server process: adds its CPU time and RSS to the report.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Tokio worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// Allow a target that is not a loopback address.
+    #[arg(long)]
+    pub allow_non_loopback: bool,
+}
+
+impl CommonArgs {
+    /// Resolves `--addr` and refuses non-loopback targets unless allowed.
+    pub(crate) fn resolve(&self) -> anyhow::Result<SocketAddr> {
+        use std::net::ToSocketAddrs;
+        let addr = self
+            .addr
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("cannot resolve {}", self.addr))?;
+        if !addr.ip().is_loopback() && !self.allow_non_loopback {
+            anyhow::bail!("{addr} is not a loopback address; pass --allow-non-loopback to load it anyway");
+        }
+        Ok(addr)
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        self.ws_url
+            .clone()
+            .unwrap_or_else(|| format!("ws://{}{}", self.addr, self.target.ws_path()))
+    }
+
+    pub(crate) fn publish_url(&self) -> String {
+        self.publish_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}{}", self.addr, self.target.publish_path()))
+    }
+}
+
+impl BenchCommand {
+    fn threads(&self) -> usize {
+        match self {
+            BenchCommand::Fanout(a) => a.common.threads,
+            BenchCommand::Idle(a) => a.common.threads,
+        }
+    }
+}
+
+/// Runs one scenario on a dedicated tokio runtime with `--threads` workers
+/// (on its own OS thread, so it can be awaited from any runtime) and prints
+/// the report.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("bench-main".into()).spawn(move || {
+        let _ = tx.send(run_blocking(cmd));
+    })?;
+    rx.await.map_err(|_| anyhow::anyhow!("benchmark thread panicked"))?
+}
+
+/// Blocking variant of [`run`]: builds the runtime and runs the scenario.
+/// Must not be called from inside a tokio runtime.
+pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
+    let threads = cmd.threads().max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("bench-worker")
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async move {
+        match cmd {
+            BenchCommand::Fanout(args) => fanout::run(args).await,
+            BenchCommand::Idle(args) => idle::run(args).await,
+        }
+    });
+    // Connection tasks are aborted by the scenarios; don't wait for stragglers.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}

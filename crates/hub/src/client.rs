@@ -133,7 +133,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("id", &self.id).field("transport", &self.transport).finish()
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("transport", &self.transport)
+            .finish()
     }
 }
 
@@ -185,6 +188,23 @@ impl Client {
         }
     }
 
+    /// Marks the client a slow consumer if its queue has been full for `slow_timeout`; for
+    /// writers blocked on a stalled socket, when no new publication comes to trigger the check.
+    pub fn check_slow(&self) -> bool {
+        let mut q = self.queue.lock();
+        match q.full_since {
+            Some(since) if since.elapsed() >= self.config.slow_timeout => {
+                self.mark_close(&mut q, CloseReason::SlowConsumer);
+                true
+            }
+            _ => q.close == Some(CloseReason::SlowConsumer),
+        }
+    }
+
+    pub fn slow_timeout(&self) -> std::time::Duration {
+        self.config.slow_timeout
+    }
+
     /// Queues a reply or error frame.
     pub fn push_control(&self, frame: Bytes) {
         let mut q = self.queue.lock();
@@ -216,9 +236,7 @@ impl Client {
     fn enqueue(&self, q: &mut Queue, item: Outbound) {
         let incoming = item.rank();
         let len = item.len();
-        let over = |q: &Queue| {
-            q.items.len() + 1 > self.config.max_messages || q.bytes + len > self.config.max_bytes
-        };
+        let over = |q: &Queue| q.items.len() + 1 > self.config.max_messages || q.bytes + len > self.config.max_bytes;
         while over(q) {
             let lowest = (0..4).find(|&i| q.per_priority[i] > 0).map(|i| Priority::ALL[i]);
             let now = Instant::now();
@@ -251,9 +269,6 @@ impl Client {
                 // Only control frames queued and a control frame incoming: keep it anyway.
                 (None, None) => break,
             }
-        }
-        if q.items.len() < self.config.max_messages / 2 {
-            q.full_since = None;
         }
         q.bytes += len;
         if let Some(p) = incoming {
@@ -296,7 +311,8 @@ impl Client {
                 q.per_priority[p.index()] -= 1;
             }
         }
-        if q.items.len() < self.config.max_messages / 2 {
+        // Only a writer that drains the queue below half of both bounds clears the full state.
+        if q.items.len() < self.config.max_messages / 2 && q.bytes < self.config.max_bytes / 2 {
             q.full_since = None;
         }
         let more = !q.items.is_empty();
@@ -344,11 +360,7 @@ impl Client {
     /// channel the replayed messages and the live ones not already replayed. Replayed messages
     /// are queued whatever the bounds (history is bounded by config); live ones follow the
     /// normal policy.
-    pub(crate) fn end_recovery(
-        &self,
-        channels: Vec<Recovery>,
-        reply: impl FnOnce(&[bool]) -> Bytes,
-    ) {
+    pub(crate) fn end_recovery(&self, channels: Vec<Recovery>, reply: impl FnOnce(&[bool]) -> Bytes) {
         let mut q = self.queue.lock();
         let mut work = Vec::with_capacity(channels.len());
         let mut contiguous = Vec::with_capacity(channels.len());

@@ -19,7 +19,10 @@ pub struct HistoryConfig {
 
 impl Default for HistoryConfig {
     fn default() -> Self {
-        Self { size: 100, ttl: Duration::from_secs(300) }
+        Self {
+            size: 100,
+            ttl: Duration::from_secs(300),
+        }
     }
 }
 
@@ -38,7 +41,11 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        Self { max_messages: 1024, max_bytes: 1 << 20, slow_timeout: Duration::from_secs(10) }
+        Self {
+            max_messages: 1024,
+            max_bytes: 1 << 20,
+            slow_timeout: Duration::from_secs(10),
+        }
     }
 }
 

@@ -29,7 +29,11 @@ pub struct HistoryRing {
 
 impl HistoryRing {
     pub fn new(epoch: Arc<str>) -> Self {
-        Self { epoch, top: 0, ring: VecDeque::new() }
+        Self {
+            epoch,
+            top: 0,
+            ring: VecDeque::new(),
+        }
     }
 
     pub fn epoch(&self) -> &Arc<str> {
@@ -41,7 +45,10 @@ impl HistoryRing {
     }
 
     pub fn position(&self) -> Position {
-        Position { epoch: self.epoch.clone(), offset: self.top }
+        Position {
+            epoch: self.epoch.clone(),
+            offset: self.top,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -53,11 +60,7 @@ impl HistoryRing {
     }
 
     /// Takes the next offset for a publication; `make` builds it from (epoch, offset).
-    pub fn append(
-        &mut self,
-        max_len: usize,
-        make: impl FnOnce(Arc<str>, u64) -> Publication,
-    ) -> Publication {
+    pub fn append(&mut self, max_len: usize, make: impl FnOnce(Arc<str>, u64) -> Publication) -> Publication {
         self.top += 1;
         let p = make(self.epoch.clone(), self.top);
         if max_len > 0 {
@@ -96,11 +99,14 @@ impl HistoryRing {
                 }
             }
             Some(since) => {
-                let valid = *since.epoch == *self.epoch
-                    && since.offset <= self.top
-                    && since.offset + 1 >= self.first_kept();
+                let valid =
+                    *since.epoch == *self.epoch && since.offset <= self.top && since.offset + 1 >= self.first_kept();
                 if !valid {
-                    return HistorySlice { top, publications: Vec::new(), recovered: false };
+                    return HistorySlice {
+                        top,
+                        publications: Vec::new(),
+                        recovered: false,
+                    };
                 }
                 let after: Vec<Publication> = self
                     .ring
@@ -110,7 +116,11 @@ impl HistoryRing {
                     .cloned()
                     .collect();
                 let recovered = self.top - since.offset == after.len() as u64;
-                HistorySlice { top, publications: after, recovered }
+                HistorySlice {
+                    top,
+                    publications: after,
+                    recovered,
+                }
             }
         }
     }

@@ -12,7 +12,6 @@
 //! each channel in offset order, which every broker must.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -28,8 +27,7 @@ use crate::client::{Client, Encoded, Recovery, Sub, Transport};
 use crate::config::HubConfig;
 use crate::history::HistorySlice;
 use crate::metrics::{HubMetrics, TransportLabels};
-
-const SHARDS: usize = 64;
+use crate::sharded::Sharded;
 
 type Key = (TenantId, ChannelName);
 
@@ -43,7 +41,10 @@ pub struct HubError {
 
 impl HubError {
     fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -67,7 +68,9 @@ impl Subscribers {
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(pos) = self.index.remove(&id) else { return false };
+        let Some(pos) = self.index.remove(&id) else {
+            return false;
+        };
         self.list.swap_remove(pos);
         if let Some(moved) = self.list.get(pos) {
             self.index.insert(moved.id, pos);
@@ -85,8 +88,7 @@ struct Inner {
     broker: Arc<dyn Broker>,
     config: HubConfig,
     metrics: Arc<HubMetrics>,
-    shards: Box<[Mutex<HashMap<Key, Subscribers>>]>,
-    hasher: std::collections::hash_map::RandomState,
+    subscriptions: Sharded<Key, Subscribers>,
     patterns: RwLock<HashMap<TenantId, Vec<PatternSubs>>>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     next_id: AtomicU64,
@@ -120,12 +122,6 @@ impl Delivery for HubDelivery {
 }
 
 impl Inner {
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Subscribers>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
-    }
-
     fn deliver(&self, tenant: &TenantId, p: &Publication) {
         let received = Instant::now();
         let encode = |pattern: Option<&str>| {
@@ -140,7 +136,7 @@ impl Inner {
         };
         let key = (tenant.clone(), p.channel.clone());
         {
-            let map = self.shard(&key).lock();
+            let map = self.subscriptions.shard(&key).lock();
             if let Some(subs) = map.get(&key)
                 && !subs.list.is_empty()
             {
@@ -174,8 +170,7 @@ impl Hub {
             broker,
             config,
             metrics,
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            subscriptions: Sharded::new(),
             patterns: RwLock::new(HashMap::new()),
             clients: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
@@ -237,7 +232,7 @@ impl Hub {
         match sub {
             Sub::Channel(ch) => {
                 let key = (client.tenant.clone(), ch.clone());
-                let mut map = self.inner.shard(&key).lock();
+                let mut map = self.inner.subscriptions.shard(&key).lock();
                 if let Some(s) = map.get_mut(&key) {
                     s.remove(client.id);
                     if s.list.is_empty() {
@@ -289,11 +284,14 @@ impl Hub {
         let mut seen = HashSet::new();
         for name in names {
             if !seen.insert(name.as_str()) {
-                return Err(HubError::new(ErrorCode::BadRequest, format!("{name:?} is listed twice")));
+                return Err(HubError::new(
+                    ErrorCode::BadRequest,
+                    format!("{name:?} is listed twice"),
+                ));
             }
             if is_pattern(name) {
-                let p = Pattern::parse(name)
-                    .map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+                let p =
+                    Pattern::parse(name).map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
                 if since.contains_key(name) {
                     return Err(HubError::new(
                         ErrorCode::BadRequest,
@@ -306,7 +304,10 @@ impl Hub {
             }
         }
         if let Some(extra) = since.keys().find(|k| !seen.contains(k.as_str())) {
-            return Err(HubError::new(ErrorCode::BadRequest, format!("`since` names {extra:?}, which is not in `channels`")));
+            return Err(HubError::new(
+                ErrorCode::BadRequest,
+                format!("`since` names {extra:?}, which is not in `channels`"),
+            ));
         }
         {
             let mut subs = client.subs.lock();
@@ -344,7 +345,10 @@ impl Hub {
                     None => {
                         let mut subs = Subscribers::default();
                         subs.insert(client);
-                        list.push(PatternSubs { pattern: p.clone(), subs });
+                        list.push(PatternSubs {
+                            pattern: p.clone(),
+                            subs,
+                        });
                     }
                 }
             }
@@ -353,7 +357,13 @@ impl Hub {
         for ch in &channels {
             client.begin_recovery(ch);
             let key = (client.tenant.clone(), ch.clone());
-            self.inner.shard(&key).lock().entry(key).or_default().insert(client);
+            self.inner
+                .subscriptions
+                .shard(&key)
+                .lock()
+                .entry(key)
+                .or_default()
+                .insert(client);
         }
         let mut slices: Vec<HistorySlice> = Vec::with_capacity(channels.len());
         for ch in &channels {
@@ -371,7 +381,11 @@ impl Hub {
                     client.end_recovery(
                         channels
                             .iter()
-                            .map(|c| Recovery { channel: c.clone(), replay: vec![], last_offset: u64::MAX })
+                            .map(|c| Recovery {
+                                channel: c.clone(),
+                                replay: vec![],
+                                last_offset: u64::MAX,
+                            })
                             .collect(),
                         |_| Bytes::new(),
                     );
@@ -401,7 +415,10 @@ impl Hub {
                     })
                     .collect(),
                 last_offset: s.publications.last().map_or(
-                    since.get(ch.as_str()).filter(|_| s.recovered).map_or(s.top.offset, |p| p.offset),
+                    since
+                        .get(ch.as_str())
+                        .filter(|_| s.recovered)
+                        .map_or(s.top.offset, |p| p.offset),
                     |p| p.offset,
                 ),
             })
@@ -429,7 +446,11 @@ impl Hub {
             for p in &patterns {
                 out.insert(p.as_str().to_owned(), SubscribedChannel::default());
             }
-            encode_reply(&SubscribeReply { kind: "subscribed".into(), id, channels: out })
+            encode_reply(&SubscribeReply {
+                kind: "subscribed".into(),
+                id,
+                channels: out,
+            })
         });
         Ok(starts)
     }
@@ -453,8 +474,8 @@ impl Hub {
         let mut subs = Vec::with_capacity(names.len());
         for name in names {
             if is_pattern(name) {
-                let p = Pattern::parse(name)
-                    .map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+                let p =
+                    Pattern::parse(name).map_err(|e| HubError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
                 subs.push(Sub::Pattern(p.arc().clone()));
             } else {
                 subs.push(Sub::Channel(parse_channel(name)?));
@@ -469,7 +490,13 @@ impl Hub {
     }
 
     /// Publishes through the broker; returns the publication with its assigned position.
-    pub async fn publish(&self, tenant: &TenantId, channel: &str, data: Bytes, priority: Priority) -> Result<Publication> {
+    pub async fn publish(
+        &self,
+        tenant: &TenantId,
+        channel: &str,
+        data: Bytes,
+        priority: Priority,
+    ) -> Result<Publication> {
         let channel = parse_channel(channel)?;
         let p = self
             .inner
@@ -500,7 +527,7 @@ impl Hub {
     /// Channels with subscribers or kept history, for `GET /api/v1/channels`.
     pub fn channels(&self) -> Vec<ChannelInfo> {
         let mut out = Vec::new();
-        for shard in self.inner.shards.iter() {
+        for shard in self.inner.subscriptions.shards() {
             let keys: Vec<(Key, usize)> = shard.lock().iter().map(|(k, s)| (k.clone(), s.list.len())).collect();
             for ((tenant, ch), n) in keys {
                 let info = self.inner.broker.channel_info(&tenant, &ch);
@@ -520,6 +547,6 @@ impl Hub {
 
     /// Number of channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.lock().len()).sum()
+        self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()
     }
 }

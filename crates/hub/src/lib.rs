@@ -10,6 +10,7 @@ mod history;
 mod hub;
 mod memory;
 mod metrics;
+mod sharded;
 
 pub use broker::{Broker, BrokerError, Delivery};
 pub use client::{Batch, Client, CloseReason, Encoded, Outbound, Sub, Transport};

@@ -7,22 +7,18 @@
 //! History is in memory only, so every channel gets a fresh random epoch when it is created:
 //! after a restart, or after an idle channel was swept, old positions can never match.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use parking_lot::Mutex;
 use pulsewire_model::{ChannelName, Position, Priority, Publication, TenantId};
 use rand::Rng;
 
 use crate::broker::{Broker, BrokerError, Delivery};
 use crate::config::HubConfig;
 use crate::history::{HistoryRing, HistorySlice};
-
-const SHARDS: usize = 64;
+use crate::sharded::Sharded;
 
 type Key = (TenantId, ChannelName);
 
@@ -34,14 +30,15 @@ struct Entry {
 }
 
 pub struct MemoryBroker {
-    shards: Box<[Mutex<HashMap<Key, Entry>>]>,
-    hasher: std::collections::hash_map::RandomState,
+    channels: Sharded<Key, Entry>,
     config: HubConfig,
     delivery: OnceLock<Arc<dyn Delivery>>,
 }
 
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A fresh epoch: 8 random base62 characters.
@@ -57,17 +54,10 @@ fn new_epoch() -> Arc<str> {
 impl MemoryBroker {
     pub fn new(config: HubConfig) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: Default::default(),
+            channels: Sharded::new(),
             config,
             delivery: OnceLock::new(),
         }
-    }
-
-    fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Entry>> {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
     }
 
     fn new_entry(&self, channel: &ChannelName) -> Entry {
@@ -85,7 +75,7 @@ impl MemoryBroker {
     pub fn sweep(&self) -> usize {
         let now = now_ms();
         let mut removed = 0;
-        for shard in self.shards.iter() {
+        for shard in self.channels.shards() {
             let mut map = shard.lock();
             map.retain(|_, e| {
                 e.ring.trim_older_than(now.saturating_sub(e.ttl_ms));
@@ -113,7 +103,7 @@ impl Broker for MemoryBroker {
         priority: Priority,
     ) -> Result<Publication, BrokerError> {
         let key = (tenant.clone(), channel.clone());
-        let mut map = self.shard(&key).lock();
+        let mut map = self.channels.shard(&key).lock();
         let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
         let ts = now_ms();
         entry.last_publish_ms = ts;
@@ -140,7 +130,7 @@ impl Broker for MemoryBroker {
         limit: usize,
     ) -> Result<HistorySlice, BrokerError> {
         let key = (tenant.clone(), channel.clone());
-        let mut map = self.shard(&key).lock();
+        let mut map = self.channels.shard(&key).lock();
         // Reading creates the channel, so that the position handed to a subscriber stays valid
         // for the first publication after it.
         let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
@@ -156,7 +146,7 @@ impl Broker for MemoryBroker {
     fn history_stats(&self) -> (usize, usize) {
         let mut channels = 0;
         let mut kept = 0;
-        for shard in self.shards.iter() {
+        for shard in self.channels.shards() {
             let map = shard.lock();
             channels += map.len();
             kept += map.values().map(|e| e.ring.len()).sum::<usize>();
@@ -166,7 +156,7 @@ impl Broker for MemoryBroker {
 
     fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)> {
         let key = (tenant.clone(), channel.clone());
-        let map = self.shard(&key).lock();
+        let map = self.channels.shard(&key).lock();
         map.get(&key).map(|e| (e.ring.len(), e.ring.position()))
     }
 }

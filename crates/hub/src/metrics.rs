@@ -65,9 +65,15 @@ pub struct HubMetrics {
 
 impl Default for HubMetrics {
     fn default() -> Self {
-        let buckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+        let buckets = [
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ];
         let dropped = Family::<DropLabels, Counter>::default();
-        let dropped_queue_full = dropped.get_or_create(&DropLabels { reason: DropReason::queue_full }).clone();
+        let dropped_queue_full = dropped
+            .get_or_create(&DropLabels {
+                reason: DropReason::queue_full,
+            })
+            .clone();
         Self {
             connections: Default::default(),
             connections_opened: Default::default(),
@@ -87,16 +93,56 @@ impl Default for HubMetrics {
 
 impl HubMetrics {
     pub fn register(&self, r: &mut Registry) {
-        r.register("pulsewire_connections", "Open client connections", self.connections.clone());
-        r.register("pulsewire_connections_opened", "Client connections opened", self.connections_opened.clone());
-        r.register("pulsewire_connections_closed", "Client connections closed", self.connections_closed.clone());
-        r.register("pulsewire_slow_consumer_closes", "Connections closed as slow consumers", self.slow_consumer_closes.clone());
-        r.register("pulsewire_heartbeat_timeouts", "Connections closed for missing heartbeats", self.heartbeat_timeouts.clone());
-        r.register("pulsewire_subscriptions", "Active subscriptions (channels and patterns)", self.subscriptions.clone());
-        r.register("pulsewire_publications", "Publications accepted", self.publications.clone());
-        r.register("pulsewire_messages_delivered", "Messages written to client connections", self.delivered.clone());
-        r.register("pulsewire_messages_dropped", "Messages dropped, by reason", self.dropped.clone());
-        r.register("pulsewire_queued_messages", "Messages waiting in connection queues", self.queued.clone());
+        r.register(
+            "pulsewire_connections",
+            "Open client connections",
+            self.connections.clone(),
+        );
+        r.register(
+            "pulsewire_connections_opened",
+            "Client connections opened",
+            self.connections_opened.clone(),
+        );
+        r.register(
+            "pulsewire_connections_closed",
+            "Client connections closed",
+            self.connections_closed.clone(),
+        );
+        r.register(
+            "pulsewire_slow_consumer_closes",
+            "Connections closed as slow consumers",
+            self.slow_consumer_closes.clone(),
+        );
+        r.register(
+            "pulsewire_heartbeat_timeouts",
+            "Connections closed for missing heartbeats",
+            self.heartbeat_timeouts.clone(),
+        );
+        r.register(
+            "pulsewire_subscriptions",
+            "Active subscriptions (channels and patterns)",
+            self.subscriptions.clone(),
+        );
+        r.register(
+            "pulsewire_publications",
+            "Publications accepted",
+            self.publications.clone(),
+        );
+        r.register(
+            "pulsewire_messages_delivered",
+            "Messages written to client connections",
+            self.delivered.clone(),
+        );
+        r.register(
+            "pulsewire_messages_dropped",
+            "Messages dropped, by reason",
+            self.dropped.clone(),
+        );
+        r.register(
+            "pulsewire_queued_messages",
+            "Messages waiting in connection queues",
+            self.queued.clone(),
+        );
         r.register(
             "pulsewire_publish_to_write_seconds",
             "Time from a publication reaching the hub to its write to a socket (oldest message of each write)",
@@ -106,12 +152,20 @@ impl HubMetrics {
 
     /// Messages dropped so far: for a closed connection (`closed`) or by the queue policy.
     pub fn dropped_count(&self, closed: bool) -> u64 {
-        let reason = if closed { DropReason::closed } else { DropReason::queue_full };
+        let reason = if closed {
+            DropReason::closed
+        } else {
+            DropReason::queue_full
+        };
         self.dropped.get_or_create(&DropLabels { reason }).get()
     }
 
     pub fn dropped_closed(&self, n: u64) {
-        self.dropped.get_or_create(&DropLabels { reason: DropReason::closed }).inc_by(n);
+        self.dropped
+            .get_or_create(&DropLabels {
+                reason: DropReason::closed,
+            })
+            .inc_by(n);
     }
 }
 

@@ -135,7 +135,10 @@ impl Pattern {
                 lit => Seg::Lit(lit.into()),
             })
             .collect();
-        Ok(Self { text: Arc::from(s), segs })
+        Ok(Self {
+            text: Arc::from(s),
+            segs,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -197,7 +200,10 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(ChannelName::parse(input).map(|_| ()), *want, "input {input:?}");
         }
-        assert_eq!(ChannelName::parse(&"a".repeat(256)).map(|_| ()), Err(ChannelError::TooLong));
+        assert_eq!(
+            ChannelName::parse(&"a".repeat(256)).map(|_| ()),
+            Err(ChannelError::TooLong)
+        );
         assert_eq!(
             ChannelName::parse(&["a"; 17].join(":")).map(|_| ()),
             Err(ChannelError::TooManySegments)

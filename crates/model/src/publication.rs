@@ -86,6 +86,9 @@ pub struct Publication {
 
 impl Publication {
     pub fn position(&self) -> Position {
-        Position { epoch: self.epoch.clone(), offset: self.offset }
+        Position {
+            epoch: self.epoch.clone(),
+            offset: self.offset,
+        }
     }
 }

@@ -80,11 +80,19 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
         // A syntax error is bad JSON; valid JSON of the wrong shape is a bad request, with the
         // id if we can still find one.
-        let code = if e.is_syntax() || e.is_eof() { ErrorCode::BadJson } else { ErrorCode::BadRequest };
+        let code = if e.is_syntax() || e.is_eof() {
+            ErrorCode::BadJson
+        } else {
+            ErrorCode::BadRequest
+        };
         let id = serde_json::from_str::<serde_json::Value>(text)
             .ok()
             .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
-        FrameError { id, code, message: e.to_string() }
+        FrameError {
+            id,
+            code,
+            message: e.to_string(),
+        }
     })?;
     let id = env.id;
     let kind = env.kind.ok_or(FrameError {
@@ -100,9 +108,7 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
                 Some(raw) => serde_json::from_str(raw.get()).map_err(|e| FrameError {
                     id,
                     code: ErrorCode::BadRequest,
-                    message: format!(
-                        "`since` must map channel names to {{\"epoch\",\"offset\"}}: {e}"
-                    ),
+                    message: format!("`since` must map channel names to {{\"epoch\",\"offset\"}}: {e}"),
                 })?,
             };
             Ok(ClientCommand::Subscribe { id, channels, since })
@@ -131,7 +137,12 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
                     message: format!("`since` must be {{\"epoch\",\"offset\"}}: {e}"),
                 })?),
             };
-            Ok(ClientCommand::History { id, channel, limit: env.limit, since })
+            Ok(ClientCommand::History {
+                id,
+                channel,
+                limit: env.limit,
+                since,
+            })
         }
         "ping" => Ok(ClientCommand::Ping { id }),
         other => Err(FrameError {
@@ -182,7 +193,12 @@ pub fn encode_error(id: Option<u64>, code: ErrorCode, message: &str) -> Bytes {
         code: &'static str,
         message: &'a str,
     }
-    encode_reply(&ErrorFrame { kind: "error", id, code: code.as_str(), message })
+    encode_reply(&ErrorFrame {
+        kind: "error",
+        id,
+        code: code.as_str(),
+        message,
+    })
 }
 
 /// Encodes any serializable reply frame.
@@ -255,13 +271,22 @@ mod tests {
         )
         .unwrap();
         let mut since = BTreeMap::new();
-        since.insert("a".to_string(), Position { epoch: Arc::from("E"), offset: 41 });
+        since.insert(
+            "a".to_string(),
+            Position {
+                epoch: Arc::from("E"),
+                offset: 41,
+            },
+        );
         assert_eq!(
             cmd,
-            ClientCommand::Subscribe { id: Some(1), channels: vec!["a".into(), "m:*".into()], since }
+            ClientCommand::Subscribe {
+                id: Some(1),
+                channels: vec!["a".into(), "m:*".into()],
+                since
+            }
         );
-        let cmd = decode_command(r#"{"type":"publish","channel":"a","data":{"x": [1,2]},"priority":"high"}"#)
-            .unwrap();
+        let cmd = decode_command(r#"{"type":"publish","channel":"a","data":{"x": [1,2]},"priority":"high"}"#).unwrap();
         assert_eq!(
             cmd,
             ClientCommand::Publish {
@@ -271,7 +296,10 @@ mod tests {
                 priority: Priority::High
             }
         );
-        assert_eq!(decode_command(r#"{"type":"ping","id":9}"#).unwrap(), ClientCommand::Ping { id: Some(9) });
+        assert_eq!(
+            decode_command(r#"{"type":"ping","id":9}"#).unwrap(),
+            ClientCommand::Ping { id: Some(9) }
+        );
     }
 
     #[test]
@@ -283,9 +311,21 @@ mod tests {
             (r#"{"id":3}"#, Some(3), ErrorCode::UnknownType),
             (r#"{"type":"dance","id":4}"#, Some(4), ErrorCode::UnknownType),
             (r#"{"type":"subscribe","id":5}"#, Some(5), ErrorCode::BadRequest),
-            (r#"{"type":"publish","id":6,"channel":"a"}"#, Some(6), ErrorCode::BadRequest),
-            (r#"{"type":"publish","id":7,"channel":"a","data":1,"priority":"urgent"}"#, Some(7), ErrorCode::BadRequest),
-            (r#"{"type":"subscribe","id":8,"channels":["a"],"since":{"a":{"offset":1}}}"#, Some(8), ErrorCode::BadRequest),
+            (
+                r#"{"type":"publish","id":6,"channel":"a"}"#,
+                Some(6),
+                ErrorCode::BadRequest,
+            ),
+            (
+                r#"{"type":"publish","id":7,"channel":"a","data":1,"priority":"urgent"}"#,
+                Some(7),
+                ErrorCode::BadRequest,
+            ),
+            (
+                r#"{"type":"subscribe","id":8,"channels":["a"],"since":{"a":{"offset":1}}}"#,
+                Some(8),
+                ErrorCode::BadRequest,
+            ),
         ];
         for (text, id, code) in cases {
             let err = decode_command(text).unwrap_err();
@@ -307,7 +347,10 @@ mod tests {
             &encode_message(&p, None)[..],
             br#"{"type":"message","channel":"a:b","epoch":"E1","offset":42,"ts":1700,"data":{"v":1}}"#
         );
-        let p = Publication { priority: Priority::Critical, ..p };
+        let p = Publication {
+            priority: Priority::Critical,
+            ..p
+        };
         assert_eq!(
             &encode_message(&p, Some("a:*"))[..],
             br#"{"type":"message","channel":"a:b","pattern":"a:*","epoch":"E1","offset":42,"ts":1700,"priority":"critical","data":{"v":1}}"#

@@ -7,6 +7,6 @@ mod frames;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
-    ClientCommand, FrameError, HistoryReply, PublishReply, SubscribeReply, SubscribedChannel,
-    decode_command, encode_error, encode_message, encode_reply,
+    ClientCommand, FrameError, HistoryReply, PublishReply, SubscribeReply, SubscribedChannel, decode_command,
+    encode_error, encode_message, encode_reply,
 };

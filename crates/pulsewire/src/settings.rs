@@ -54,19 +54,28 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
         figment = figment.merge(Toml::file_exact(path));
         sources.push(path.display().to_string());
     }
-    let env_keys: Vec<String> = std::env::vars().map(|(k, _)| k).filter(|k| k.starts_with(ENV_PREFIX)).collect();
+    let env_keys: Vec<String> = std::env::vars()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(ENV_PREFIX))
+        .collect();
     if !env_keys.is_empty() {
         sources.push(format!("environment ({})", env_keys.join(", ")));
     }
     figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
     figment = figment.merge(Serialized::defaults(args));
     if args.log_json {
-        figment = figment.merge(Serialized::defaults(LogFlags { log: LogOverride { format: LogFormat::Json } }));
+        figment = figment.merge(Serialized::defaults(LogFlags {
+            log: LogOverride {
+                format: LogFormat::Json,
+            },
+        }));
     }
     if args.listen.is_some() || args.data_dir.is_some() || args.log_json {
         sources.push("flags".into());
     }
-    let config: Config = figment.extract().map_err(|e| e.into_iter().map(describe).collect::<Vec<_>>())?;
+    let config: Config = figment
+        .extract()
+        .map_err(|e| e.into_iter().map(describe).collect::<Vec<_>>())?;
     let problems = config.problems();
     if !problems.is_empty() {
         return Err(problems);
@@ -107,15 +116,25 @@ mod tests {
             "listen = \"nope\"\n[websocket]\nping_interval = \"0s\"\n[hub.queue]\nmax_messages = 0\n",
         )
         .unwrap();
-        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
         let problems = load(&args).unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with("listen:")), "{problems:?}");
 
-        std::fs::write(&path, "[websocket]\nping_interval = \"0s\"\n[hub.queue]\nmax_messages = 0\n").unwrap();
+        std::fs::write(
+            &path,
+            "[websocket]\nping_interval = \"0s\"\n[hub.queue]\nmax_messages = 0\n",
+        )
+        .unwrap();
         let problems = load(&args).unwrap_err();
         assert_eq!(
             problems,
-            vec!["websocket.ping_interval: must be above zero", "hub.queue.max_messages: must be at least 1"]
+            vec![
+                "websocket.ping_interval: must be above zero",
+                "hub.queue.max_messages: must be at least 1"
+            ]
         );
 
         std::fs::write(&path, "[websocket]\nping_intervall = \"1s\"\n").unwrap();
@@ -126,7 +145,10 @@ mod tests {
 
     #[test]
     fn flags_override_file() {
-        let args = ServeArgs { listen: Some("127.0.0.1:9999".parse().unwrap()), ..Default::default() };
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:9999".parse().unwrap()),
+            ..Default::default()
+        };
         let (config, source) = load(&args).unwrap();
         assert_eq!(config.listen.port(), 9999);
         assert!(source.ends_with("flags"), "{source}");

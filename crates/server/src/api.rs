@@ -20,15 +20,22 @@ use serde_json::value::RawValue;
 use crate::{ApiError, AppState};
 
 /// Runs one client command, queueing its reply on the client.
-pub async fn execute(state: &AppState, client: &Arc<Client>, cmd: ClientCommand) -> Result<(), (Option<u64>, ApiError)> {
+pub async fn execute(
+    state: &AppState,
+    client: &Arc<Client>,
+    cmd: ClientCommand,
+) -> Result<(), (Option<u64>, ApiError)> {
     let hub = state.hub();
     match cmd {
         ClientCommand::Subscribe { id, channels, since } => {
-            hub.subscribe(client, id, &channels, &since).await.map_err(|e| (id, e.into()))?;
+            hub.subscribe(client, id, &channels, &since)
+                .await
+                .map_err(|e| (id, e.into()))?;
             Ok(())
         }
         ClientCommand::Unsubscribe { id, channels } => {
-            hub.unsubscribe(client, &channels).map_err(|e| (id, ApiError::from(e)))?;
+            hub.unsubscribe(client, &channels)
+                .map_err(|e| (id, ApiError::from(e)))?;
             #[derive(Serialize)]
             struct Reply<'a> {
                 #[serde(rename = "type")]
@@ -37,11 +44,23 @@ pub async fn execute(state: &AppState, client: &Arc<Client>, cmd: ClientCommand)
                 id: Option<u64>,
                 channels: &'a [String],
             }
-            client.push_control(encode_reply(&Reply { kind: "unsubscribed", id, channels: &channels }));
+            client.push_control(encode_reply(&Reply {
+                kind: "unsubscribed",
+                id,
+                channels: &channels,
+            }));
             Ok(())
         }
-        ClientCommand::Publish { id, channel, data, priority } => {
-            let p = hub.publish(&client.tenant, &channel, data, priority).await.map_err(|e| (id, e.into()))?;
+        ClientCommand::Publish {
+            id,
+            channel,
+            data,
+            priority,
+        } => {
+            let p = hub
+                .publish(&client.tenant, &channel, data, priority)
+                .await
+                .map_err(|e| (id, e.into()))?;
             client.push_control(encode_reply(&PublishReply {
                 kind: Some("published".into()),
                 id,
@@ -51,7 +70,12 @@ pub async fn execute(state: &AppState, client: &Arc<Client>, cmd: ClientCommand)
             }));
             Ok(())
         }
-        ClientCommand::History { id, channel, limit, since } => {
+        ClientCommand::History {
+            id,
+            channel,
+            limit,
+            since,
+        } => {
             let frame = history_frame(hub, &client.tenant, id, &channel, since.as_ref(), limit)
                 .await
                 .map_err(|e| (id, e))?;
@@ -109,10 +133,17 @@ fn json_response(bytes: Bytes) -> Response {
 fn parse_body<'a, T: Deserialize<'a>>(state: &AppState, body: &'a [u8]) -> Result<T, ApiError> {
     let limit = state.config().http.max_body_bytes;
     if body.len() > limit {
-        return Err(ApiError::new(ErrorCode::FrameTooLarge, format!("body of {} bytes exceeds the limit of {limit}", body.len())));
+        return Err(ApiError::new(
+            ErrorCode::FrameTooLarge,
+            format!("body of {} bytes exceeds the limit of {limit}", body.len()),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() { ErrorCode::BadJson } else { ErrorCode::BadRequest };
+        let code = if e.is_syntax() || e.is_eof() {
+            ErrorCode::BadJson
+        } else {
+            ErrorCode::BadRequest
+        };
         ApiError::new(code, e.to_string())
     })
 }
@@ -196,11 +227,27 @@ pub struct HistoryQuery {
 
 pub async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
     let since = match (q.since_epoch, q.since_offset) {
-        (Some(epoch), Some(offset)) => Some(Position { epoch: epoch.into(), offset }),
+        (Some(epoch), Some(offset)) => Some(Position {
+            epoch: epoch.into(),
+            offset,
+        }),
         (None, None) => None,
-        _ => return Err(ApiError::new(ErrorCode::BadRequest, "give both since_epoch and since_offset, or neither")),
+        _ => {
+            return Err(ApiError::new(
+                ErrorCode::BadRequest,
+                "give both since_epoch and since_offset, or neither",
+            ));
+        }
     };
-    let frame = history_frame(state.hub(), &TenantId::default_tenant(), None, &q.channel, since.as_ref(), q.limit).await?;
+    let frame = history_frame(
+        state.hub(),
+        &TenantId::default_tenant(),
+        None,
+        &q.channel,
+        since.as_ref(),
+        q.limit,
+    )
+    .await?;
     Ok(json_response(frame))
 }
 
@@ -210,7 +257,11 @@ pub async fn health() -> &'static str {
 
 pub async fn ready(State(state): State<AppState>) -> Response {
     if state.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting_down"}))).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "shutting_down"})),
+        )
+            .into_response()
     } else {
         Json(serde_json::json!({"status": "ready"})).into_response()
     }
@@ -220,7 +271,14 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let mut out = String::new();
     prometheus_client::encoding::text::encode(&mut out, state.registry())
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response())
 }
 
 pub async fn stats(State(state): State<AppState>) -> Response {

@@ -66,7 +66,10 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Text, level: "info".into() }
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -112,7 +115,10 @@ pub struct SseConfig {
 
 impl Default for SseConfig {
     fn default() -> Self {
-        Self { heartbeat: Duration::from_secs(15), retry: Duration::from_secs(2) }
+        Self {
+            heartbeat: Duration::from_secs(15),
+            retry: Duration::from_secs(2),
+        }
     }
 }
 
@@ -125,7 +131,9 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 64 * 1024 }
+        Self {
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 

@@ -80,14 +80,22 @@ impl Server {
             // them (they were told to close by `begin_shutdown`), within the same bound.
             let waited = tokio::time::timeout(limit, task_state.wait_for_clients()).await;
             if waited.is_err() {
-                tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: closing remaining connections");
+                tracing::warn!(
+                    left = task_state.hub().clients().len(),
+                    "shutdown timeout: closing remaining connections"
+                );
             }
             tasks.cancel();
             let _ = sweeper.await;
             let _ = sampler.await;
             result
         });
-        Ok(Server { addr, shutdown, task, state })
+        Ok(Server {
+            addr,
+            shutdown,
+            task,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -56,13 +56,22 @@ fn decode_id(id: &str, channels: &[ChannelName]) -> BTreeMap<String, Position> {
         let v: Vec<Position> = parts
             .map(|p| {
                 let (epoch, offset) = p.split_once('-')?;
-                Some(Position { epoch: epoch.into(), offset: offset.parse().ok()? })
+                Some(Position {
+                    epoch: epoch.into(),
+                    offset: offset.parse().ok()?,
+                })
             })
             .collect::<Option<_>>()?;
         (v.len() == channels.len()).then_some(v)
     })();
     let positions = parsed.unwrap_or_else(|| {
-        channels.iter().map(|_| Position { epoch: Arc::from(""), offset: 0 }).collect()
+        channels
+            .iter()
+            .map(|_| Position {
+                epoch: Arc::from(""),
+                offset: 0,
+            })
+            .collect()
     });
     channels.iter().map(|c| c.as_str().to_owned()).zip(positions).collect()
 }
@@ -76,7 +85,12 @@ pub async fn stream(
     if state.is_shutting_down() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "server is shutting down"));
     }
-    let names: Vec<String> = q.channels.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect();
+    let names: Vec<String> = q
+        .channels
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
     let mut channels = Vec::new();
     for name in names.iter().filter(|n| !is_pattern(n)) {
         channels.push(
@@ -91,7 +105,9 @@ pub async fn stream(
         .or(q.last_event_id);
     let since = last_id.map(|id| decode_id(&id, &channels)).unwrap_or_default();
 
-    let client = state.hub().connect(TenantId::default_tenant(), Transport::Sse, Some(remote));
+    let client = state
+        .hub()
+        .connect(TenantId::default_tenant(), Transport::Sse, Some(remote));
     let guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let starts = state.hub().subscribe(&client, None, &names, &since).await?;
     let starts: HashMap<ChannelName, Position> = starts.into_iter().collect();
@@ -242,8 +258,20 @@ mod tests {
         let id = encode_id(&[(a.clone(), Arc::from("E1"), 4), (b.clone(), Arc::from("E2"), 0)]);
         assert_eq!(id, "v1.E1-4.E2-0");
         let since = decode_id(&id, &[a.clone(), b.clone()]);
-        assert_eq!(since["a"], Position { epoch: Arc::from("E1"), offset: 4 });
-        assert_eq!(since["b:c"], Position { epoch: Arc::from("E2"), offset: 0 });
+        assert_eq!(
+            since["a"],
+            Position {
+                epoch: Arc::from("E1"),
+                offset: 4
+            }
+        );
+        assert_eq!(
+            since["b:c"],
+            Position {
+                epoch: Arc::from("E2"),
+                offset: 0
+            }
+        );
         // Wrong channel count or garbage: positions that cannot match.
         for bad in ["v1.E1-4", "garbage", "v2.E1-4.E2-0", "v1.E1-x.E2-0"] {
             let since = decode_id(bad, &[a.clone(), b.clone()]);

@@ -89,7 +89,10 @@ impl AppState {
         tokio::spawn(async move {
             let cfg = &state.config().shutdown;
             let clients = state.hub().clients();
-            tracing::info!(connections = clients.len(), "shutting down: asking clients to reconnect");
+            tracing::info!(
+                connections = clients.len(),
+                "shutting down: asking clients to reconnect"
+            );
             for (i, batch) in clients.chunks(cfg.batch_size).enumerate() {
                 if i > 0 {
                     tokio::time::sleep(cfg.batch_interval).await;

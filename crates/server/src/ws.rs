@@ -28,15 +28,20 @@ pub async fn upgrade(
 ) -> Response {
     let cfg = &state.config().websocket;
     // The library limit is a backstop well above ours, so that an oversized frame normally
-    // reaches our own check and gets a proper error and close code.
+    // reaches our own check and gets a proper error and close code; past the backstop the frame
+    // is refused unread, which bounds what one connection can make us buffer.
+    let backstop = cfg.max_frame_bytes.saturating_mul(16);
     ws.read_buffer_size(cfg.read_buffer_bytes)
         .write_buffer_size(0)
-        .max_message_size(cfg.max_frame_bytes.saturating_mul(4))
-        .max_frame_size(cfg.max_frame_bytes.saturating_mul(4))
+        .max_message_size(backstop)
+        .max_frame_size(backstop)
         .on_upgrade(move |socket| run(socket, state, remote))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+
+/// How long a closing connection waits for the peer's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 enum Exit {
     Close(CloseCode),
@@ -50,7 +55,11 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
         let _ = close(&mut sink, CloseCode::ShuttingDown).await;
         return;
     }
-    let client = state.hub().connect(TenantId::default_tenant(), pulsewire_hub::Transport::WebSocket, Some(remote));
+    let client = state.hub().connect(
+        TenantId::default_tenant(),
+        pulsewire_hub::Transport::WebSocket,
+        Some(remote),
+    );
     let _guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let (mut sink, mut stream) = socket.split();
     let exit = serve(&state, &client, &mut sink, &mut stream).await;
@@ -60,16 +69,61 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
                 state.metrics().heartbeat_timeouts.inc();
             }
             tracing::debug!(client = client.id, code = code.code(), "closing connection");
-            // Bounded: a peer that stopped reading must not hold the task.
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(1), close(&mut sink, code)).await;
+            // The closing handshake: send our close, then wait for the peer's before dropping
+            // the socket, so the peer reads our close frame instead of a reset. Bounded, since a
+            // peer that stopped reading must not hold the task.
+            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+                if close(&mut sink, code).await.is_ok() {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            })
+            .await;
         }
         Exit::Gone => tracing::debug!(client = client.id, "connection gone"),
     }
 }
 
+/// Writes a batch, giving up when the client is marked a slow consumer, when its queue has been
+/// full for the slow timeout while this write is stuck, or when the peer has not taken a byte
+/// for longer than the heartbeat allows (it is not reading at all).
+async fn guarded_write(
+    state: &AppState,
+    client: &Arc<Client>,
+    sink: &mut Sink,
+    items: &[Outbound],
+    cfg: &crate::WebSocketConfig,
+) -> Option<Exit> {
+    let started = tokio::time::Instant::now();
+    let dead_after = cfg.ping_interval + cfg.pong_timeout;
+    let check_every = (client.slow_timeout() / 2).min(dead_after);
+    let write = write_batch(state, client, sink, items);
+    tokio::pin!(write);
+    loop {
+        tokio::select! {
+            r = &mut write => return r.is_err().then_some(Exit::Gone),
+            _ = client.aborted() => return Some(Exit::Close(CloseCode::SlowConsumer)),
+            _ = tokio::time::sleep(check_every) => {
+                if client.check_slow() {
+                    return Some(Exit::Close(CloseCode::SlowConsumer));
+                }
+                if started.elapsed() >= dead_after {
+                    return Some(Exit::Close(CloseCode::HeartbeatTimeout));
+                }
+            }
+        }
+    }
+}
+
 async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
-    sink.send(Message::Close(Some(CloseFrame { code: code.code(), reason: Utf8Bytes::from_static(code.reason()) })))
-        .await
+    sink.send(Message::Close(Some(CloseFrame {
+        code: code.code(),
+        reason: Utf8Bytes::from_static(code.reason()),
+    })))
+    .await
 }
 
 async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Exit {
@@ -81,11 +135,10 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
         tokio::select! {
             _ = client.ready() => {
                 let batch = client.take_batch(cfg.write_batch);
-                if !batch.items.is_empty() {
-                    tokio::select! {
-                        r = write_batch(state, client, sink, &batch.items) => if r.is_err() { return Exit::Gone },
-                        _ = client.aborted() => return Exit::Close(CloseCode::SlowConsumer),
-                    }
+                if !batch.items.is_empty()
+                    && let Some(exit) = guarded_write(state, client, sink, &batch.items, &cfg).await
+                {
+                    return exit;
                 }
                 match batch.close {
                     Some(CloseReason::SlowConsumer) => return Exit::Close(CloseCode::SlowConsumer),
@@ -157,10 +210,19 @@ fn is_capacity_error(e: &axum::Error) -> bool {
 /// Writes what is queued (the error just pushed) before a close, within a short bound.
 async fn flush_control(state: &AppState, client: &Arc<Client>, sink: &mut Sink) {
     let batch = client.take_batch(usize::MAX);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), write_batch(state, client, sink, &batch.items)).await;
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        write_batch(state, client, sink, &batch.items),
+    )
+    .await;
 }
 
-async fn write_batch(state: &AppState, client: &Client, sink: &mut Sink, items: &[Outbound]) -> Result<(), axum::Error> {
+async fn write_batch(
+    state: &AppState,
+    client: &Client,
+    sink: &mut Sink,
+    items: &[Outbound],
+) -> Result<(), axum::Error> {
     for item in items {
         // Frames come from our encoders, so this never fails; checking is cheap next to the
         // syscall and keeps `unsafe` out.

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on a loopback port, real WebSocket, SSE and HTTP clients.
+
+mod errors;
+mod history;
+mod lifecycle;
+mod pubsub;
+mod resume;
+mod slow;
+mod stats;

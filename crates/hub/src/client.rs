@@ -407,3 +407,145 @@ pub(crate) struct Recovery {
     /// The offset of the last replayed publication (or the position the client was given).
     pub last_offset: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn client(max_messages: usize, slow_ms: u64) -> Client {
+        let config = QueueConfig {
+            max_messages,
+            max_bytes: 1 << 20,
+            slow_timeout: Duration::from_millis(slow_ms),
+        };
+        Client::new(
+            1,
+            TenantId::default_tenant(),
+            Transport::WebSocket,
+            None,
+            config,
+            Arc::default(),
+        )
+    }
+
+    fn msg(offset: u64, priority: Priority) -> Arc<Encoded> {
+        Arc::new(Encoded {
+            channel: ChannelName::parse("c").unwrap(),
+            epoch: Arc::from("E"),
+            offset,
+            priority,
+            frame: Bytes::from(format!("{offset}")),
+            received: Instant::now(),
+        })
+    }
+
+    fn drain(c: &Client) -> Vec<String> {
+        c.take_batch(usize::MAX)
+            .items
+            .iter()
+            .map(|i| match i {
+                Outbound::Message(m) => format!("{}{}", m.priority.as_str().chars().next().unwrap(), m.offset),
+                Outbound::Control(b) => String::from_utf8_lossy(b).into_owned(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_queue_drops_lowest_priority_first_and_keeps_order() {
+        use Priority::*;
+        let c = client(4, 60_000);
+        for (o, p) in [(1, Normal), (2, Low), (3, High), (4, Low)] {
+            c.push_message(&msg(o, p));
+        }
+        // Full: a critical message evicts the oldest low one, then the next low one.
+        c.push_message(&msg(5, Critical));
+        assert_eq!(drain(&c), ["n1", "h3", "l4", "c5"]);
+        assert_eq!(c.dropped(), 1);
+        for (o, p) in [(6, High), (7, High), (8, Normal), (9, Critical)] {
+            c.push_message(&msg(o, p));
+        }
+        // An incoming low message when nothing lower is queued is itself dropped.
+        c.push_message(&msg(10, Low));
+        // A normal one evicts the (only) normal one: equal priority drops the incoming.
+        c.push_message(&msg(11, Normal));
+        assert_eq!(drain(&c), ["h6", "h7", "n8", "c9"]);
+        assert_eq!(c.dropped(), 3);
+    }
+
+    #[test]
+    fn control_frames_are_never_dropped() {
+        let c = client(2, 60_000);
+        c.push_message(&msg(1, Priority::Low));
+        c.push_message(&msg(2, Priority::Low));
+        c.push_control(Bytes::from_static(b"reply"));
+        c.push_message(&msg(3, Priority::High));
+        // The reply counts toward the bound, so both low messages make way for the high one.
+        assert_eq!(drain(&c), ["reply", "h3"]);
+        assert_eq!(c.dropped(), 2);
+    }
+
+    #[test]
+    fn staying_full_past_the_timeout_closes_as_slow_consumer() {
+        let c = client(2, 30);
+        for o in 1..=3 {
+            c.push_message(&msg(o, Priority::Normal));
+        }
+        assert!(!c.check_slow());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(c.check_slow());
+        assert_eq!(c.take_batch(usize::MAX).close, Some(CloseReason::SlowConsumer));
+        // A client that drains in time is not closed.
+        let c = client(2, 30);
+        for o in 1..=3 {
+            c.push_message(&msg(o, Priority::Normal));
+        }
+        drain(&c);
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(!c.check_slow());
+    }
+
+    #[test]
+    fn recovery_merges_replay_and_live_without_duplicates() {
+        let c = client(100, 60_000);
+        let ch = ChannelName::parse("c").unwrap();
+        c.begin_recovery(&ch);
+        // Live publications arrive while history is being read; 5 is also in the history read.
+        c.push_message(&msg(5, Priority::Normal));
+        c.push_message(&msg(6, Priority::Normal));
+        assert_eq!(drain(&c), Vec::<String>::new(), "held back until recovery ends");
+        let mut answers = Vec::new();
+        c.end_recovery(
+            vec![Recovery {
+                channel: ch.clone(),
+                replay: vec![
+                    msg(3, Priority::Normal),
+                    msg(4, Priority::Normal),
+                    msg(5, Priority::Normal),
+                ],
+                last_offset: 5,
+            }],
+            |ok| {
+                answers = ok.to_vec();
+                Bytes::from_static(b"subscribed")
+            },
+        );
+        assert_eq!(answers, [true]);
+        assert_eq!(drain(&c), ["subscribed", "n3", "n4", "n5", "n6"]);
+        // A gap between replay and live is reported.
+        c.begin_recovery(&ch);
+        c.push_message(&msg(9, Priority::Normal));
+        c.end_recovery(
+            vec![Recovery {
+                channel: ch,
+                replay: vec![],
+                last_offset: 7,
+            }],
+            |ok| {
+                answers = ok.to_vec();
+                Bytes::from_static(b"subscribed")
+            },
+        );
+        assert_eq!(answers, [false]);
+    }
+}

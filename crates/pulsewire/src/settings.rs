@@ -161,3 +161,22 @@ mod tests {
         assert_eq!(back, Config::default());
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    /// docs/config.md shows the defaults; it must show the real ones.
+    #[test]
+    fn config_reference_shows_the_real_defaults() {
+        let doc = include_str!("../../../docs/config.md");
+        let block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("docs/config.md has a toml block");
+        assert_eq!(block, super::default_toml().unwrap(), "regenerate the block with `pulsewire default-config`");
+        for line in block.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            assert!(doc.contains(&format!("{key}`")) || doc.contains(&format!(".{key}")), "docs/config.md does not explain `{key}`");
+        }
+    }
+}

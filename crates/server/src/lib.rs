@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
 use pulsewire_hub::{Hub, HubMetrics, MemoryBroker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -67,6 +68,13 @@ impl Server {
         };
         let task_state = state.clone();
         let server_shutdown = shutdown.clone();
+        // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds a frame
+        // back until the previous one is acknowledged, which costs tens of milliseconds.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(drain);

@@ -32,13 +32,18 @@ pub async fn upgrade(
     // is refused unread, which bounds what one connection can make us buffer.
     let backstop = cfg.max_frame_bytes.saturating_mul(16);
     ws.read_buffer_size(cfg.read_buffer_bytes)
-        .write_buffer_size(0)
+        // Frames of one batch are gathered and written with one syscall on flush; the buffer
+        // holds nothing while the connection is idle.
+        .write_buffer_size(WRITE_BUFFER)
         .max_message_size(backstop)
         .max_frame_size(backstop)
         .on_upgrade(move |socket| run(socket, state, remote))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
+
+/// Bytes gathered before a write is forced even before the batch's flush.
+const WRITE_BUFFER: usize = 16 * 1024;
 
 /// How long a closing connection waits for the peer's close frame.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -140,8 +140,10 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
         tokio::select! {
             _ = client.ready() => {
                 let batch = client.take_batch(cfg.write_batch);
+                // Boxed: the write future is large and lives only while writing, so idle
+                // connections do not carry its space in their task.
                 if !batch.items.is_empty()
-                    && let Some(exit) = guarded_write(state, client, sink, &batch.items, &cfg).await
+                    && let Some(exit) = Box::pin(guarded_write(state, client, sink, &batch.items, &cfg)).await
                 {
                     return exit;
                 }

@@ -550,3 +550,84 @@ impl Hub {
         self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBroker;
+
+    fn hub() -> Hub {
+        let config = HubConfig::default();
+        Hub::new(Arc::new(MemoryBroker::new(config.clone())), config, Arc::default())
+    }
+
+    fn frames(c: &Client) -> Vec<String> {
+        c.take_batch(usize::MAX)
+            .items
+            .iter()
+            .map(|i| String::from_utf8_lossy(i.frame()).into_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn tenants_never_see_each_other() {
+        let hub = hub();
+        let a = hub.connect(TenantId::new("a"), Transport::WebSocket, None);
+        let b = hub.connect(TenantId::new("b"), Transport::WebSocket, None);
+        let chans = vec!["shared".to_string(), "shared:>".to_string()];
+        hub.subscribe(&a, Some(1), &chans[..1], &BTreeMap::new()).await.unwrap();
+        hub.subscribe(&b, Some(1), &chans, &BTreeMap::new()).await.unwrap();
+        frames(&a);
+        frames(&b);
+        let p = hub
+            .publish(
+                &TenantId::new("a"),
+                "shared",
+                Bytes::from_static(b"1"),
+                Priority::Normal,
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.offset, 1);
+        hub.publish(
+            &TenantId::new("a"),
+            "shared:x",
+            Bytes::from_static(b"2"),
+            Priority::Normal,
+        )
+        .await
+        .unwrap();
+        assert_eq!(frames(&a).len(), 1);
+        assert_eq!(frames(&b), Vec::<String>::new(), "tenant b saw tenant a's publications");
+        // Same channel name, separate streams: tenant b's first publication is its offset 1.
+        let p = hub
+            .publish(
+                &TenantId::new("b"),
+                "shared",
+                Bytes::from_static(b"3"),
+                Priority::Normal,
+            )
+            .await
+            .unwrap();
+        assert_eq!(p.offset, 1);
+        let h = hub.history(&TenantId::new("b"), "shared", None, None).await.unwrap();
+        assert_eq!(h.publications.len(), 1);
+        assert_eq!(frames(&b).len(), 1);
+        assert!(frames(&a).is_empty());
+    }
+
+    #[tokio::test]
+    async fn disconnect_removes_every_subscription() {
+        let hub = hub();
+        let c = hub.connect(TenantId::default_tenant(), Transport::Sse, None);
+        let names = vec!["x".to_string(), "y:*".to_string()];
+        hub.subscribe(&c, None, &names, &BTreeMap::new()).await.unwrap();
+        assert_eq!(hub.metrics().subscriptions.get(), 2);
+        hub.disconnect(&c);
+        hub.disconnect(&c);
+        assert_eq!(hub.metrics().subscriptions.get(), 0);
+        assert_eq!(hub.channel_count(), 0);
+        assert!(hub.clients().is_empty());
+        assert!(hub.inner.patterns.read().is_empty());
+    }
+}

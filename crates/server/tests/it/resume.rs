@@ -171,3 +171,24 @@ async fn sse_resume_with_last_event_id() {
     assert_eq!(opened.data["channels"]["a"]["recovered"], false);
     assert_eq!(opened.data["channels"]["b"]["recovered"], false);
 }
+
+#[tokio::test]
+async fn a_restart_changes_the_epoch_so_old_positions_never_match() {
+    let first = TestServer::start_default().await;
+    let epoch = first.publish_position("r", json!(1)).await;
+    first.publish("r", json!(2)).await;
+    let TestServer { server, .. } = first;
+    server.shutdown();
+    server.wait().await.unwrap();
+
+    // History was in memory: the channel starts again at offset 1, under a new epoch.
+    let second = TestServer::start_default().await;
+    let new_epoch = second.publish_position("r", json!("again")).await;
+    assert_ne!(new_epoch, epoch);
+    let mut ws = second.ws().await;
+    ws.send(json!({"type":"subscribe","id":1,"channels":["r"],"since":{"r":{"epoch":epoch,"offset":1}}}))
+        .await;
+    let reply = ws.recv().await;
+    assert_eq!(reply["channels"]["r"]["recovered"], false, "{reply}");
+    assert_eq!(reply["channels"]["r"]["epoch"], new_epoch.as_str());
+}

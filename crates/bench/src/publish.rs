@@ -68,10 +68,10 @@ pub async fn run(
     for seq in 0..plan.total {
         let slot = start + Duration::from_secs_f64(seq as f64 / plan.rate);
         tokio::time::sleep_until(slot.into()).await;
-        if seq == plan.measured_from {
-            if let Some(f) = on_measure_start.take() {
-                f();
-            }
+        if seq == plan.measured_from
+            && let Some(f) = on_measure_start.take()
+        {
+            f();
         }
         // Never let a slow server stretch the schedule: when the in-flight
         // limit is reached the publication is skipped (and reported).

@@ -173,10 +173,17 @@ mod doc_tests {
             .nth(1)
             .and_then(|rest| rest.split("```").next())
             .expect("docs/config.md has a toml block");
-        assert_eq!(block, super::default_toml().unwrap(), "regenerate the block with `pulsewire default-config`");
+        assert_eq!(
+            block,
+            super::default_toml().unwrap(),
+            "regenerate the block with `pulsewire default-config`"
+        );
         for line in block.lines().filter(|l| l.contains(" = ")) {
             let key = line.split(" = ").next().unwrap();
-            assert!(doc.contains(&format!("{key}`")) || doc.contains(&format!(".{key}")), "docs/config.md does not explain `{key}`");
+            assert!(
+                doc.contains(&format!("{key}`")) || doc.contains(&format!(".{key}")),
+                "docs/config.md does not explain `{key}`"
+            );
         }
     }
 }

@@ -58,16 +58,6 @@ impl Server {
         let tasks = CancellationToken::new();
         let sweeper = spawn_sweeper(broker, tasks.clone());
         let sampler = state::spawn_rate_sampler(state.clone(), tasks.clone());
-        let drain = {
-            let state = state.clone();
-            let shutdown = shutdown.clone();
-            async move {
-                shutdown.cancelled().await;
-                state.begin_shutdown();
-            }
-        };
-        let task_state = state.clone();
-        let server_shutdown = shutdown.clone();
         // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds a frame
         // back until the previous one is acknowledged, which costs tens of milliseconds.
         let listener = listener.tap_io(|tcp| {
@@ -75,24 +65,35 @@ impl Server {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
             }
         });
+        let task_state = state.clone();
+        let server_shutdown = shutdown.clone();
         let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(drain);
-            let limit = task_state.config().shutdown.timeout;
-            let result = tokio::select! {
-                r = serve => r.context("server failed"),
-                // Bounded: whatever is still open when the timeout passes is dropped.
-                _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => Ok(()),
+            let stopping = {
+                let state = task_state.clone();
+                let shutdown = server_shutdown.clone();
+                async move {
+                    shutdown.cancelled().await;
+                    state.begin_shutdown();
+                }
             };
-            // WebSocket connections are not tracked by the HTTP server once upgraded: wait for
-            // them (they were told to close by `begin_shutdown`), within the same bound.
-            let waited = tokio::time::timeout(limit, task_state.wait_for_clients()).await;
-            if waited.is_err() {
-                tracing::warn!(
-                    left = task_state.hub().clients().len(),
-                    "shutdown timeout: closing remaining connections"
-                );
-            }
+            let serve = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(stopping);
+            let limit = task_state.config().shutdown.timeout;
+            // Once shutdown starts: tell the connections to go (in batches), then wait for them;
+            // WebSocket connections are not tracked by the HTTP server once upgraded.
+            let drain = async {
+                server_shutdown.cancelled().await;
+                task_state.close_clients_in_batches().await;
+                task_state.wait_for_clients().await;
+            };
+            let result = tokio::select! {
+                (r, ()) = async { tokio::join!(serve, drain) } => r.context("server failed"),
+                // Bounded: whatever is still open when the timeout passes is dropped.
+                _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
+                    tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: dropping remaining connections");
+                    Ok(())
+                }
+            };
             tasks.cancel();
             let _ = sweeper.await;
             let _ = sampler.await;

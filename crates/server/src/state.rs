@@ -77,31 +77,30 @@ impl AppState {
         &self.0.shutdown_signal
     }
 
-    /// Marks the server not ready and tells connected clients to reconnect, in batches of
-    /// `shutdown.batch_size` every `shutdown.batch_interval`, so they do not all come back at
-    /// once. Each connection flushes what it has queued before its close frame.
+    /// Marks the server not ready; connections and HTTP handlers see it at once.
     pub fn begin_shutdown(&self) {
-        if self.0.shutting_down.swap(true, Ordering::SeqCst) {
-            return;
-        }
+        self.0.shutting_down.store(true, Ordering::SeqCst);
         self.0.shutdown_signal.cancel();
-        let state = self.clone();
-        tokio::spawn(async move {
-            let cfg = &state.config().shutdown;
-            let clients = state.hub().clients();
-            tracing::info!(
-                connections = clients.len(),
-                "shutting down: asking clients to reconnect"
-            );
-            for (i, batch) in clients.chunks(cfg.batch_size).enumerate() {
-                if i > 0 {
-                    tokio::time::sleep(cfg.batch_interval).await;
-                }
-                for c in batch {
-                    c.close(CloseReason::Shutdown);
-                }
+    }
+
+    /// Tells connected clients to reconnect, in batches of `shutdown.batch_size` every
+    /// `shutdown.batch_interval`, so they do not all come back at once. Each connection first
+    /// flushes what it has queued, then sends its close.
+    pub async fn close_clients_in_batches(&self) {
+        let cfg = &self.config().shutdown;
+        let clients = self.hub().clients();
+        tracing::info!(
+            connections = clients.len(),
+            "shutting down: asking clients to reconnect"
+        );
+        for (i, batch) in clients.chunks(cfg.batch_size).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(cfg.batch_interval).await;
             }
-        });
+            for c in batch {
+                c.close(CloseReason::Shutdown);
+            }
+        }
     }
 
     /// Resolves when every client connection has been removed from the hub.

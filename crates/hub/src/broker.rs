@@ -26,7 +26,8 @@ pub trait Delivery: Send + Sync + 'static {
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// Assigns the next position on the channel, stores the publication in history and hands
-    /// it to the delivery before returning it.
+    /// it to the delivery (the in-process broker does so before returning; a broker shared
+    /// between nodes delivers when the publication comes back from the shared log).
     async fn publish(
         &self,
         tenant: &TenantId,
@@ -36,12 +37,15 @@ pub trait Broker: Send + Sync + 'static {
     ) -> Result<Publication, BrokerError>;
 
     /// Reads history: with `since`, the publications after it; without, the newest `limit`.
+    /// With `create`, a channel not known yet is created (a subscriber needs a position that
+    /// stays valid); without, an unknown channel reads as empty, with an empty epoch.
     async fn history(
         &self,
         tenant: &TenantId,
         channel: &ChannelName,
         since: Option<&Position>,
         limit: usize,
+        create: bool,
     ) -> Result<HistorySlice, BrokerError>;
 
     /// Sets where publications go. Called once, before the first publish.

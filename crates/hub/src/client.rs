@@ -24,12 +24,14 @@ use crate::config::QueueConfig;
 use crate::metrics::HubMetrics;
 
 /// A publication encoded once, shared by every subscriber that receives it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Encoded {
     pub channel: ChannelName,
     pub epoch: Arc<str>,
     pub offset: u64,
     pub priority: Priority,
+    /// The pattern subscription this copy is for; `None` for a channel subscription.
+    pub pattern: Option<Arc<str>>,
     /// The JSON `message` frame.
     pub frame: Bytes,
     /// When the hub received it from the broker, for the publish-to-write latency histogram.
@@ -107,12 +109,44 @@ impl Sub {
 struct Queue {
     items: VecDeque<Outbound>,
     bytes: usize,
-    /// Queued messages per priority, to know the lowest present without scanning.
-    per_priority: [usize; 4],
+    /// Queued messages (not control frames) and their bytes, per priority.
+    count: [usize; 4],
+    prio_bytes: [usize; 4],
     full_since: Option<Instant>,
-    /// Channels being subscribed with recovery: live messages wait here until history is in.
-    recovering: HashMap<ChannelName, Vec<Arc<Encoded>>>,
+    /// Channels being subscribed with recovery: their live messages wait here until history is
+    /// in. Bounded by `max_messages`; past it the recovery is reported as not recovered.
+    recovering: HashMap<ChannelName, RecoveryBuffer>,
     close: Option<CloseReason>,
+}
+
+#[derive(Default)]
+struct RecoveryBuffer {
+    items: Vec<Arc<Encoded>>,
+    overflowed: bool,
+}
+
+impl Queue {
+    fn push_message(&mut self, m: Arc<Encoded>) {
+        let i = m.priority.index();
+        self.count[i] += 1;
+        self.prio_bytes[i] += m.frame.len();
+        self.bytes += m.frame.len();
+        self.items.push_back(Outbound::Message(m));
+    }
+
+    /// Accounts for an item leaving the queue; returns 1 for a message, 0 for a control frame.
+    fn forget(&mut self, item: &Outbound) -> u64 {
+        self.bytes -= item.len();
+        match item {
+            Outbound::Message(m) => {
+                let i = m.priority.index();
+                self.count[i] -= 1;
+                self.prio_bytes[i] -= m.frame.len();
+                1
+            }
+            Outbound::Control(_) => 0,
+        }
+    }
 }
 
 pub struct Client {
@@ -205,12 +239,11 @@ impl Client {
         self.config.slow_timeout
     }
 
-    /// Queues a reply or error frame.
+    /// Queues a reply or error frame. Control frames are never dropped.
     pub fn push_control(&self, frame: Bytes) {
         let mut q = self.queue.lock();
         q.bytes += frame.len();
         q.items.push_back(Outbound::Control(frame));
-        self.metrics.queued.inc();
         drop(q);
         self.notify.notify_one();
     }
@@ -222,59 +255,63 @@ impl Client {
             self.metrics.dropped_closed(1);
             return;
         }
-        if !q.recovering.is_empty()
+        if m.pattern.is_none()
+            && !q.recovering.is_empty()
             && let Some(buf) = q.recovering.get_mut(&m.channel)
         {
-            buf.push(m.clone());
+            if buf.items.len() < self.config.max_messages {
+                buf.items.push(m.clone());
+            } else {
+                buf.overflowed = true;
+                self.count_drop();
+            }
             return;
         }
-        self.enqueue(&mut q, Outbound::Message(m.clone()));
+        self.enqueue(&mut q, m.clone());
         drop(q);
         self.notify.notify_one();
     }
 
-    fn enqueue(&self, q: &mut Queue, item: Outbound) {
-        let incoming = item.rank();
-        let len = item.len();
-        let over = |q: &Queue| q.items.len() + 1 > self.config.max_messages || q.bytes + len > self.config.max_bytes;
-        while over(q) {
-            let lowest = (0..4).find(|&i| q.per_priority[i] > 0).map(|i| Priority::ALL[i]);
-            let now = Instant::now();
-            let since = *q.full_since.get_or_insert(now);
-            if now.duration_since(since) >= self.config.slow_timeout {
-                self.mark_close(q, CloseReason::SlowConsumer);
-                return;
-            }
-            match (lowest, incoming) {
-                // The incoming message is (one of) the lowest: it is the one dropped.
-                (Some(low), Some(inc)) if inc <= low => {
-                    self.count_drop();
-                    return;
-                }
-                (None, Some(_)) => {
-                    self.count_drop();
-                    return;
-                }
-                (Some(low), _) => {
-                    let Some(pos) = q.items.iter().position(|i| i.rank() == Some(low)) else {
-                        break;
-                    };
-                    if let Some(old) = q.items.remove(pos) {
-                        q.bytes -= old.len();
-                        q.per_priority[low.index()] -= 1;
-                        self.metrics.queued.dec();
-                    }
-                    self.count_drop();
-                }
-                // Only control frames queued and a control frame incoming: keep it anyway.
-                (None, None) => break,
+    /// The drop policy (see the module docs).
+    fn enqueue(&self, q: &mut Queue, m: Arc<Encoded>) {
+        let len = m.frame.len();
+        let (max_n, max_b) = (self.config.max_messages, self.config.max_bytes);
+        let fits = |q: &Queue| q.items.len() < max_n && q.bytes + len <= max_b;
+        if fits(q) {
+            // Not over the limit: whatever full state there was has ended.
+            q.full_since = None;
+            q.push_message(m);
+            self.metrics.queued.inc();
+            return;
+        }
+        let now = Instant::now();
+        let since = *q.full_since.get_or_insert(now);
+        if now.duration_since(since) >= self.config.slow_timeout {
+            self.mark_close(q, CloseReason::SlowConsumer);
+            self.metrics.dropped_closed(1);
+            return;
+        }
+        // Would evicting every queued message of lower priority make room? If not, the incoming
+        // message is the one dropped, and nothing else is.
+        let inc = m.priority.index();
+        let lower_n: usize = q.count[..inc].iter().sum();
+        let lower_b: usize = q.prio_bytes[..inc].iter().sum();
+        if q.items.len() - lower_n >= max_n || q.bytes - lower_b + len > max_b {
+            self.count_drop();
+            return;
+        }
+        while !fits(q) {
+            let Some(low) = (0..inc).find(|&i| q.count[i] > 0) else { break };
+            let Some(pos) = q.items.iter().position(|i| i.rank().map(Priority::index) == Some(low)) else {
+                break;
+            };
+            if let Some(old) = q.items.remove(pos) {
+                q.forget(&old);
+                self.metrics.queued.dec();
+                self.count_drop();
             }
         }
-        q.bytes += len;
-        if let Some(p) = incoming {
-            q.per_priority[p.index()] += 1;
-        }
-        q.items.push_back(item);
+        q.push_message(m);
         self.metrics.queued.inc();
     }
 
@@ -300,30 +337,71 @@ impl Client {
         self.mark_close(&mut q, reason);
     }
 
-    /// Takes up to `max` queued items. The queue is no longer considered full once drained.
+    /// Takes up to `max` queued items. The queue stops counting as full once the writer has
+    /// drained it below half of both bounds.
     pub fn take_batch(&self, max: usize) -> Batch {
         let mut q = self.queue.lock();
         let n = q.items.len().min(max);
         let items: Vec<Outbound> = q.items.drain(..n).collect();
+        let mut messages = 0;
         for item in &items {
-            q.bytes -= item.len();
-            if let Some(p) = item.rank() {
-                q.per_priority[p.index()] -= 1;
-            }
+            messages += q.forget(item);
         }
-        // Only a writer that drains the queue below half of both bounds clears the full state.
         if q.items.len() < self.config.max_messages / 2 && q.bytes < self.config.max_bytes / 2 {
             q.full_since = None;
         }
         let more = !q.items.is_empty();
         let close = q.close;
         drop(q);
-        self.metrics.queued.dec_by(items.len() as i64);
+        self.metrics.queued.dec_by(messages as i64);
         if more {
             // Leave a permit so the writer comes back for the rest.
             self.notify.notify_one();
         }
         Batch { items, close }
+    }
+
+    /// Counts the messages of items taken from the queue that will never be written (the
+    /// connection ended first) as dropped for a closed connection.
+    pub fn abandon(&self, items: &[Outbound]) {
+        let n = items.iter().filter(|i| matches!(i, Outbound::Message(_))).count() as u64;
+        if n > 0 {
+            self.metrics.dropped_closed(n);
+        }
+    }
+
+    /// Discards everything still queued as dropped for a closed connection.
+    pub(crate) fn discard_all(&self) {
+        let batch = self.take_batch(usize::MAX);
+        self.abandon(&batch.items);
+        let mut q = self.queue.lock();
+        let buffered: usize = q.recovering.drain().map(|(_, b)| b.items.len()).sum();
+        drop(q);
+        self.metrics.dropped_closed(buffered as u64);
+    }
+
+    /// Removes the queued messages of a channel just unsubscribed (not those delivered for a
+    /// pattern), so that a later resubscribe with `since` cannot deliver them twice.
+    pub(crate) fn purge_channel(&self, channel: &ChannelName) {
+        let mut q = self.queue.lock();
+        let before = q.items.len();
+        let mut removed = Vec::new();
+        q.items.retain(|i| match i {
+            Outbound::Message(m) if m.pattern.is_none() && m.channel == *channel => {
+                removed.push(i.clone());
+                false
+            }
+            _ => true,
+        });
+        for item in &removed {
+            q.forget(item);
+        }
+        debug_assert_eq!(before - q.items.len(), removed.len());
+        drop(q);
+        if !removed.is_empty() {
+            self.metrics.queued.dec_by(removed.len() as i64);
+            self.metrics.dropped_unsubscribed(removed.len() as u64);
+        }
     }
 
     /// Called by the writer after it wrote `n` messages.
@@ -351,51 +429,58 @@ impl Client {
     }
 
     pub(crate) fn begin_recovery(&self, channel: &ChannelName) {
-        self.queue.lock().recovering.insert(channel.clone(), Vec::new());
+        self.queue.lock().recovering.insert(channel.clone(), RecoveryBuffer::default());
     }
 
     /// Ends the recovery of several channels at once. For each channel it checks that what
-    /// arrived live while history was read continues the replay without a gap (a broker that
-    /// delivers in order always does), then queues the reply built from those answers, then per
-    /// channel the replayed messages and the live ones not already replayed. Replayed messages
-    /// are queued whatever the bounds (history is bounded by config); live ones follow the
-    /// normal policy.
-    pub(crate) fn end_recovery(&self, channels: Vec<Recovery>, reply: impl FnOnce(&[bool]) -> Bytes) {
+    /// arrived live while history was read continues the replay without a gap, in the same
+    /// epoch (a broker that delivers in order always does), then queues the reply built from
+    /// those answers (none when the subscribe failed), then per channel the replayed messages
+    /// and the live ones not already replayed. The hub bounds the replay by the queue's bounds
+    /// before calling this; live messages follow the normal policy.
+    pub(crate) fn end_recovery(&self, channels: Vec<Recovery>, reply: impl FnOnce(&[bool]) -> Option<Bytes>) {
         let mut q = self.queue.lock();
         let mut work = Vec::with_capacity(channels.len());
         let mut contiguous = Vec::with_capacity(channels.len());
         for r in channels {
             let buffered = q.recovering.remove(&r.channel).unwrap_or_default();
             let mut last = r.last_offset;
-            let mut ok = true;
-            for m in &buffered {
-                if m.offset > last {
+            let mut ok = !buffered.overflowed;
+            for m in &buffered.items {
+                if m.epoch != r.epoch {
+                    ok = false;
+                } else if m.offset > last {
                     ok &= m.offset == last + 1;
                     last = m.offset;
                 }
             }
             contiguous.push(ok);
-            work.push((r.replay, buffered, r.last_offset));
+            work.push((r, buffered.items));
         }
-        let reply = reply(&contiguous);
-        q.bytes += reply.len();
-        q.items.push_back(Outbound::Control(reply));
-        self.metrics.queued.inc();
-        for (replay, buffered, mut last) in work {
-            for m in replay {
-                q.bytes += m.frame.len();
-                q.per_priority[m.priority.index()] += 1;
-                q.items.push_back(Outbound::Message(m));
-                self.metrics.queued.inc();
+        if let Some(reply) = reply(&contiguous) {
+            q.bytes += reply.len();
+            q.items.push_back(Outbound::Control(reply));
+        }
+        let mut queued = 0i64;
+        for (r, buffered) in work {
+            for m in r.replay {
+                q.push_message(m);
+                queued += 1;
             }
+            let mut last = r.last_offset;
             for m in buffered {
-                if m.offset > last {
-                    last = m.offset;
-                    self.enqueue(&mut q, Outbound::Message(m));
+                // A message of another epoch is kept: the channel was reset meanwhile and the
+                // client, told `recovered: false`, must see it.
+                if m.epoch != r.epoch || m.offset > last {
+                    if m.epoch == r.epoch {
+                        last = m.offset;
+                    }
+                    self.enqueue(&mut q, m);
                 }
             }
         }
         drop(q);
+        self.metrics.queued.inc_by(queued);
         self.notify.notify_one();
     }
 }
@@ -403,6 +488,8 @@ impl Client {
 /// One channel's part in [`Client::end_recovery`].
 pub(crate) struct Recovery {
     pub channel: ChannelName,
+    /// The epoch the history was read in.
+    pub epoch: Arc<str>,
     pub replay: Vec<Arc<Encoded>>,
     /// The offset of the last replayed publication (or the position the client was given).
     pub last_offset: u64,
@@ -435,9 +522,14 @@ mod tests {
             epoch: Arc::from("E"),
             offset,
             priority,
+            pattern: None,
             frame: Bytes::from(format!("{offset}")),
             received: Instant::now(),
         })
+    }
+
+    fn recovery(replay: Vec<Arc<Encoded>>, last_offset: u64) -> Recovery {
+        Recovery { channel: ChannelName::parse("c").unwrap(), epoch: Arc::from("E"), replay, last_offset }
     }
 
     fn drain(c: &Client) -> Vec<String> {
@@ -458,7 +550,7 @@ mod tests {
         for (o, p) in [(1, Normal), (2, Low), (3, High), (4, Low)] {
             c.push_message(&msg(o, p));
         }
-        // Full: a critical message evicts the oldest low one, then the next low one.
+        // Full: a critical message evicts the oldest low one.
         c.push_message(&msg(5, Critical));
         assert_eq!(drain(&c), ["n1", "h3", "l4", "c5"]);
         assert_eq!(c.dropped(), 1);
@@ -513,39 +605,82 @@ mod tests {
         // Live publications arrive while history is being read; 5 is also in the history read.
         c.push_message(&msg(5, Priority::Normal));
         c.push_message(&msg(6, Priority::Normal));
-        assert_eq!(drain(&c), Vec::<String>::new(), "held back until recovery ends");
+        // A copy delivered for a pattern subscription is not held back nor deduplicated.
+        let pattern_copy = Arc::new(Encoded { pattern: Some(Arc::from("c:>")), ..(*msg(6, Priority::Normal)).clone() });
+        c.push_message(&pattern_copy);
+        assert_eq!(drain(&c), ["n6"], "only the pattern copy goes out before the reply");
         let mut answers = Vec::new();
-        c.end_recovery(
-            vec![Recovery {
-                channel: ch.clone(),
-                replay: vec![
-                    msg(3, Priority::Normal),
-                    msg(4, Priority::Normal),
-                    msg(5, Priority::Normal),
-                ],
-                last_offset: 5,
-            }],
-            |ok| {
-                answers = ok.to_vec();
-                Bytes::from_static(b"subscribed")
-            },
-        );
+        let replay = vec![msg(3, Priority::Normal), msg(4, Priority::Normal), msg(5, Priority::Normal)];
+        c.end_recovery(vec![recovery(replay, 5)], |ok| {
+            answers = ok.to_vec();
+            Some(Bytes::from_static(b"subscribed"))
+        });
         assert_eq!(answers, [true]);
         assert_eq!(drain(&c), ["subscribed", "n3", "n4", "n5", "n6"]);
+
         // A gap between replay and live is reported.
         c.begin_recovery(&ch);
         c.push_message(&msg(9, Priority::Normal));
-        c.end_recovery(
-            vec![Recovery {
-                channel: ch,
-                replay: vec![],
-                last_offset: 7,
-            }],
-            |ok| {
-                answers = ok.to_vec();
-                Bytes::from_static(b"subscribed")
-            },
-        );
+        c.end_recovery(vec![recovery(vec![], 7)], |ok| {
+            answers = ok.to_vec();
+            Some(Bytes::from_static(b"subscribed"))
+        });
         assert_eq!(answers, [false]);
+        assert_eq!(drain(&c), ["subscribed", "n9"]);
+
+        // A channel reset meanwhile (another epoch): its messages are kept, and reported.
+        c.begin_recovery(&ch);
+        let reset = Arc::new(Encoded { epoch: Arc::from("F"), ..(*msg(1, Priority::Normal)).clone() });
+        c.push_message(&reset);
+        c.end_recovery(vec![recovery(vec![], 9)], |ok| {
+            answers = ok.to_vec();
+            None
+        });
+        assert_eq!(answers, [false]);
+        assert_eq!(drain(&c), ["n1"]);
+    }
+
+    #[test]
+    fn recovery_buffer_is_bounded() {
+        let c = client(3, 60_000);
+        let ch = ChannelName::parse("c").unwrap();
+        c.begin_recovery(&ch);
+        for o in 1..=5 {
+            c.push_message(&msg(o, Priority::Normal));
+        }
+        let mut answers = Vec::new();
+        c.end_recovery(vec![recovery(vec![], 0)], |ok| {
+            answers = ok.to_vec();
+            None
+        });
+        assert_eq!(answers, [false]);
+        assert_eq!(c.dropped(), 2);
+    }
+
+    #[test]
+    fn eviction_happens_only_when_it_makes_room() {
+        // Byte bound: a big high message cannot fit even if the small low one goes, so the low
+        // one stays and the incoming one is dropped.
+        let config = QueueConfig { max_messages: 10, max_bytes: 1024, slow_timeout: Duration::from_secs(60) };
+        let c = Client::new(1, TenantId::default_tenant(), Transport::WebSocket, None, config, Arc::default());
+        let sized = |o: u64, p: Priority, n: usize| Arc::new(Encoded { frame: Bytes::from(vec![b'x'; n]), ..(*msg(o, p)).clone() });
+        c.push_message(&sized(1, Priority::High, 900));
+        c.push_message(&sized(2, Priority::Low, 100));
+        c.push_message(&sized(3, Priority::Normal, 200));
+        assert_eq!(c.dropped(), 1);
+        assert_eq!(drain(&c), ["h1", "l2"]);
+    }
+
+    #[test]
+    fn purge_removes_only_that_channels_copies() {
+        let c = client(10, 60_000);
+        let other = Arc::new(Encoded { channel: ChannelName::parse("d").unwrap(), ..(*msg(1, Priority::Normal)).clone() });
+        let pattern_copy = Arc::new(Encoded { pattern: Some(Arc::from("*")), ..(*msg(2, Priority::Low)).clone() });
+        c.push_message(&msg(1, Priority::Normal));
+        c.push_message(&other);
+        c.push_message(&pattern_copy);
+        c.push_message(&msg(2, Priority::High));
+        c.purge_channel(&ChannelName::parse("c").unwrap());
+        assert_eq!(drain(&c), ["n1", "l2"]);
     }
 }

@@ -124,13 +124,14 @@ impl Delivery for HubDelivery {
 impl Inner {
     fn deliver(&self, tenant: &TenantId, p: &Publication) {
         let received = Instant::now();
-        let encode = |pattern: Option<&str>| {
+        let encode = |pattern: Option<&Arc<str>>| {
             Arc::new(Encoded {
                 channel: p.channel.clone(),
                 epoch: p.epoch.clone(),
                 offset: p.offset,
                 priority: p.priority,
-                frame: encode_message(p, pattern),
+                pattern: pattern.cloned(),
+                frame: encode_message(p, pattern.map(|p| &**p)),
                 received,
             })
         };
@@ -150,7 +151,7 @@ impl Inner {
         if let Some(list) = patterns.get(tenant) {
             for ps in list {
                 if !ps.subs.list.is_empty() && ps.pattern.matches(p.channel.as_str()) {
-                    let m = encode(Some(ps.pattern.as_str()));
+                    let m = encode(Some(ps.pattern.arc()));
                     for c in &ps.subs.list {
                         c.push_message(&m);
                     }
@@ -158,6 +159,11 @@ impl Inner {
             }
         }
     }
+}
+
+/// The offset of the last message of a replay, or 0 for none.
+fn replay_last(replay: &[Arc<Encoded>]) -> u64 {
+    replay.last().map_or(0, |m| m.offset)
 }
 
 fn parse_channel(name: &str) -> Result<ChannelName> {
@@ -219,10 +225,7 @@ impl Hub {
             self.remove_sub(client, sub);
         }
         self.inner.metrics.subscriptions.dec_by(subs.len() as i64);
-        let (queued, _) = client.queue_depth();
-        let discarded = client.take_batch(usize::MAX).items.len();
-        debug_assert!(discarded >= queued.min(discarded));
-        self.inner.metrics.dropped_closed(discarded as u64);
+        client.discard_all();
         let labels = TransportLabels::from(client.transport);
         self.inner.metrics.connections.get_or_create(&labels).dec();
         self.inner.metrics.connections_closed.get_or_create(&labels).inc();
@@ -333,7 +336,105 @@ impl Hub {
         }
         self.inner.metrics.subscriptions.inc_by(names.len() as i64);
 
-        // Patterns are live only: join them directly.
+        // Channels: buffer live messages, join, read history, then queue reply + replay + live.
+        for ch in &channels {
+            client.begin_recovery(ch);
+            let key = (client.tenant.clone(), ch.clone());
+            self.inner.subscriptions.shard(&key).lock().entry(key).or_default().insert(client);
+        }
+        let mut slices: Vec<HistorySlice> = Vec::with_capacity(channels.len());
+        for ch in &channels {
+            let from = since.get(ch.as_str());
+            // Without `since` only the current position is needed.
+            let limit = if from.is_some() { usize::MAX } else { 0 };
+            match self.inner.broker.history(&client.tenant, ch, from, limit, true).await {
+                Ok(slice) => slices.push(slice),
+                Err(e) => {
+                    let recoveries = channels
+                        .iter()
+                        .map(|c| Recovery { channel: c.clone(), epoch: Arc::from(""), replay: vec![], last_offset: u64::MAX })
+                        .collect();
+                    client.end_recovery(recoveries, |_| None);
+                    let all: Vec<Sub> = channels
+                        .iter()
+                        .map(|c| Sub::Channel(c.clone()))
+                        .chain(patterns.iter().map(|p| Sub::Pattern(p.arc().clone())))
+                        .collect();
+                    self.drop_subs(client, &all);
+                    return Err(HubError::new(ErrorCode::Unavailable, e.to_string()));
+                }
+            }
+        }
+        // Replay is bounded by the connection's queue bounds: a channel whose replay does not
+        // fit in what is left is answered `recovered: false` and replays nothing.
+        let queue = &self.inner.config.queue;
+        let (mut room_n, mut room_b) = (queue.max_messages, queue.max_bytes);
+        let received = Instant::now();
+        let mut recovered = Vec::with_capacity(channels.len());
+        let mut recoveries = Vec::with_capacity(channels.len());
+        for (ch, s) in channels.iter().zip(&slices) {
+            let asked = since.get(ch.as_str());
+            let replay: Vec<Arc<Encoded>> = s
+                .publications
+                .iter()
+                .map(|p| {
+                    Arc::new(Encoded {
+                        channel: p.channel.clone(),
+                        epoch: p.epoch.clone(),
+                        offset: p.offset,
+                        priority: p.priority,
+                        pattern: None,
+                        frame: encode_message(p, None),
+                        received,
+                    })
+                })
+                .collect();
+            let bytes: usize = replay.iter().map(|m| m.frame.len()).sum();
+            let fits = replay.len() <= room_n && bytes <= room_b;
+            let ok = s.recovered && fits;
+            let (replay, last_offset) = match asked {
+                Some(p) if ok => {
+                    room_n -= replay.len();
+                    room_b -= bytes;
+                    let last = p.offset.max(replay_last(&replay));
+                    (replay, last)
+                }
+                _ => (Vec::new(), s.top.offset),
+            };
+            recovered.push(ok);
+            recoveries.push(Recovery { channel: ch.clone(), epoch: s.top.epoch.clone(), replay, last_offset });
+        }
+        let mut starts = Vec::with_capacity(channels.len());
+        client.end_recovery(recoveries, |contiguous| {
+            let mut out = BTreeMap::new();
+            for (((ch, s), ok), contiguous) in channels.iter().zip(&slices).zip(&recovered).zip(contiguous) {
+                let asked = since.get(ch.as_str());
+                let ok_replay = *ok;
+                let ok = *ok && *contiguous;
+                let start = match asked {
+                    Some(p) if ok => p.clone(),
+                    _ => s.top.clone(),
+                };
+                starts.push((ch.clone(), start));
+                out.insert(
+                    ch.as_str().to_owned(),
+                    SubscribedChannel {
+                        epoch: Some(s.top.epoch.to_string()),
+                        offset: Some(s.top.offset),
+                        recovered: asked.map(|_| ok),
+                        // The replay was queued when history recovered and fit, even if live
+                        // delivery then showed a gap.
+                        replayed: asked.map(|_| if ok_replay { s.publications.len() } else { 0 }),
+                    },
+                );
+            }
+            for p in &patterns {
+                out.insert(p.as_str().to_owned(), SubscribedChannel::default());
+            }
+            Some(encode_reply(&SubscribeReply { kind: "subscribed".into(), id, channels: out }))
+        });
+        // Patterns are live only; they join after the reply is queued, so that no pattern
+        // frame can precede it.
         if !patterns.is_empty() {
             let mut map = self.inner.patterns.write();
             let list = map.entry(client.tenant.clone()).or_default();
@@ -345,113 +446,11 @@ impl Hub {
                     None => {
                         let mut subs = Subscribers::default();
                         subs.insert(client);
-                        list.push(PatternSubs {
-                            pattern: p.clone(),
-                            subs,
-                        });
+                        list.push(PatternSubs { pattern: p.clone(), subs });
                     }
                 }
             }
         }
-        // Channels: buffer live messages, join, read history, then queue reply + replay + live.
-        for ch in &channels {
-            client.begin_recovery(ch);
-            let key = (client.tenant.clone(), ch.clone());
-            self.inner
-                .subscriptions
-                .shard(&key)
-                .lock()
-                .entry(key)
-                .or_default()
-                .insert(client);
-        }
-        let mut slices: Vec<HistorySlice> = Vec::with_capacity(channels.len());
-        for ch in &channels {
-            let from = since.get(ch.as_str());
-            // Without `since` only the current position is needed.
-            let limit = if from.is_some() { usize::MAX } else { 0 };
-            match self.inner.broker.history(&client.tenant, ch, from, limit).await {
-                Ok(slice) => slices.push(slice),
-                Err(e) => {
-                    let all: Vec<Sub> = channels
-                        .iter()
-                        .map(|c| Sub::Channel(c.clone()))
-                        .chain(patterns.iter().map(|p| Sub::Pattern(p.arc().clone())))
-                        .collect();
-                    client.end_recovery(
-                        channels
-                            .iter()
-                            .map(|c| Recovery {
-                                channel: c.clone(),
-                                replay: vec![],
-                                last_offset: u64::MAX,
-                            })
-                            .collect(),
-                        |_| Bytes::new(),
-                    );
-                    self.drop_subs(client, &all);
-                    return Err(HubError::new(ErrorCode::Unavailable, e.to_string()));
-                }
-            }
-        }
-        let received = Instant::now();
-        let recoveries: Vec<Recovery> = channels
-            .iter()
-            .zip(&slices)
-            .map(|(ch, s)| Recovery {
-                channel: ch.clone(),
-                replay: s
-                    .publications
-                    .iter()
-                    .map(|p| {
-                        Arc::new(Encoded {
-                            channel: p.channel.clone(),
-                            epoch: p.epoch.clone(),
-                            offset: p.offset,
-                            priority: p.priority,
-                            frame: encode_message(p, None),
-                            received,
-                        })
-                    })
-                    .collect(),
-                last_offset: s.publications.last().map_or(
-                    since
-                        .get(ch.as_str())
-                        .filter(|_| s.recovered)
-                        .map_or(s.top.offset, |p| p.offset),
-                    |p| p.offset,
-                ),
-            })
-            .collect();
-        let mut starts = Vec::with_capacity(channels.len());
-        client.end_recovery(recoveries, |contiguous| {
-            let mut out = BTreeMap::new();
-            for ((ch, s), ok) in channels.iter().zip(&slices).zip(contiguous) {
-                let asked = since.contains_key(ch.as_str());
-                let start = match since.get(ch.as_str()) {
-                    Some(p) if s.recovered && *ok => p.clone(),
-                    _ => s.top.clone(),
-                };
-                starts.push((ch.clone(), start));
-                out.insert(
-                    ch.as_str().to_owned(),
-                    SubscribedChannel {
-                        epoch: Some(s.top.epoch.to_string()),
-                        offset: Some(s.top.offset),
-                        recovered: asked.then_some(s.recovered && *ok),
-                        replayed: asked.then_some(s.publications.len()),
-                    },
-                );
-            }
-            for p in &patterns {
-                out.insert(p.as_str().to_owned(), SubscribedChannel::default());
-            }
-            encode_reply(&SubscribeReply {
-                kind: "subscribed".into(),
-                id,
-                channels: out,
-            })
-        });
         Ok(starts)
     }
 
@@ -486,6 +485,11 @@ impl Hub {
             subs.into_iter().filter(|s| held.contains(s)).collect()
         };
         self.drop_subs(client, &mine);
+        for sub in &mine {
+            if let Sub::Channel(ch) = sub {
+                client.purge_channel(ch);
+            }
+        }
         Ok(())
     }
 
@@ -501,7 +505,7 @@ impl Hub {
         let p = self
             .inner
             .broker
-            .publish(tenant, &channel, data, priority)
+            .publish(tenant, &channel, pulsewire_proto::single_line(data), priority)
             .await
             .map_err(|e| HubError::new(ErrorCode::Unavailable, e.to_string()))?;
         self.inner.metrics.publications.inc();
@@ -519,12 +523,12 @@ impl Hub {
         let channel = parse_channel(channel)?;
         self.inner
             .broker
-            .history(tenant, &channel, since, limit.unwrap_or(usize::MAX))
+            .history(tenant, &channel, since, limit.unwrap_or(usize::MAX), false)
             .await
             .map_err(|e| HubError::new(ErrorCode::Unavailable, e.to_string()))
     }
 
-    /// Channels with subscribers or kept history, for `GET /api/v1/channels`.
+    /// Channels with subscribers, for `GET /api/v1/channels`.
     pub fn channels(&self) -> Vec<ChannelInfo> {
         let mut out = Vec::new();
         for shard in self.inner.subscriptions.shards() {

@@ -26,7 +26,7 @@ struct Entry {
     ring: HistoryRing,
     size: usize,
     ttl_ms: u64,
-    last_publish_ms: u64,
+    last_used_ms: u64,
 }
 
 pub struct MemoryBroker {
@@ -66,7 +66,7 @@ impl MemoryBroker {
             ring: HistoryRing::new(new_epoch()),
             size: h.size,
             ttl_ms: h.ttl.as_millis() as u64,
-            last_publish_ms: now_ms(),
+            last_used_ms: now_ms(),
         }
     }
 
@@ -79,7 +79,7 @@ impl MemoryBroker {
             let mut map = shard.lock();
             map.retain(|_, e| {
                 e.ring.trim_older_than(now.saturating_sub(e.ttl_ms));
-                let keep = !e.ring.is_empty() || now.saturating_sub(e.last_publish_ms) < e.ttl_ms;
+                let keep = !e.ring.is_empty() || now.saturating_sub(e.last_used_ms) < e.ttl_ms;
                 removed += usize::from(!keep);
                 keep
             });
@@ -106,7 +106,7 @@ impl Broker for MemoryBroker {
         let mut map = self.channels.shard(&key).lock();
         let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
         let ts = now_ms();
-        entry.last_publish_ms = ts;
+        entry.last_used_ms = ts;
         entry.ring.trim_older_than(ts.saturating_sub(entry.ttl_ms));
         let p = entry.ring.append(entry.size, |epoch, offset| Publication {
             channel: channel.clone(),
@@ -128,13 +128,21 @@ impl Broker for MemoryBroker {
         channel: &ChannelName,
         since: Option<&Position>,
         limit: usize,
+        create: bool,
     ) -> Result<HistorySlice, BrokerError> {
         let key = (tenant.clone(), channel.clone());
         let mut map = self.channels.shard(&key).lock();
-        // Reading creates the channel, so that the position handed to a subscriber stays valid
-        // for the first publication after it.
-        let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
-        entry.ring.trim_older_than(now_ms().saturating_sub(entry.ttl_ms));
+        let now = now_ms();
+        let entry = match map.get_mut(&key) {
+            Some(e) => e,
+            None if create => map.entry(key).or_insert_with(|| self.new_entry(channel)),
+            None => return Ok(HistoryRing::new(Arc::from("")).read(since, limit)),
+        };
+        if create {
+            // A new subscriber keeps the channel from being swept right away.
+            entry.last_used_ms = now;
+        }
+        entry.ring.trim_older_than(now.saturating_sub(entry.ttl_ms));
         Ok(entry.ring.read(since, limit))
     }
 

@@ -38,8 +38,10 @@ impl From<Transport> for TransportLabels {
 pub enum DropReason {
     /// Dropped by the queue policy because the connection's queue was full.
     queue_full,
-    /// Still queued when a connection was closed (slow consumer, network error, shutdown).
+    /// Still queued (or taken for a write that never happened) when a connection closed.
     closed,
+    /// Still queued for a channel when the client unsubscribed from it.
+    unsubscribed,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -158,6 +160,10 @@ impl HubMetrics {
             DropReason::queue_full
         };
         self.dropped.get_or_create(&DropLabels { reason }).get()
+    }
+
+    pub fn dropped_unsubscribed(&self, n: u64) {
+        self.dropped.get_or_create(&DropLabels { reason: DropReason::unsubscribed }).inc_by(n);
     }
 
     pub fn dropped_closed(&self, n: u64) {

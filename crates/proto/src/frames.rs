@@ -153,6 +153,16 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
     }
 }
 
+/// Makes a JSON payload safe for one-line framing (SSE `data:` lines): a valid JSON text can
+/// only hold line breaks as insignificant whitespace (inside strings they must be escaped), so
+/// replacing them with spaces keeps the value identical. Copies only when there is one.
+pub fn single_line(data: Bytes) -> Bytes {
+    if !data.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return data;
+    }
+    data.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect::<Vec<u8>>().into()
+}
+
 /// Encodes a `message` frame. `pattern` names the pattern subscription it was delivered for.
 pub fn encode_message(p: &Publication, pattern: Option<&str>) -> Bytes {
     let mut out = Vec::with_capacity(96 + p.data.len() + p.channel.as_str().len());
@@ -331,6 +341,18 @@ mod tests {
             let err = decode_command(text).unwrap_err();
             assert_eq!((err.id, err.code), (*id, *code), "frame {text:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn line_breaks_become_spaces() {
+        let pretty = Bytes::from_static(b"{\n  \"a\": \"x\\ny\",\r\n  \"b\": [1,\n2]\n}");
+        let flat = single_line(pretty.clone());
+        assert!(!flat.contains(&b'\n') && !flat.contains(&b'\r'));
+        let a: serde_json::Value = serde_json::from_slice(&pretty).unwrap();
+        let b: serde_json::Value = serde_json::from_slice(&flat).unwrap();
+        assert_eq!(a, b);
+        let plain = Bytes::from_static(b"{\"a\":1}");
+        assert_eq!(single_line(plain.clone()).as_ptr(), plain.as_ptr(), "no copy without line breaks");
     }
 
     #[test]

@@ -8,5 +8,5 @@ mod frames;
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
     ClientCommand, FrameError, HistoryReply, PublishReply, SubscribeReply, SubscribedChannel, decode_command,
-    encode_error, encode_message, encode_reply,
+    encode_error, encode_message, encode_reply, single_line,
 };

@@ -296,7 +296,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         "subscriptions": m.subscriptions.get(),
         "publications": m.publications.get(),
         "delivered": m.delivered.get(),
-        "dropped": { "queue_full": m.dropped_count(false), "closed": m.dropped_count(true) },
+        "dropped": m.dropped_counts().into_iter().map(|(k, v)| (k.to_owned(), v.into())).collect::<serde_json::Map<_, _>>(),
         "slow_consumer_closes": m.slow_consumer_closes.get(),
         "heartbeat_timeouts": m.heartbeat_timeouts.get(),
         "queued": m.queued.get(),

@@ -301,7 +301,9 @@ impl Client {
             return;
         }
         while !fits(q) {
-            let Some(low) = (0..inc).find(|&i| q.count[i] > 0) else { break };
+            let Some(low) = (0..inc).find(|&i| q.count[i] > 0) else {
+                break;
+            };
             let Some(pos) = q.items.iter().position(|i| i.rank().map(Priority::index) == Some(low)) else {
                 break;
             };
@@ -429,7 +431,10 @@ impl Client {
     }
 
     pub(crate) fn begin_recovery(&self, channel: &ChannelName) {
-        self.queue.lock().recovering.insert(channel.clone(), RecoveryBuffer::default());
+        self.queue
+            .lock()
+            .recovering
+            .insert(channel.clone(), RecoveryBuffer::default());
     }
 
     /// Ends the recovery of several channels at once. For each channel it checks that what
@@ -529,7 +534,12 @@ mod tests {
     }
 
     fn recovery(replay: Vec<Arc<Encoded>>, last_offset: u64) -> Recovery {
-        Recovery { channel: ChannelName::parse("c").unwrap(), epoch: Arc::from("E"), replay, last_offset }
+        Recovery {
+            channel: ChannelName::parse("c").unwrap(),
+            epoch: Arc::from("E"),
+            replay,
+            last_offset,
+        }
     }
 
     fn drain(c: &Client) -> Vec<String> {
@@ -606,11 +616,18 @@ mod tests {
         c.push_message(&msg(5, Priority::Normal));
         c.push_message(&msg(6, Priority::Normal));
         // A copy delivered for a pattern subscription is not held back nor deduplicated.
-        let pattern_copy = Arc::new(Encoded { pattern: Some(Arc::from("c:>")), ..(*msg(6, Priority::Normal)).clone() });
+        let pattern_copy = Arc::new(Encoded {
+            pattern: Some(Arc::from("c:>")),
+            ..(*msg(6, Priority::Normal)).clone()
+        });
         c.push_message(&pattern_copy);
         assert_eq!(drain(&c), ["n6"], "only the pattern copy goes out before the reply");
         let mut answers = Vec::new();
-        let replay = vec![msg(3, Priority::Normal), msg(4, Priority::Normal), msg(5, Priority::Normal)];
+        let replay = vec![
+            msg(3, Priority::Normal),
+            msg(4, Priority::Normal),
+            msg(5, Priority::Normal),
+        ];
         c.end_recovery(vec![recovery(replay, 5)], |ok| {
             answers = ok.to_vec();
             Some(Bytes::from_static(b"subscribed"))
@@ -630,7 +647,10 @@ mod tests {
 
         // A channel reset meanwhile (another epoch): its messages are kept, and reported.
         c.begin_recovery(&ch);
-        let reset = Arc::new(Encoded { epoch: Arc::from("F"), ..(*msg(1, Priority::Normal)).clone() });
+        let reset = Arc::new(Encoded {
+            epoch: Arc::from("F"),
+            ..(*msg(1, Priority::Normal)).clone()
+        });
         c.push_message(&reset);
         c.end_recovery(vec![recovery(vec![], 9)], |ok| {
             answers = ok.to_vec();
@@ -661,9 +681,25 @@ mod tests {
     fn eviction_happens_only_when_it_makes_room() {
         // Byte bound: a big high message cannot fit even if the small low one goes, so the low
         // one stays and the incoming one is dropped.
-        let config = QueueConfig { max_messages: 10, max_bytes: 1024, slow_timeout: Duration::from_secs(60) };
-        let c = Client::new(1, TenantId::default_tenant(), Transport::WebSocket, None, config, Arc::default());
-        let sized = |o: u64, p: Priority, n: usize| Arc::new(Encoded { frame: Bytes::from(vec![b'x'; n]), ..(*msg(o, p)).clone() });
+        let config = QueueConfig {
+            max_messages: 10,
+            max_bytes: 1024,
+            slow_timeout: Duration::from_secs(60),
+        };
+        let c = Client::new(
+            1,
+            TenantId::default_tenant(),
+            Transport::WebSocket,
+            None,
+            config,
+            Arc::default(),
+        );
+        let sized = |o: u64, p: Priority, n: usize| {
+            Arc::new(Encoded {
+                frame: Bytes::from(vec![b'x'; n]),
+                ..(*msg(o, p)).clone()
+            })
+        };
         c.push_message(&sized(1, Priority::High, 900));
         c.push_message(&sized(2, Priority::Low, 100));
         c.push_message(&sized(3, Priority::Normal, 200));
@@ -674,8 +710,14 @@ mod tests {
     #[test]
     fn purge_removes_only_that_channels_copies() {
         let c = client(10, 60_000);
-        let other = Arc::new(Encoded { channel: ChannelName::parse("d").unwrap(), ..(*msg(1, Priority::Normal)).clone() });
-        let pattern_copy = Arc::new(Encoded { pattern: Some(Arc::from("*")), ..(*msg(2, Priority::Low)).clone() });
+        let other = Arc::new(Encoded {
+            channel: ChannelName::parse("d").unwrap(),
+            ..(*msg(1, Priority::Normal)).clone()
+        });
+        let pattern_copy = Arc::new(Encoded {
+            pattern: Some(Arc::from("*")),
+            ..(*msg(2, Priority::Low)).clone()
+        });
         c.push_message(&msg(1, Priority::Normal));
         c.push_message(&other);
         c.push_message(&pattern_copy);

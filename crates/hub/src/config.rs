@@ -86,8 +86,8 @@ impl HubConfig {
             if h.size > 100_000 {
                 out.push(format!("{key}.size: {} is above the maximum 100000", h.size));
             }
-            if h.size > 0 && h.ttl.is_zero() {
-                out.push(format!("{key}.ttl: must be above zero when size is set"));
+            if h.ttl.is_zero() {
+                out.push(format!("{key}.ttl: must be above zero"));
             }
         };
         check_history(&mut out, format!("{prefix}history"), &self.history);

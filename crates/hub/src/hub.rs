@@ -340,7 +340,13 @@ impl Hub {
         for ch in &channels {
             client.begin_recovery(ch);
             let key = (client.tenant.clone(), ch.clone());
-            self.inner.subscriptions.shard(&key).lock().entry(key).or_default().insert(client);
+            self.inner
+                .subscriptions
+                .shard(&key)
+                .lock()
+                .entry(key)
+                .or_default()
+                .insert(client);
         }
         let mut slices: Vec<HistorySlice> = Vec::with_capacity(channels.len());
         for ch in &channels {
@@ -352,7 +358,12 @@ impl Hub {
                 Err(e) => {
                     let recoveries = channels
                         .iter()
-                        .map(|c| Recovery { channel: c.clone(), epoch: Arc::from(""), replay: vec![], last_offset: u64::MAX })
+                        .map(|c| Recovery {
+                            channel: c.clone(),
+                            epoch: Arc::from(""),
+                            replay: vec![],
+                            last_offset: u64::MAX,
+                        })
                         .collect();
                     client.end_recovery(recoveries, |_| None);
                     let all: Vec<Sub> = channels
@@ -402,7 +413,12 @@ impl Hub {
                 _ => (Vec::new(), s.top.offset),
             };
             recovered.push(ok);
-            recoveries.push(Recovery { channel: ch.clone(), epoch: s.top.epoch.clone(), replay, last_offset });
+            recoveries.push(Recovery {
+                channel: ch.clone(),
+                epoch: s.top.epoch.clone(),
+                replay,
+                last_offset,
+            });
         }
         let mut starts = Vec::with_capacity(channels.len());
         client.end_recovery(recoveries, |contiguous| {
@@ -431,7 +447,11 @@ impl Hub {
             for p in &patterns {
                 out.insert(p.as_str().to_owned(), SubscribedChannel::default());
             }
-            Some(encode_reply(&SubscribeReply { kind: "subscribed".into(), id, channels: out }))
+            Some(encode_reply(&SubscribeReply {
+                kind: "subscribed".into(),
+                id,
+                channels: out,
+            }))
         });
         // Patterns are live only; they join after the reply is queued, so that no pattern
         // frame can precede it.
@@ -446,7 +466,10 @@ impl Hub {
                     None => {
                         let mut subs = Subscribers::default();
                         subs.insert(client);
-                        list.push(PatternSubs { pattern: p.clone(), subs });
+                        list.push(PatternSubs {
+                            pattern: p.clone(),
+                            subs,
+                        });
                     }
                 }
             }

@@ -152,18 +152,22 @@ impl HubMetrics {
         );
     }
 
-    /// Messages dropped so far: for a closed connection (`closed`) or by the queue policy.
-    pub fn dropped_count(&self, closed: bool) -> u64 {
-        let reason = if closed {
-            DropReason::closed
-        } else {
-            DropReason::queue_full
-        };
-        self.dropped.get_or_create(&DropLabels { reason }).get()
+    /// Messages dropped so far, by reason: `queue_full`, `closed`, `unsubscribed`.
+    pub fn dropped_counts(&self) -> [(&'static str, u64); 3] {
+        let get = |reason| self.dropped.get_or_create(&DropLabels { reason }).get();
+        [
+            ("queue_full", get(DropReason::queue_full)),
+            ("closed", get(DropReason::closed)),
+            ("unsubscribed", get(DropReason::unsubscribed)),
+        ]
     }
 
     pub fn dropped_unsubscribed(&self, n: u64) {
-        self.dropped.get_or_create(&DropLabels { reason: DropReason::unsubscribed }).inc_by(n);
+        self.dropped
+            .get_or_create(&DropLabels {
+                reason: DropReason::unsubscribed,
+            })
+            .inc_by(n);
     }
 
     pub fn dropped_closed(&self, n: u64) {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use axum::Json;
-use axum::body::Bytes as BodyBytes;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -129,15 +129,19 @@ fn json_response(bytes: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
 
-/// Parses a JSON body, with its size checked against `http.max_body_bytes`.
-fn parse_body<'a, T: Deserialize<'a>>(state: &AppState, body: &'a [u8]) -> Result<T, ApiError> {
+/// Reads a request body, refusing one over `http.max_body_bytes` before it is all in memory.
+async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config().http.max_body_bytes;
-    if body.len() > limit {
-        return Err(ApiError::new(
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        ApiError::new(
             ErrorCode::FrameTooLarge,
-            format!("body of {} bytes exceeds the limit of {limit}", body.len()),
-        ));
-    }
+            format!("body exceeds the limit of {limit} bytes: {e}"),
+        )
+    })
+}
+
+/// Parses a JSON body.
+fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         let code = if e.is_syntax() || e.is_eof() {
             ErrorCode::BadJson
@@ -165,9 +169,10 @@ struct PublishBody<'a> {
     priority: Priority,
 }
 
-pub async fn publish(State(state): State<AppState>, body: BodyBytes) -> Result<Response, ApiError> {
+pub async fn publish(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     check_ready(&state)?;
-    let req: PublishBody<'_> = parse_body(&state, &body)?;
+    let body = read_body(&state, body).await?;
+    let req: PublishBody<'_> = parse_body(&body)?;
     let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
@@ -190,9 +195,10 @@ struct BroadcastBody<'a> {
     priority: Priority,
 }
 
-pub async fn broadcast(State(state): State<AppState>, body: BodyBytes) -> Result<Response, ApiError> {
+pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     check_ready(&state)?;
-    let req: BroadcastBody<'_> = parse_body(&state, &body)?;
+    let body = read_body(&state, body).await?;
+    let req: BroadcastBody<'_> = parse_body(&body)?;
     if req.channels.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "`channels` is empty"));
     }

@@ -127,12 +127,18 @@ impl Default for SseConfig {
 pub struct HttpConfig {
     /// Largest request body accepted by the publish API, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// A connection whose sent data stays unacknowledged this long (a dead peer, or one that
+    /// stopped reading) is closed by the kernel (TCP_USER_TIMEOUT); keepalive probes find idle
+    /// dead peers in the same time.
+    #[serde(with = "humantime_serde")]
+    pub tcp_user_timeout: Duration,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 64 * 1024,
+            tcp_user_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -173,6 +179,7 @@ impl Config {
         positive(&mut out, "websocket.pong_timeout", self.websocket.pong_timeout);
         positive(&mut out, "sse.heartbeat", self.sse.heartbeat);
         positive(&mut out, "shutdown.timeout", self.shutdown.timeout);
+        positive(&mut out, "http.tcp_user_timeout", self.http.tcp_user_timeout);
         if self.websocket.max_frame_bytes < 256 {
             out.push("websocket.max_frame_bytes: must be at least 256".into());
         }
@@ -184,6 +191,20 @@ impl Config {
         }
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());
+        }
+        // A publication must fit in a connection's queue, or it would be dropped for everyone.
+        let queue_bytes = self.hub.queue.max_bytes;
+        if self.http.max_body_bytes > queue_bytes {
+            out.push(format!(
+                "http.max_body_bytes: {} is above hub.queue.max_bytes ({queue_bytes})",
+                self.http.max_body_bytes
+            ));
+        }
+        if self.websocket.max_frame_bytes > queue_bytes {
+            out.push(format!(
+                "websocket.max_frame_bytes: {} is above hub.queue.max_bytes ({queue_bytes})",
+                self.websocket.max_frame_bytes
+            ));
         }
         if self.shutdown.batch_size == 0 {
             out.push("shutdown.batch_size: must be at least 1".into());

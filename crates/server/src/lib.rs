@@ -58,11 +58,12 @@ impl Server {
         let tasks = CancellationToken::new();
         let sweeper = spawn_sweeper(broker, tasks.clone());
         let sampler = state::spawn_rate_sampler(state.clone(), tasks.clone());
-        // Small frames must leave at once: without TCP_NODELAY, Nagle's algorithm holds a frame
-        // back until the previous one is acknowledged, which costs tens of milliseconds.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
+        // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous one
+        // is acknowledged, which costs tens of milliseconds.
+        let user_timeout = state.config().http.tcp_user_timeout;
+        let listener = listener.tap_io(move |tcp| {
+            if let Err(e) = tune_socket(tcp, user_timeout) {
+                tracing::debug!("cannot tune an accepted socket: {e}");
             }
         });
         let task_state = state.clone();
@@ -90,13 +91,19 @@ impl Server {
                 (r, ()) = async { tokio::join!(serve, drain) } => r.context("server failed"),
                 // Bounded: whatever is still open when the timeout passes is dropped.
                 _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
-                    tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: dropping remaining connections");
+                    tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: ending remaining connections");
+                    task_state.hard_stop().cancel();
+                    // Every connection task watches the hard stop; give them a moment to go.
+                    let _ = tokio::time::timeout(DRAIN_POLL * 10, task_state.wait_for_clients()).await;
                     Ok(())
                 }
             };
             tasks.cancel();
-            let _ = sweeper.await;
-            let _ = sampler.await;
+            for (name, task) in [("sweeper", sweeper), ("rate sampler", sampler)] {
+                if let Err(e) = task.await {
+                    tracing::error!("{name} task failed: {e}");
+                }
+            }
             result
         });
         Ok(Server {
@@ -123,6 +130,19 @@ impl Server {
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("server task panicked")?
     }
+}
+
+/// TCP_NODELAY, so small frames leave at once; a user timeout and keepalive, so the kernel
+/// closes connections to dead peers and to peers that stopped reading (their data stays
+/// unacknowledged), which also ends SSE streams that the server could not close otherwise.
+fn tune_socket(tcp: &tokio::net::TcpStream, user_timeout: Duration) -> std::io::Result<()> {
+    tcp.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(tcp);
+    let probe = (user_timeout / 3).max(Duration::from_secs(1));
+    sock.set_tcp_keepalive(&socket2::TcpKeepalive::new().with_time(probe).with_interval(probe))?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    sock.set_tcp_user_timeout(Some(user_timeout))?;
+    Ok(())
 }
 
 fn spawn_sweeper(broker: Arc<MemoryBroker>, stop: CancellationToken) -> JoinHandle<()> {

@@ -114,8 +114,12 @@ pub async fn stream(
     let positions: Vec<(ChannelName, Arc<str>, u64)> = channels
         .iter()
         .map(|c| {
-            let p = &starts[c];
-            (c.clone(), p.epoch.clone(), p.offset)
+            // Every channel of the stream was subscribed just above, so each has a start.
+            let p = starts.get(c).cloned().unwrap_or(Position {
+                epoch: Arc::from(""),
+                offset: 0,
+            });
+            (c.clone(), p.epoch, p.offset)
         })
         .collect();
     let index = channels.iter().enumerate().map(|(i, c)| (c.clone(), i)).collect();
@@ -125,6 +129,7 @@ pub async fn stream(
     let stream = SseStream {
         state: state.clone(),
         client,
+        in_flight: Vec::new(),
         _guard: guard,
         positions,
         index,
@@ -149,6 +154,10 @@ pub async fn stream(
 struct SseStream {
     state: AppState,
     client: Arc<Client>,
+    /// The items of the chunk last handed to the HTTP body. They count as delivered when the
+    /// body asks for the next chunk (the previous one was written), and as dropped if the
+    /// stream is dropped first.
+    in_flight: Vec<Outbound>,
     _guard: DisconnectGuard,
     positions: Vec<(ChannelName, Arc<str>, u64)>,
     index: HashMap<ChannelName, usize>,
@@ -166,8 +175,17 @@ fn frame_type(frame: &[u8]) -> &str {
         .unwrap_or("message")
 }
 
+impl Drop for SseStream {
+    fn drop(&mut self) {
+        // The last chunk handed over may never have been written.
+        self.client.abandon(&self.in_flight);
+    }
+}
+
 impl SseStream {
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        let written = std::mem::take(&mut self.in_flight);
+        record_delivered(&self.state, &self.client, &written);
         if let Some(first) = self.first.take() {
             return Some(Bytes::from(first));
         }
@@ -180,12 +198,12 @@ impl SseStream {
                     let batch = self.client.take_batch(self.state.config().websocket.write_batch);
                     let mut out = BytesMut::new();
                     self.encode(&batch.items, &mut out);
-                    record_delivered(&self.state, &self.client, &batch.items);
+                    self.in_flight = batch.items;
                     if let Some(reason) = batch.close {
                         if reason == CloseReason::Shutdown {
                             let rest = self.client.take_batch(usize::MAX);
                             self.encode(&rest.items, &mut out);
-                            record_delivered(&self.state, &self.client, &rest.items);
+                            self.in_flight.extend(rest.items);
                         }
                         let code = match reason {
                             CloseReason::Shutdown => CloseCode::ShuttingDown,
@@ -204,6 +222,7 @@ impl SseStream {
                     }
                 }
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": ping\n\n")),
+                _ = self.state.hard_stop().cancelled() => return None,
             }
         }
     }

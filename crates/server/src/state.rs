@@ -23,7 +23,7 @@ struct Inner {
     registry: Registry,
     rates: Mutex<Rates>,
     shutting_down: AtomicBool,
-    shutdown_signal: CancellationToken,
+    hard_stop: CancellationToken,
 }
 
 /// Messages per second in (publications) and out (deliveries), over the last sampled second.
@@ -44,7 +44,7 @@ impl AppState {
             registry,
             rates: Mutex::new(Rates::default()),
             shutting_down: AtomicBool::new(false),
-            shutdown_signal: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
         }))
     }
 
@@ -72,15 +72,14 @@ impl AppState {
         self.0.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Resolves when shutdown has begun; connections use it to stop reading.
-    pub fn shutdown_signal(&self) -> &CancellationToken {
-        &self.0.shutdown_signal
+    /// Cancelled when the graceful shutdown ran out of time: every connection ends at once.
+    pub fn hard_stop(&self) -> &CancellationToken {
+        &self.0.hard_stop
     }
 
-    /// Marks the server not ready; connections and HTTP handlers see it at once.
+    /// Marks the server not ready; HTTP handlers and new connections see it at once.
     pub fn begin_shutdown(&self) {
         self.0.shutting_down.store(true, Ordering::SeqCst);
-        self.0.shutdown_signal.cancel();
     }
 
     /// Tells connected clients to reconnect, in batches of `shutdown.batch_size` every
@@ -103,9 +102,17 @@ impl AppState {
         }
     }
 
-    /// Resolves when every client connection has been removed from the hub.
+    /// Resolves when every client connection has been removed from the hub, telling any that
+    /// registered after the batches went out to close too.
     pub async fn wait_for_clients(&self) {
-        while !self.hub().clients().is_empty() {
+        loop {
+            let left = self.hub().clients();
+            if left.is_empty() {
+                return;
+            }
+            for c in &left {
+                c.close(CloseReason::Shutdown);
+            }
             tokio::time::sleep(crate::DRAIN_POLL).await;
         }
     }

@@ -92,25 +92,23 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
     }
 }
 
-/// Writes a batch, giving up when the client is marked a slow consumer, when its queue has been
-/// full for the slow timeout while this write is stuck, or when the peer has not taken a byte
-/// for longer than the heartbeat allows (it is not reading at all).
-async fn guarded_write(
-    state: &AppState,
-    client: &Arc<Client>,
-    sink: &mut Sink,
-    items: &[Outbound],
-    cfg: &crate::WebSocketConfig,
-) -> Option<Exit> {
+/// Runs a socket write, giving up when the client is marked a slow consumer, when its queue
+/// has been full for the slow timeout while this write is stuck, when the write has not
+/// completed within `ping_interval + pong_timeout` (the peer is not reading), or when the server
+/// stops for good.
+async fn guarded<F>(state: &AppState, client: &Client, cfg: &crate::WebSocketConfig, write: F) -> Option<Exit>
+where
+    F: std::future::Future<Output = Result<(), axum::Error>>,
+{
     let started = tokio::time::Instant::now();
     let dead_after = cfg.ping_interval + cfg.pong_timeout;
     let check_every = (client.slow_timeout() / 2).min(dead_after);
-    let write = write_batch(state, client, sink, items);
     tokio::pin!(write);
     loop {
         tokio::select! {
             r = &mut write => return r.is_err().then_some(Exit::Gone),
             _ = client.aborted() => return Some(Exit::Close(CloseCode::SlowConsumer)),
+            _ = state.hard_stop().cancelled() => return Some(Exit::Gone),
             _ = tokio::time::sleep(check_every) => {
                 if client.check_slow() {
                     return Some(Exit::Close(CloseCode::SlowConsumer));
@@ -121,6 +119,21 @@ async fn guarded_write(
             }
         }
     }
+}
+
+/// Writes a batch under [`guarded`]; if it does not complete, its messages count as dropped.
+async fn guarded_write(
+    state: &AppState,
+    client: &Client,
+    sink: &mut Sink,
+    items: &[Outbound],
+    cfg: &crate::WebSocketConfig,
+) -> Option<Exit> {
+    let exit = guarded(state, client, cfg, write_batch(state, client, sink, items)).await;
+    if exit.is_some() {
+        client.abandon(items);
+    }
+    exit
 }
 
 async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
@@ -154,7 +167,9 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                         loop {
                             let rest = client.take_batch(cfg.write_batch);
                             if rest.items.is_empty() { break; }
-                            if write_batch(state, client, sink, &rest.items).await.is_err() { return Exit::Gone; }
+                            if let Some(exit) = Box::pin(guarded_write(state, client, sink, &rest.items, &cfg)).await {
+                                return exit;
+                            }
                         }
                         return Exit::Close(CloseCode::ShuttingDown);
                     }
@@ -198,10 +213,12 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                 if pong_deadline.is_none() {
                     pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
                 }
-                if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                    return Exit::Gone;
+                // A peer that stopped reading can make even a ping block: guard it like any write.
+                if let Some(exit) = Box::pin(guarded(state, client, &cfg, sink.send(Message::Ping(Bytes::new())))).await {
+                    return exit;
                 }
             }
+            _ = state.hard_stop().cancelled() => return Exit::Gone,
             _ = async { match pong_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
                 return Exit::Close(CloseCode::HeartbeatTimeout);
             }
@@ -209,9 +226,16 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
     }
 }
 
+/// True if the read failed because the frame exceeded the transport's size limit.
 fn is_capacity_error(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("Space limit exceeded") || text.contains("too long") || text.contains("Message too long")
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = err.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Writes what is queued (the error just pushed) before a close, within a short bound.

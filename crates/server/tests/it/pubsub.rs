@@ -155,3 +155,41 @@ async fn sse_receives_publications() {
     assert!(got[1].id.starts_with("v1."), "{}", got[1].id);
     assert_ne!(got[0].id, got[1].id);
 }
+
+#[tokio::test]
+async fn sse_sends_retry_and_heartbeat_comments() {
+    use futures_util::StreamExt;
+    let mut cfg = pulsewire_testkit::test_config();
+    cfg.sse.heartbeat = Duration::from_millis(100);
+    cfg.sse.retry = Duration::from_millis(1500);
+    let s = TestServer::start(cfg).await;
+    let resp = s.http.get(s.url("/sse?channels=quiet")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while text.matches(": ping\n\n").count() < 2 {
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("heartbeats arrive")
+            .unwrap()
+            .unwrap();
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert!(text.starts_with("retry: 1500\n\n"), "{text}");
+    assert!(text.contains("event: subscribed\n"), "{text}");
+}
+
+#[tokio::test]
+async fn pretty_printed_payloads_stay_one_sse_event() {
+    let s = TestServer::start_default().await;
+    let mut sse = s.sse("channels=p", None).await;
+    sse.recv().await;
+    let pretty = "{\n  \"text\": \"line1\\nline2\",\n  \"n\": [1,\n 2]\n}";
+    let (status, body) = s
+        .post("/api/v1/publish", &format!(r#"{{"channel":"p","data":{pretty}}}"#))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ev = sse.recv().await;
+    assert_eq!(ev.data["data"], json!({"text": "line1\nline2", "n": [1, 2]}));
+}

@@ -38,7 +38,10 @@ async fn stats_and_metrics_match_what_happened() {
     assert_eq!(stats["publications"], 10);
     assert_eq!(stats["subscriptions"], 3 * 2 + 1 + 2);
     assert_eq!(stats["channels"], 2, "counted and other have subscribers");
-    assert_eq!(stats["dropped"], json!({"queue_full": 0, "closed": 0}));
+    assert_eq!(
+        stats["dropped"],
+        json!({"queue_full": 0, "closed": 0, "unsubscribed": 0})
+    );
 
     let (status, text) = s.get_text("/metrics").await;
     assert_eq!(status, 200);
@@ -104,7 +107,6 @@ async fn stats_and_metrics_match_what_happened() {
         1.0
     );
 
-    // Rates: 10 publications in the last sampled second or so show up as messages/s in.
     let (_, health) = s.get_text("/health").await;
     assert_eq!(health, "ok");
     let ready = s.get_json("/ready").await;

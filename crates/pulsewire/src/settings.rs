@@ -73,18 +73,68 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
     if args.listen.is_some() || args.data_dir.is_some() || args.log_json {
         sources.push("flags".into());
     }
-    let config: Config = figment
-        .extract()
-        .map_err(|e| e.into_iter().map(describe).collect::<Vec<_>>())?;
-    let problems = config.problems();
+    let config: Config = figment.extract().map_err(|_| section_problems(&figment))?;
+    let mut problems = config.problems();
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&config.log.level) {
+        problems.push(format!("log.level: {e}"));
+    }
     if !problems.is_empty() {
         return Err(problems);
     }
     Ok((config, sources.join(" + ")))
 }
 
-fn describe(e: figment::Error) -> String {
-    let key = e.path.join(".");
+/// Extraction stops at the first error; extracting each section on its own finds them all.
+fn section_problems(figment: &Figment) -> Vec<String> {
+    use pulsewire_hub::HubConfig;
+    use pulsewire_server::{HttpConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig};
+    fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
+        if figment.contains(key)
+            && let Err(e) = figment.extract_inner::<T>(key)
+        {
+            out.extend(e.into_iter().map(|e| describe(key, e)));
+        }
+    }
+    let mut out = Vec::new();
+    check::<SocketAddr>(figment, "listen", &mut out);
+    check::<PathBuf>(figment, "data_dir", &mut out);
+    check::<LogConfig>(figment, "log", &mut out);
+    check::<WebSocketConfig>(figment, "websocket", &mut out);
+    check::<SseConfig>(figment, "sse", &mut out);
+    check::<HttpConfig>(figment, "http", &mut out);
+    check::<ShutdownConfig>(figment, "shutdown", &mut out);
+    check::<HubConfig>(figment, "hub", &mut out);
+    const KNOWN: [&str; 8] = [
+        "listen",
+        "data_dir",
+        "log",
+        "websocket",
+        "sse",
+        "http",
+        "shutdown",
+        "hub",
+    ];
+    if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
+        for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
+            out.push(format!("{key}: unknown key"));
+        }
+    }
+    if out.is_empty() {
+        // Not expected: report whatever the whole extraction says.
+        if let Err(e) = figment.extract::<Config>() {
+            out.extend(e.into_iter().map(|e| describe("", e)));
+        }
+    }
+    out
+}
+
+fn describe(section: &str, e: figment::Error) -> String {
+    // figment's path already starts at the root; the section names errors that have none.
+    let key = if e.path.is_empty() {
+        section.to_owned()
+    } else {
+        e.path.join(".")
+    };
     let from = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
     let mut kind = e.kind.to_string();
     if kind.is_empty() {

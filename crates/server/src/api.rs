@@ -97,6 +97,10 @@ pub async fn execute(
 }
 
 /// The `history` reply: publications as `message` frames, oldest first.
+///
+/// The reply holds at most `hub.queue.max_bytes` of publications: without `since` the newest
+/// that fit, with `since` the oldest that fit (and then `recovered: false`, ask again from the
+/// last one received).
 async fn history_frame(
     hub: &Hub,
     tenant: &TenantId,
@@ -106,21 +110,35 @@ async fn history_frame(
     limit: Option<usize>,
 ) -> Result<Bytes, ApiError> {
     let slice = hub.history(tenant, channel, since, limit).await?;
-    let frames: Vec<Box<RawValue>> = slice
-        .publications
-        .iter()
-        .map(|p| {
-            let text = String::from_utf8_lossy(&pulsewire_proto::encode_message(p, None)).into_owned();
-            RawValue::from_string(text).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let budget = hub.config().queue.max_bytes;
+    let mut frames: Vec<Box<RawValue>> = Vec::with_capacity(slice.publications.len());
+    let mut used = 0;
+    let mut truncated = false;
+    let ordered: Box<dyn Iterator<Item = _>> = if since.is_some() {
+        Box::new(slice.publications.iter())
+    } else {
+        Box::new(slice.publications.iter().rev())
+    };
+    for p in ordered {
+        let frame = pulsewire_proto::encode_message(p, None);
+        if used + frame.len() > budget {
+            truncated = true;
+            break;
+        }
+        used += frame.len();
+        let text = String::from_utf8_lossy(&frame).into_owned();
+        frames.push(RawValue::from_string(text).map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?);
+    }
+    if since.is_none() {
+        frames.reverse();
+    }
     Ok(encode_reply(&HistoryReply {
         kind: "history",
         id,
         channel,
         epoch: &slice.top.epoch,
         offset: slice.top.offset,
-        recovered: since.map(|_| slice.recovered),
+        recovered: since.map(|_| slice.recovered && !truncated),
         publications: frames.iter().map(|b| &**b).collect(),
     }))
 }

@@ -390,7 +390,10 @@ async fn receive(
                 t.as_bytes()
             }
             Message::Binary(b) => b,
-            Message::Close(_) => return Ok(()),
+            Message::Close(frame) => {
+                shared.error(format!("conn {index}: closed by server: {frame:?}"));
+                return Ok(());
+            }
             _ => continue,
         };
         let now = now_us();

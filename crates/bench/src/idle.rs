@@ -199,7 +199,7 @@ async fn hold(mut ws: session::Ws, target: Target) -> anyhow::Result<()> {
                     ws.send(Message::text(reply)).await?;
                 }
             }
-            Message::Close(_) => return Ok(()),
+            Message::Close(frame) => anyhow::bail!("closed by server: {frame:?}"),
             _ => {}
         }
     }

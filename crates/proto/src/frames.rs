@@ -160,7 +160,10 @@ pub fn single_line(data: Bytes) -> Bytes {
     if !data.iter().any(|&b| b == b'\n' || b == b'\r') {
         return data;
     }
-    data.iter().map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }).collect::<Vec<u8>>().into()
+    data.iter()
+        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 /// Encodes a `message` frame. `pattern` names the pattern subscription it was delivered for.
@@ -352,7 +355,11 @@ mod tests {
         let b: serde_json::Value = serde_json::from_slice(&flat).unwrap();
         assert_eq!(a, b);
         let plain = Bytes::from_static(b"{\"a\":1}");
-        assert_eq!(single_line(plain.clone()).as_ptr(), plain.as_ptr(), "no copy without line breaks");
+        assert_eq!(
+            single_line(plain.clone()).as_ptr(),
+            plain.as_ptr(),
+            "no copy without line breaks"
+        );
     }
 
     #[test]

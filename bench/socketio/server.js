@@ -81,6 +81,11 @@ io.on('connection', (socket) => {
   });
 });
 
+// Keep idle publish connections open longer than the generator's pool does
+// (Node's default is 5 s), so no request races a server-side close.
+httpServer.keepAliveTimeout = 30000;
+httpServer.headersTimeout = 31000;
+
 httpServer.listen(port, bind, () => {
   console.log(`socket.io bench server listening on ${bind}:${port}`);
 });

@@ -58,6 +58,9 @@ pub async fn run(
         .pool_max_idle_per_host(plan.max_inflight)
         .tcp_nodelay(true)
         .timeout(Duration::from_secs(15))
+        // Below Node's 5 s keep-alive timeout, so a pooled connection is not
+        // reused just as the server closes it.
+        .pool_idle_timeout(Duration::from_secs(3))
         .build()?;
     *stats.rtt.lock().expect("rtt lock") = Some(latency_histogram());
     let sem = Arc::new(Semaphore::new(plan.max_inflight.max(1)));
@@ -107,7 +110,7 @@ pub async fn run(
                     let text = resp.text().await.unwrap_or_default();
                     Err(format!("HTTP {status}: {}", text.chars().take(200).collect::<String>()))
                 }
-                Err(e) => Err(format!("{e:#}")),
+                Err(e) => Err(error_chain(&e)),
             };
             match outcome {
                 Ok(()) => {
@@ -138,4 +141,16 @@ pub async fn run(
     // Wait for the in-flight requests to finish.
     let _all = sem.acquire_many(plan.max_inflight.max(1) as u32).await?;
     Ok(lag)
+}
+
+/// `error: cause: cause...` for an error and its sources.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }

@@ -44,13 +44,18 @@ pub enum Outbound {
     Message(Arc<Encoded>),
     /// A reply or error frame for this client only.
     Control(Bytes),
+    /// A transport-level keepalive probe (a WebSocket ping frame).
+    Ping,
 }
+
+static NO_BYTES: Bytes = Bytes::from_static(b"");
 
 impl Outbound {
     pub fn frame(&self) -> &Bytes {
         match self {
             Outbound::Message(m) => &m.frame,
             Outbound::Control(b) => b,
+            Outbound::Ping => &NO_BYTES,
         }
     }
 
@@ -62,7 +67,7 @@ impl Outbound {
     fn rank(&self) -> Option<Priority> {
         match self {
             Outbound::Message(m) => Some(m.priority),
-            Outbound::Control(_) => None,
+            Outbound::Control(_) | Outbound::Ping => None,
         }
     }
 }
@@ -86,7 +91,12 @@ impl Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CloseReason {
     SlowConsumer,
+    /// Graceful: flush what is queued, then close with "reconnect".
     Shutdown,
+    /// End now, without flushing (the graceful shutdown ran out of time).
+    Abort,
+    /// The peer did not answer a keepalive probe in time.
+    HeartbeatTimeout,
 }
 
 /// A subscription entry: a channel or a pattern.
@@ -144,7 +154,7 @@ impl Queue {
                 self.prio_bytes[i] -= m.frame.len();
                 1
             }
-            Outbound::Control(_) => 0,
+            Outbound::Control(_) | Outbound::Ping => 0,
         }
     }
 }
@@ -163,6 +173,27 @@ pub struct Client {
     pub(crate) subs: Mutex<HashSet<Sub>>,
     dropped: AtomicU64,
     delivered: AtomicU64,
+    /// When the peer last sent anything, and when the outstanding probe was sent (0: none), in
+    /// milliseconds of [`mono_ms`]. One heartbeat task checks every connection with these, so
+    /// connections need no timer of their own.
+    last_seen: AtomicU64,
+    probe_sent: AtomicU64,
+}
+
+/// Milliseconds since the first call, on a monotonic clock.
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// What [`Client::heartbeat`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    Fine,
+    /// A probe was queued.
+    Probed,
+    /// The peer did not answer the last probe in time; the client is being closed.
+    TimedOut,
 }
 
 impl std::fmt::Debug for Client {
@@ -203,6 +234,8 @@ impl Client {
             subs: Mutex::new(HashSet::new()),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
+            last_seen: AtomicU64::new(mono_ms()),
+            probe_sent: AtomicU64::new(0),
         }
     }
 
@@ -211,15 +244,60 @@ impl Client {
         self.notify.notified().await
     }
 
-    /// Resolves when the client is to be closed without flushing (a slow consumer); writers
-    /// race their socket writes against it, since a stalled socket never finishes a write.
-    pub async fn aborted(&self) {
+    /// Records that the peer sent something: it is alive.
+    pub fn touch(&self) {
+        self.last_seen.store(mono_ms(), Ordering::Relaxed);
+    }
+
+    /// The keepalive check, run periodically for every connection that uses probes: queue a
+    /// probe when `interval` has passed since the last one, and close the client when a probe
+    /// has gone unanswered (nothing received since) for `timeout`.
+    pub fn heartbeat(&self, now: u64, interval: u64, timeout: u64) -> Heartbeat {
+        let sent = self.probe_sent.load(Ordering::Relaxed);
+        let seen = self.last_seen.load(Ordering::Relaxed);
+        if sent != 0 && seen < sent {
+            // A probe is outstanding: wait for its answer (never re-probe, which would move the
+            // deadline), or give up on the peer.
+            if now.saturating_sub(sent) >= timeout {
+                let mut q = self.queue.lock();
+                self.mark_close(&mut q, CloseReason::HeartbeatTimeout);
+                return Heartbeat::TimedOut;
+            }
+            return Heartbeat::Fine;
+        }
+        let last_probe = if sent == 0 { seen } else { sent };
+        if now.saturating_sub(last_probe) >= interval {
+            self.probe_sent.store(now, Ordering::Relaxed);
+            let mut q = self.queue.lock();
+            q.items.push_back(Outbound::Ping);
+            drop(q);
+            self.notify.notify_one();
+            return Heartbeat::Probed;
+        }
+        Heartbeat::Fine
+    }
+
+    /// Resolves, with the reason, when the client is to be closed without flushing (a slow
+    /// consumer, or an abort); writers race their socket writes against it, since a stalled
+    /// socket never finishes a write.
+    pub async fn aborted(&self) -> CloseReason {
         loop {
-            if self.queue.lock().close == Some(CloseReason::SlowConsumer) {
-                return;
+            if let Some(reason @ (CloseReason::SlowConsumer | CloseReason::Abort | CloseReason::HeartbeatTimeout)) =
+                self.queue.lock().close
+            {
+                return reason;
             }
             self.closing.notified().await;
         }
+    }
+
+    /// Ends the connection at once, whatever else was asked of it before.
+    pub fn abort(&self) {
+        let mut q = self.queue.lock();
+        q.close = Some(CloseReason::Abort);
+        drop(q);
+        self.notify.notify_one();
+        self.closing.notify_one();
     }
 
     /// Marks the client a slow consumer if its queue has been full for `slow_timeout`; for
@@ -231,7 +309,10 @@ impl Client {
                 self.mark_close(&mut q, CloseReason::SlowConsumer);
                 true
             }
-            _ => q.close == Some(CloseReason::SlowConsumer),
+            _ => matches!(
+                q.close,
+                Some(CloseReason::SlowConsumer | CloseReason::Abort | CloseReason::HeartbeatTimeout)
+            ),
         }
     }
 
@@ -549,6 +630,7 @@ mod tests {
             .map(|i| match i {
                 Outbound::Message(m) => format!("{}{}", m.priority.as_str().chars().next().unwrap(), m.offset),
                 Outbound::Control(b) => String::from_utf8_lossy(b).into_owned(),
+                Outbound::Ping => "ping".into(),
             })
             .collect()
     }
@@ -724,5 +806,48 @@ mod tests {
         c.push_message(&msg(2, Priority::High));
         c.purge_channel(&ChannelName::parse("c").unwrap());
         assert_eq!(drain(&c), ["n1", "l2"]);
+    }
+}
+
+#[cfg(test)]
+mod heartbeat_tests {
+    use super::*;
+
+    #[test]
+    fn probes_then_times_out_unless_answered() {
+        let c = Client::new(
+            1,
+            TenantId::default_tenant(),
+            Transport::WebSocket,
+            None,
+            QueueConfig::default(),
+            Arc::default(),
+        );
+        let t0 = c.last_seen.load(Ordering::Relaxed);
+        assert_eq!(c.heartbeat(t0 + 50, 100, 30), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 100, 100, 30), Heartbeat::Probed);
+        assert!(matches!(c.take_batch(10).items[..], [Outbound::Ping]));
+        assert_eq!(c.heartbeat(t0 + 120, 100, 30), Heartbeat::Fine);
+        // Answered: no timeout, next probe one interval after the last.
+        c.last_seen.store(t0 + 125, Ordering::Relaxed);
+        assert_eq!(c.heartbeat(t0 + 190, 100, 30), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 200, 100, 30), Heartbeat::Probed);
+        // Not answered within the timeout: closed. With a timeout longer than the interval, an
+        // outstanding probe is not repeated (that would move the deadline).
+        assert_eq!(c.heartbeat(t0 + 229, 100, 30), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 230, 100, 30), Heartbeat::TimedOut);
+        let c = Client::new(
+            2,
+            TenantId::default_tenant(),
+            Transport::WebSocket,
+            None,
+            QueueConfig::default(),
+            Arc::default(),
+        );
+        let t0 = c.last_seen.load(Ordering::Relaxed);
+        assert_eq!(c.heartbeat(t0 + 100, 100, 250), Heartbeat::Probed);
+        assert_eq!(c.heartbeat(t0 + 200, 100, 250), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 350, 100, 250), Heartbeat::TimedOut);
+        assert_eq!(c.take_batch(10).close, Some(CloseReason::HeartbeatTimeout));
     }
 }

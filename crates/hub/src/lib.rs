@@ -13,7 +13,7 @@ mod metrics;
 mod sharded;
 
 pub use broker::{Broker, BrokerError, Delivery};
-pub use client::{Batch, Client, CloseReason, Encoded, Outbound, Sub, Transport};
+pub use client::{Batch, Client, CloseReason, Encoded, Heartbeat, Outbound, Sub, Transport, mono_ms};
 pub use config::{HistoryConfig, HubConfig, QueueConfig};
 pub use history::{HistoryRing, HistorySlice};
 pub use hub::{ChannelInfo, Hub, HubError};

@@ -96,7 +96,7 @@ impl Default for WebSocketConfig {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
-            read_buffer_bytes: 1024,
+            read_buffer_bytes: 256,
             write_batch: 64,
         }
     }

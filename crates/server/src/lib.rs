@@ -58,6 +58,7 @@ impl Server {
         let tasks = CancellationToken::new();
         let sweeper = spawn_sweeper(broker, tasks.clone());
         let sampler = state::spawn_rate_sampler(state.clone(), tasks.clone());
+        let heartbeat = ws::spawn_heartbeat(state.clone(), tasks.clone());
         // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous one
         // is acknowledged, which costs tens of milliseconds.
         let user_timeout = state.config().http.tcp_user_timeout;
@@ -93,13 +94,20 @@ impl Server {
                 _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
                     tracing::warn!(left = task_state.hub().clients().len(), "shutdown timeout: ending remaining connections");
                     task_state.hard_stop().cancel();
+                    for c in task_state.hub().clients() {
+                        c.abort();
+                    }
                     // Every connection task watches the hard stop; give them a moment to go.
                     let _ = tokio::time::timeout(DRAIN_POLL * 10, task_state.wait_for_clients()).await;
                     Ok(())
                 }
             };
             tasks.cancel();
-            for (name, task) in [("sweeper", sweeper), ("rate sampler", sampler)] {
+            for (name, task) in [
+                ("sweeper", sweeper),
+                ("rate sampler", sampler),
+                ("heartbeat", heartbeat),
+            ] {
                 if let Err(e) = task.await {
                     tracing::error!("{name} task failed: {e}");
                 }

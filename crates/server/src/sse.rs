@@ -208,6 +208,7 @@ impl SseStream {
                         let code = match reason {
                             CloseReason::Shutdown => CloseCode::ShuttingDown,
                             CloseReason::SlowConsumer => CloseCode::SlowConsumer,
+                            CloseReason::Abort | CloseReason::HeartbeatTimeout => return None,
                         };
                         let _ = write!(
                             Writer(&mut out),
@@ -247,6 +248,8 @@ impl SseStream {
                     out.put_u8(b'\n');
                 }
                 Outbound::Control(_) => {}
+                // SSE connections are not probed; their heartbeat is the comment line.
+                Outbound::Ping => continue,
             }
             out.put_slice(b"event: ");
             out.put_slice(kind.as_bytes());

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::AppState;
 use crate::api;
 use crate::transport::{DisconnectGuard, record_delivered};
+use tokio::time::Instant;
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -77,7 +78,7 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
             // The closing handshake: send our close, then wait for the peer's before dropping
             // the socket, so the peer reads our close frame instead of a reset. Bounded, since a
             // peer that stopped reading must not hold the task.
-            let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
                 if close(&mut sink, code).await.is_ok() {
                     while let Some(Ok(m)) = stream.next().await {
                         if matches!(m, Message::Close(_)) {
@@ -85,7 +86,7 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
                         }
                     }
                 }
-            })
+            }))
             .await;
         }
         Exit::Gone => tracing::debug!(client = client.id, "connection gone"),
@@ -94,21 +95,24 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
 
 /// Runs a socket write, giving up when the client is marked a slow consumer, when its queue
 /// has been full for the slow timeout while this write is stuck, when the write has not
-/// completed within `ping_interval + pong_timeout` (the peer is not reading), or when the server
-/// stops for good.
-async fn guarded<F>(state: &AppState, client: &Client, cfg: &crate::WebSocketConfig, write: F) -> Option<Exit>
+/// completed within `ping_interval + pong_timeout` (the peer is not reading), or when the
+/// connection is aborted (the server's shutdown ran out of time).
+async fn guarded<F>(client: &Client, cfg: &crate::WebSocketConfig, write: F) -> Option<Exit>
 where
     F: std::future::Future<Output = Result<(), axum::Error>>,
 {
-    let started = tokio::time::Instant::now();
+    let started = Instant::now();
     let dead_after = cfg.ping_interval + cfg.pong_timeout;
     let check_every = (client.slow_timeout() / 2).min(dead_after);
     tokio::pin!(write);
     loop {
         tokio::select! {
             r = &mut write => return r.is_err().then_some(Exit::Gone),
-            _ = client.aborted() => return Some(Exit::Close(CloseCode::SlowConsumer)),
-            _ = state.hard_stop().cancelled() => return Some(Exit::Gone),
+            reason = client.aborted() => return Some(match reason {
+                CloseReason::SlowConsumer => Exit::Close(CloseCode::SlowConsumer),
+                CloseReason::HeartbeatTimeout => Exit::Close(CloseCode::HeartbeatTimeout),
+                _ => Exit::Gone,
+            }),
             _ = tokio::time::sleep(check_every) => {
                 if client.check_slow() {
                     return Some(Exit::Close(CloseCode::SlowConsumer));
@@ -129,7 +133,7 @@ async fn guarded_write(
     items: &[Outbound],
     cfg: &crate::WebSocketConfig,
 ) -> Option<Exit> {
-    let exit = guarded(state, client, cfg, write_batch(state, client, sink, items)).await;
+    let exit = guarded(client, cfg, write_batch(state, client, sink, items)).await;
     if exit.is_some() {
         client.abandon(items);
     }
@@ -145,10 +149,9 @@ async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
 }
 
 async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Exit {
-    let cfg = state.config().websocket.clone();
-    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + cfg.ping_interval, cfg.ping_interval);
-    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pong_deadline: Option<tokio::time::Instant> = None;
+    let cfg = &state.config().websocket;
+    // No timer here: the heartbeat task (`spawn_heartbeat`) checks every connection and queues
+    // pings, so an idle connection is just this future, waiting on its queue and its socket.
     loop {
         tokio::select! {
             _ = client.ready() => {
@@ -156,18 +159,20 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                 // Boxed: the write future is large and lives only while writing, so idle
                 // connections do not carry its space in their task.
                 if !batch.items.is_empty()
-                    && let Some(exit) = Box::pin(guarded_write(state, client, sink, &batch.items, &cfg)).await
+                    && let Some(exit) = Box::pin(guarded_write(state, client, sink, &batch.items, cfg)).await
                 {
                     return exit;
                 }
                 match batch.close {
                     Some(CloseReason::SlowConsumer) => return Exit::Close(CloseCode::SlowConsumer),
+                    Some(CloseReason::Abort) => return Exit::Gone,
+                    Some(CloseReason::HeartbeatTimeout) => return Exit::Close(CloseCode::HeartbeatTimeout),
                     Some(CloseReason::Shutdown) => {
                         // Flush the rest of the queue first, then say goodbye.
                         loop {
                             let rest = client.take_batch(cfg.write_batch);
                             if rest.items.is_empty() { break; }
-                            if let Some(exit) = Box::pin(guarded_write(state, client, sink, &rest.items, &cfg)).await {
+                            if let Some(exit) = Box::pin(guarded_write(state, client, sink, &rest.items, cfg)).await {
                                 return exit;
                             }
                         }
@@ -178,13 +183,13 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
             }
             msg = stream.next() => {
                 // Any frame from the peer proves it alive.
-                pong_deadline = None;
+                client.touch();
                 let msg = match msg {
                     Some(Ok(m)) => m,
                     Some(Err(e)) => {
                         if is_capacity_error(&e) {
                             client.push_control(encode_error(None, ErrorCode::FrameTooLarge, "frame exceeds websocket.max_frame_bytes"));
-                            flush_control(state, client, sink).await;
+                            Box::pin(flush_control(state, client, sink)).await;
                             return Exit::Close(CloseCode::FrameTooLarge);
                         }
                         return Exit::Gone;
@@ -195,32 +200,22 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                     Message::Text(text) => {
                         if text.len() > cfg.max_frame_bytes {
                             client.push_control(encode_error(None, ErrorCode::FrameTooLarge, &format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes)));
-                            flush_control(state, client, sink).await;
+                            Box::pin(flush_control(state, client, sink)).await;
                             return Exit::Close(CloseCode::FrameTooLarge);
                         }
-                        handle_text(state, client, text.as_str()).await;
+                        // Boxed, like every rarely used large future here: a connection's task
+                        // keeps the space of every future it may await inline, and idle
+                        // connections should not pay for commands they are not running.
+                        Box::pin(handle_text(state, client, text.as_str())).await;
                     }
                     Message::Binary(_) => {
                         client.push_control(encode_error(None, ErrorCode::BinaryUnsupported, "binary frames are not supported; send JSON text frames"));
-                        flush_control(state, client, sink).await;
+                        Box::pin(flush_control(state, client, sink)).await;
                         return Exit::Close(CloseCode::BinaryUnsupported);
                     }
                     Message::Close(_) => return Exit::Gone,
                     Message::Ping(_) | Message::Pong(_) => {}
                 }
-            }
-            _ = ping.tick() => {
-                if pong_deadline.is_none() {
-                    pong_deadline = Some(tokio::time::Instant::now() + cfg.pong_timeout);
-                }
-                // A peer that stopped reading can make even a ping block: guard it like any write.
-                if let Some(exit) = Box::pin(guarded(state, client, &cfg, sink.send(Message::Ping(Bytes::new())))).await {
-                    return exit;
-                }
-            }
-            _ = state.hard_stop().cancelled() => return Exit::Gone,
-            _ = async { match pong_deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {
-                return Exit::Close(CloseCode::HeartbeatTimeout);
             }
         }
     }
@@ -255,10 +250,13 @@ async fn write_batch(
     items: &[Outbound],
 ) -> Result<(), axum::Error> {
     for item in items {
-        // Frames come from our encoders, so this never fails; checking is cheap next to the
-        // syscall and keeps `unsafe` out.
-        let text = Utf8Bytes::try_from(item.frame().clone()).map_err(axum::Error::new)?;
-        sink.feed(Message::Text(text)).await?;
+        let message = match item {
+            Outbound::Ping => Message::Ping(Bytes::new()),
+            // Frames come from our encoders, so this never fails; checking is cheap next to the
+            // syscall and keeps `unsafe` out.
+            _ => Message::Text(Utf8Bytes::try_from(item.frame().clone()).map_err(axum::Error::new)?),
+        };
+        sink.feed(message).await?;
     }
     sink.flush().await?;
     record_delivered(state, client, items);
@@ -276,4 +274,32 @@ async fn handle_text(state: &AppState, client: &Arc<Client>, text: &str) {
     if let Err((id, e)) = api::execute(state, client, cmd).await {
         client.push_control(encode_error(id, e.code, &e.message));
     }
+}
+
+/// The WebSocket heartbeat for every connection at once: queues a ping on each connection every
+/// `websocket.ping_interval`, and closes (4005) those that sent nothing within
+/// `websocket.pong_timeout` of one. One task and one timer instead of one per connection.
+pub fn spawn_heartbeat(state: AppState, stop: tokio_util::sync::CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let cfg = &state.config().websocket;
+        let tick = (cfg.ping_interval.min(cfg.pong_timeout) / 4)
+            .clamp(std::time::Duration::from_millis(10), std::time::Duration::from_secs(1));
+        let interval = cfg.ping_interval.as_millis() as u64;
+        let timeout = cfg.pong_timeout.as_millis() as u64;
+        let mut ticker = tokio::time::interval(tick);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = ticker.tick() => {
+                    let now = pulsewire_hub::mono_ms();
+                    for c in state.hub().clients() {
+                        if c.transport == pulsewire_hub::Transport::WebSocket {
+                            c.heartbeat(now, interval, timeout);
+                        }
+                    }
+                }
+            }
+        }
+    })
 }

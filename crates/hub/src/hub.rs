@@ -50,30 +50,50 @@ impl HubError {
 
 pub type Result<T, E = HubError> = std::result::Result<T, E>;
 
-/// Subscribers of one channel or pattern; removal is O(1) by swapping with the last.
+/// Subscribers of one channel or pattern. Removal swaps with the last; past `INDEX_FROM`
+/// subscribers an id index makes it O(1), below it a scan is cheaper than the index's memory
+/// (most channels have a handful of subscribers, and idle connections pay for every byte).
 #[derive(Default)]
 struct Subscribers {
     list: Vec<Arc<Client>>,
-    index: HashMap<u64, usize>,
+    index: Option<HashMap<u64, usize>>,
 }
 
+const INDEX_FROM: usize = 16;
+
 impl Subscribers {
+    fn position(&self, id: u64) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(&id).copied(),
+            None => self.list.iter().position(|c| c.id == id),
+        }
+    }
+
     fn insert(&mut self, c: &Arc<Client>) -> bool {
-        if self.index.contains_key(&c.id) {
+        if self.position(c.id).is_some() {
             return false;
         }
-        self.index.insert(c.id, self.list.len());
         self.list.push(c.clone());
+        match &mut self.index {
+            Some(index) => {
+                index.insert(c.id, self.list.len() - 1);
+            }
+            None if self.list.len() > INDEX_FROM => {
+                self.index = Some(self.list.iter().enumerate().map(|(i, c)| (c.id, i)).collect());
+            }
+            None => {}
+        }
         true
     }
 
     fn remove(&mut self, id: u64) -> bool {
-        let Some(pos) = self.index.remove(&id) else {
-            return false;
-        };
+        let Some(pos) = self.position(id) else { return false };
         self.list.swap_remove(pos);
-        if let Some(moved) = self.list.get(pos) {
-            self.index.insert(moved.id, pos);
+        if let Some(index) = &mut self.index {
+            index.remove(&id);
+            if let Some(moved) = self.list.get(pos) {
+                index.insert(moved.id, pos);
+            }
         }
         true
     }
@@ -641,6 +661,36 @@ mod tests {
         assert_eq!(h.publications.len(), 1);
         assert_eq!(frames(&b).len(), 1);
         assert!(frames(&a).is_empty());
+    }
+
+    #[test]
+    fn subscriber_sets_with_and_without_index_agree() {
+        let hub = hub();
+        let clients: Vec<_> = (0..40)
+            .map(|_| hub.connect(TenantId::default_tenant(), Transport::WebSocket, None))
+            .collect();
+        let mut set = Subscribers::default();
+        for c in &clients {
+            assert!(set.insert(c));
+            assert!(!set.insert(c));
+        }
+        assert!(set.index.is_some());
+        for c in clients.iter().step_by(3) {
+            assert!(set.remove(c.id));
+            assert!(!set.remove(c.id));
+        }
+        let mut want: Vec<u64> = clients
+            .iter()
+            .map(|c| c.id)
+            .filter(|id| (id - clients[0].id) % 3 != 0)
+            .collect();
+        let mut got: Vec<u64> = set.list.iter().map(|c| c.id).collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want);
+        for c in &set.list {
+            assert_eq!(set.position(c.id).map(|p| set.list[p].id), Some(c.id));
+        }
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! The hub's configuration: history bounds per namespace and the per-connection queue policy.
-//! Every field has a default and a doc line; docs/config.md is written from these.
+//! Every field has a default and a doc line; docs/config.md shows the defaults (a test in the
+//! binary keeps its TOML block equal to `pulsewire default-config`) and explains each key.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -61,13 +61,7 @@ pub async fn execute(
                 .publish(&client.tenant, &channel, data, priority)
                 .await
                 .map_err(|e| (id, e.into()))?;
-            client.push_control(encode_reply(&PublishReply {
-                kind: Some("published".into()),
-                id,
-                channel: p.channel.as_str().to_owned(),
-                epoch: p.epoch.to_string(),
-                offset: p.offset,
-            }));
+            client.push_control(encode_reply(&publish_reply(Some(id), &p)));
             Ok(())
         }
         ClientCommand::History {
@@ -194,13 +188,18 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> Result<Respon
     let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
-    Ok(json_response(encode_reply(&PublishReply {
-        kind: None,
-        id: None,
+    Ok(json_response(encode_reply(&publish_reply(None, &p))))
+}
+
+/// The answer to a publish: the reply frame on WebSocket (`kind` and `id` set), the body on HTTP.
+fn publish_reply(ws_id: Option<Option<u64>>, p: &pulsewire_model::Publication) -> PublishReply {
+    PublishReply {
+        kind: ws_id.map(|_| "published".into()),
+        id: ws_id.flatten(),
         channel: p.channel.as_str().to_owned(),
         epoch: p.epoch.to_string(),
         offset: p.offset,
-    })))
+    }
 }
 
 #[derive(Deserialize)]
@@ -230,13 +229,7 @@ pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Resp
     let mut results = Vec::with_capacity(req.channels.len());
     for name in &req.channels {
         let p = state.hub().publish(&tenant, name, data.clone(), req.priority).await?;
-        results.push(PublishReply {
-            kind: None,
-            id: None,
-            channel: p.channel.as_str().to_owned(),
-            epoch: p.epoch.to_string(),
-            offset: p.offset,
-        });
+        results.push(publish_reply(None, &p));
     }
     Ok(Json(serde_json::json!({ "results": results })).into_response())
 }

@@ -81,26 +81,22 @@ impl TestServer {
 
     /// Publishes `data` to `channel` and returns the assigned offset.
     pub async fn publish(&self, channel: &str, data: Value) -> u64 {
-        let (status, body) = self
-            .post(
-                "/api/v1/publish",
-                &serde_json::json!({"channel": channel, "data": data}).to_string(),
-            )
-            .await;
-        assert_eq!(status, 200, "publish failed: {body}");
-        body["offset"].as_u64().expect("offset in publish reply")
+        self.publish_reply(channel, data).await["offset"]
+            .as_u64()
+            .expect("offset in publish reply")
     }
 
     /// Publishes `data` to `channel` and returns the epoch it was given.
     pub async fn publish_position(&self, channel: &str, data: Value) -> String {
-        let (status, body) = self
-            .post(
-                "/api/v1/publish",
-                &serde_json::json!({"channel": channel, "data": data}).to_string(),
-            )
-            .await;
-        assert_eq!(status, 200, "publish failed: {body}");
-        body["epoch"].as_str().expect("epoch in publish reply").to_owned()
+        let reply = self.publish_reply(channel, data).await;
+        reply["epoch"].as_str().expect("epoch in publish reply").to_owned()
+    }
+
+    async fn publish_reply(&self, channel: &str, data: Value) -> Value {
+        let body = serde_json::json!({"channel": channel, "data": data}).to_string();
+        let (status, reply) = self.post("/api/v1/publish", &body).await;
+        assert_eq!(status, 200, "publish failed: {reply}");
+        reply
     }
 
     pub async fn get_json(&self, path: &str) -> Value {

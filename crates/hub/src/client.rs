@@ -132,6 +132,7 @@ struct Queue {
 #[derive(Default)]
 struct RecoveryBuffer {
     items: Vec<Arc<Encoded>>,
+    bytes: usize,
     overflowed: bool,
 }
 
@@ -178,6 +179,10 @@ pub struct Client {
     /// connections need no timer of their own.
     last_seen: AtomicU64,
     probe_sent: AtomicU64,
+    /// A probe is queued and not written yet: its answer cannot be due.
+    probe_queued: std::sync::atomic::AtomicBool,
+    /// The writer is in the middle of a socket write (and so not reading answers).
+    writing: std::sync::atomic::AtomicBool,
 }
 
 /// Milliseconds since the first call, on a monotonic clock.
@@ -236,6 +241,8 @@ impl Client {
             delivered: AtomicU64::new(0),
             last_seen: AtomicU64::new(mono_ms()),
             probe_sent: AtomicU64::new(0),
+            probe_queued: Default::default(),
+            writing: Default::default(),
         }
     }
 
@@ -250,9 +257,15 @@ impl Client {
     }
 
     /// The keepalive check, run periodically for every connection that uses probes: queue a
-    /// probe when `interval` has passed since the last one, and close the client when a probe
-    /// has gone unanswered (nothing received since) for `timeout`.
+    /// probe when `interval` has passed since the last one, and close the client when a written
+    /// probe has gone unanswered (nothing received since) for `timeout`. The probe goes to the
+    /// front of the queue, and its clock starts when the writer reports it written
+    /// ([`Client::probe_written`]); while a write is in progress nothing times out, since the
+    /// writer is not reading answers then (a stuck write has its own bound).
     pub fn heartbeat(&self, now: u64, interval: u64, timeout: u64) -> Heartbeat {
+        if self.probe_queued.load(Ordering::Relaxed) || self.writing.load(Ordering::Relaxed) {
+            return Heartbeat::Fine;
+        }
         let sent = self.probe_sent.load(Ordering::Relaxed);
         let seen = self.last_seen.load(Ordering::Relaxed);
         if sent != 0 && seen < sent {
@@ -267,14 +280,25 @@ impl Client {
         }
         let last_probe = if sent == 0 { seen } else { sent };
         if now.saturating_sub(last_probe) >= interval {
-            self.probe_sent.store(now, Ordering::Relaxed);
+            self.probe_queued.store(true, Ordering::Relaxed);
             let mut q = self.queue.lock();
-            q.items.push_back(Outbound::Ping);
+            q.items.push_front(Outbound::Ping);
             drop(q);
             self.notify.notify_one();
             return Heartbeat::Probed;
         }
         Heartbeat::Fine
+    }
+
+    /// Called by the writer once a probe is on the wire: its answer is due from now.
+    pub fn probe_written(&self) {
+        self.probe_sent.store(mono_ms(), Ordering::Relaxed);
+        self.probe_queued.store(false, Ordering::Relaxed);
+    }
+
+    /// Called by the writer around each socket write.
+    pub fn set_writing(&self, writing: bool) {
+        self.writing.store(writing, Ordering::Relaxed);
     }
 
     /// Resolves, with the reason, when the client is to be closed without flushing (a slow
@@ -302,18 +326,15 @@ impl Client {
 
     /// Marks the client a slow consumer if its queue has been full for `slow_timeout`; for
     /// writers blocked on a stalled socket, when no new publication comes to trigger the check.
-    pub fn check_slow(&self) -> bool {
+    /// Returns the reason when the client is to be closed without flushing.
+    pub fn check_slow(&self) -> Option<CloseReason> {
         let mut q = self.queue.lock();
-        match q.full_since {
-            Some(since) if since.elapsed() >= self.config.slow_timeout => {
-                self.mark_close(&mut q, CloseReason::SlowConsumer);
-                true
-            }
-            _ => matches!(
-                q.close,
-                Some(CloseReason::SlowConsumer | CloseReason::Abort | CloseReason::HeartbeatTimeout)
-            ),
+        if let Some(since) = q.full_since
+            && since.elapsed() >= self.config.slow_timeout
+        {
+            self.mark_close(&mut q, CloseReason::SlowConsumer);
         }
+        q.close.filter(|r| *r != CloseReason::Shutdown)
     }
 
     pub fn slow_timeout(&self) -> std::time::Duration {
@@ -340,7 +361,8 @@ impl Client {
             && !q.recovering.is_empty()
             && let Some(buf) = q.recovering.get_mut(&m.channel)
         {
-            if buf.items.len() < self.config.max_messages {
+            if buf.items.len() < self.config.max_messages && buf.bytes + m.frame.len() <= self.config.max_bytes {
+                buf.bytes += m.frame.len();
                 buf.items.push(m.clone());
             } else {
                 buf.overflowed = true;
@@ -357,10 +379,13 @@ impl Client {
     fn enqueue(&self, q: &mut Queue, m: Arc<Encoded>) {
         let len = m.frame.len();
         let (max_n, max_b) = (self.config.max_messages, self.config.max_bytes);
+        if len > max_b {
+            // Can never fit; says nothing about how fast this client reads.
+            self.count_drop();
+            return;
+        }
         let fits = |q: &Queue| q.items.len() < max_n && q.bytes + len <= max_b;
         if fits(q) {
-            // Not over the limit: whatever full state there was has ended.
-            q.full_since = None;
             q.push_message(m);
             self.metrics.queued.inc();
             return;
@@ -509,6 +534,19 @@ impl Client {
         let mut v: Vec<String> = self.subs.lock().iter().map(|s| s.as_str().to_owned()).collect();
         v.sort();
         v
+    }
+
+    /// Abandons the recovery of channels whose subscribe failed: what was held back for them is
+    /// discarded (counted as dropped for an unsubscribe), never sent.
+    pub(crate) fn cancel_recovery(&self, channels: &[ChannelName]) {
+        let mut q = self.queue.lock();
+        let held: usize = channels
+            .iter()
+            .filter_map(|c| q.recovering.remove(c))
+            .map(|b| b.items.len())
+            .sum();
+        drop(q);
+        self.metrics.dropped_unsubscribed(held as u64);
     }
 
     pub(crate) fn begin_recovery(&self, channel: &ChannelName) {
@@ -675,9 +713,9 @@ mod tests {
         for o in 1..=3 {
             c.push_message(&msg(o, Priority::Normal));
         }
-        assert!(!c.check_slow());
+        assert_eq!(c.check_slow(), None);
         std::thread::sleep(Duration::from_millis(40));
-        assert!(c.check_slow());
+        assert_eq!(c.check_slow(), Some(CloseReason::SlowConsumer));
         assert_eq!(c.take_batch(usize::MAX).close, Some(CloseReason::SlowConsumer));
         // A client that drains in time is not closed.
         let c = client(2, 30);
@@ -686,7 +724,7 @@ mod tests {
         }
         drain(&c);
         std::thread::sleep(Duration::from_millis(40));
-        assert!(!c.check_slow());
+        assert_eq!(c.check_slow(), None);
     }
 
     #[test]
@@ -790,6 +828,46 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_message_does_not_make_a_client_slow() {
+        let config = QueueConfig {
+            max_messages: 10,
+            max_bytes: 1024,
+            slow_timeout: Duration::from_millis(1),
+        };
+        let c = Client::new(
+            1,
+            TenantId::default_tenant(),
+            Transport::WebSocket,
+            None,
+            config,
+            Arc::default(),
+        );
+        let big = Arc::new(Encoded {
+            frame: Bytes::from(vec![b'x'; 2000]),
+            ..(*msg(1, Priority::Critical)).clone()
+        });
+        c.push_message(&big);
+        std::thread::sleep(Duration::from_millis(5));
+        c.push_message(&big);
+        assert_eq!(c.dropped(), 2);
+        assert_eq!(c.check_slow(), None);
+    }
+
+    #[test]
+    fn full_state_ends_only_when_drained_below_half() {
+        let c = client(4, 30);
+        for o in 1..=5 {
+            c.push_message(&msg(o, Priority::Normal));
+        }
+        // The writer takes one message: the queue has room again but is not below half, so the
+        // client that keeps it full stays on the clock.
+        c.take_batch(1);
+        c.push_message(&msg(6, Priority::Normal));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(c.check_slow(), Some(CloseReason::SlowConsumer));
+    }
+
+    #[test]
     fn purge_removes_only_that_channels_copies() {
         let c = client(10, 60_000);
         let other = Arc::new(Encoded {
@@ -813,6 +891,14 @@ mod tests {
 mod heartbeat_tests {
     use super::*;
 
+    /// Stands in for the writer putting the probe on the wire at `at`.
+    fn written(c: &Client, at: u64) {
+        let batch = c.take_batch(10);
+        assert!(matches!(batch.items[..], [Outbound::Ping, ..]), "the probe goes first");
+        c.probe_sent.store(at, Ordering::Relaxed);
+        c.probe_queued.store(false, Ordering::Relaxed);
+    }
+
     #[test]
     fn probes_then_times_out_unless_answered() {
         let c = Client::new(
@@ -825,17 +911,26 @@ mod heartbeat_tests {
         );
         let t0 = c.last_seen.load(Ordering::Relaxed);
         assert_eq!(c.heartbeat(t0 + 50, 100, 30), Heartbeat::Fine);
+        c.push_control(Bytes::from_static(b"queued before"));
         assert_eq!(c.heartbeat(t0 + 100, 100, 30), Heartbeat::Probed);
-        assert!(matches!(c.take_batch(10).items[..], [Outbound::Ping]));
-        assert_eq!(c.heartbeat(t0 + 120, 100, 30), Heartbeat::Fine);
+        // Not written yet: its answer is not due, however long the queue takes.
+        assert_eq!(c.heartbeat(t0 + 1000, 100, 30), Heartbeat::Fine);
+        written(&c, t0 + 1000);
+        assert_eq!(c.heartbeat(t0 + 1020, 100, 30), Heartbeat::Fine);
         // Answered: no timeout, next probe one interval after the last.
-        c.last_seen.store(t0 + 125, Ordering::Relaxed);
-        assert_eq!(c.heartbeat(t0 + 190, 100, 30), Heartbeat::Fine);
-        assert_eq!(c.heartbeat(t0 + 200, 100, 30), Heartbeat::Probed);
-        // Not answered within the timeout: closed. With a timeout longer than the interval, an
-        // outstanding probe is not repeated (that would move the deadline).
-        assert_eq!(c.heartbeat(t0 + 229, 100, 30), Heartbeat::Fine);
-        assert_eq!(c.heartbeat(t0 + 230, 100, 30), Heartbeat::TimedOut);
+        c.last_seen.store(t0 + 1025, Ordering::Relaxed);
+        assert_eq!(c.heartbeat(t0 + 1090, 100, 30), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 1100, 100, 30), Heartbeat::Probed);
+        written(&c, t0 + 1100);
+        // While a write is in progress the writer reads nothing: no timeout then.
+        c.set_writing(true);
+        assert_eq!(c.heartbeat(t0 + 1200, 100, 30), Heartbeat::Fine);
+        c.set_writing(false);
+        // Not answered within the timeout: closed. An outstanding probe is not repeated
+        // (that would move the deadline).
+        assert_eq!(c.heartbeat(t0 + 1129, 100, 30), Heartbeat::Fine);
+        assert_eq!(c.heartbeat(t0 + 1130, 100, 30), Heartbeat::TimedOut);
+        assert_eq!(c.take_batch(10).close, Some(CloseReason::HeartbeatTimeout));
         let c = Client::new(
             2,
             TenantId::default_tenant(),
@@ -846,8 +941,8 @@ mod heartbeat_tests {
         );
         let t0 = c.last_seen.load(Ordering::Relaxed);
         assert_eq!(c.heartbeat(t0 + 100, 100, 250), Heartbeat::Probed);
+        written(&c, t0 + 100);
         assert_eq!(c.heartbeat(t0 + 200, 100, 250), Heartbeat::Fine);
         assert_eq!(c.heartbeat(t0 + 350, 100, 250), Heartbeat::TimedOut);
-        assert_eq!(c.take_batch(10).close, Some(CloseReason::HeartbeatTimeout));
     }
 }

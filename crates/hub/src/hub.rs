@@ -376,16 +376,7 @@ impl Hub {
             match self.inner.broker.history(&client.tenant, ch, from, limit, true).await {
                 Ok(slice) => slices.push(slice),
                 Err(e) => {
-                    let recoveries = channels
-                        .iter()
-                        .map(|c| Recovery {
-                            channel: c.clone(),
-                            epoch: Arc::from(""),
-                            replay: vec![],
-                            last_offset: u64::MAX,
-                        })
-                        .collect();
-                    client.end_recovery(recoveries, |_| None);
+                    client.cancel_recovery(&channels);
                     let all: Vec<Sub> = channels
                         .iter()
                         .map(|c| Sub::Channel(c.clone()))
@@ -399,7 +390,11 @@ impl Hub {
         // Replay is bounded by the connection's queue bounds: a channel whose replay does not
         // fit in what is left is answered `recovered: false` and replays nothing.
         let queue = &self.inner.config.queue;
-        let (mut room_n, mut room_b) = (queue.max_messages, queue.max_bytes);
+        let (queued_n, queued_b) = client.queue_depth();
+        let (mut room_n, mut room_b) = (
+            queue.max_messages.saturating_sub(queued_n),
+            queue.max_bytes.saturating_sub(queued_b),
+        );
         let received = Instant::now();
         let mut recovered = Vec::with_capacity(channels.len());
         let mut recoveries = Vec::with_capacity(channels.len());

@@ -89,10 +89,17 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{HttpConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig};
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
-        if figment.contains(key)
-            && let Err(e) = figment.extract_inner::<T>(key)
-        {
-            out.extend(e.into_iter().map(|e| describe(key, e)));
+        if !figment.contains(key) {
+            return;
+        }
+        // Focused on the section, error paths are relative to it: prefix them with its name.
+        let result = if key.contains('.') || matches!(key, "listen" | "data_dir") {
+            figment.extract_inner::<T>(key).map(drop).map_err(|e| (e, ""))
+        } else {
+            figment.focus(key).extract::<T>().map(drop).map_err(|e| (e, key))
+        };
+        if let Err((e, prefix)) = result {
+            out.extend(e.into_iter().map(|e| describe(prefix, e)));
         }
     }
     let mut out = Vec::new();
@@ -129,11 +136,11 @@ fn section_problems(figment: &Figment) -> Vec<String> {
 }
 
 fn describe(section: &str, e: figment::Error) -> String {
-    // figment's path already starts at the root; the section names errors that have none.
-    let key = if e.path.is_empty() {
-        section.to_owned()
-    } else {
-        e.path.join(".")
+    // `section` is where the extraction was focused; error paths are relative to it.
+    let key = match (section.is_empty(), e.path.is_empty()) {
+        (_, true) => section.to_owned(),
+        (true, false) => e.path.join("."),
+        (false, false) => format!("{section}.{}", e.path.join(".")),
     };
     let from = e.metadata.as_ref().map(|m| m.name.to_string()).unwrap_or_default();
     let mut kind = e.kind.to_string();
@@ -172,6 +179,24 @@ mod tests {
         };
         let problems = load(&args).unwrap_err();
         assert!(problems.iter().any(|p| p.starts_with("listen:")), "{problems:?}");
+
+        // Type errors in several sections and an unknown key are all reported at once, by key.
+        std::fs::write(
+            &path,
+            "listen = \"nope\"\nmystery = 1\n[websocket]\nping_interval = \"soon\"\n[hub.queue]\nmax_messages = \"x\"\n",
+        )
+        .unwrap();
+        let problems = load(&args).unwrap_err();
+        let keys: Vec<&str> = problems.iter().map(|p| p.split(':').next().unwrap()).collect();
+        assert_eq!(
+            keys,
+            ["listen", "websocket.ping_interval", "hub.queue.max_messages", "mystery"],
+            "{problems:?}"
+        );
+
+        std::fs::write(&path, "[log]\nlevel = \"info,=bad=\"\n").unwrap();
+        let problems = load(&args).unwrap_err();
+        assert!(problems[0].starts_with("log.level:"), "{problems:?}");
 
         std::fs::write(
             &path,

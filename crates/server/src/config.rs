@@ -166,6 +166,9 @@ impl Default for ShutdownConfig {
     }
 }
 
+/// Room left in `hub.queue.max_bytes` for what a message frame adds to its payload.
+const FRAME_OVERHEAD: usize = 1024;
+
 impl Config {
     /// Every invalid value, each prefixed with its key.
     pub fn problems(&self) -> Vec<String> {
@@ -192,17 +195,18 @@ impl Config {
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());
         }
-        // A publication must fit in a connection's queue, or it would be dropped for everyone.
-        let queue_bytes = self.hub.queue.max_bytes;
+        // A publication must fit in a connection's queue, or it would be dropped for everyone;
+        // its frame adds up to ~1 KiB (envelope, channel name, pattern) to the payload.
+        let queue_bytes = self.hub.queue.max_bytes.saturating_sub(FRAME_OVERHEAD);
         if self.http.max_body_bytes > queue_bytes {
             out.push(format!(
-                "http.max_body_bytes: {} is above hub.queue.max_bytes ({queue_bytes})",
+                "http.max_body_bytes: {} is above hub.queue.max_bytes less 1024 ({queue_bytes})",
                 self.http.max_body_bytes
             ));
         }
         if self.websocket.max_frame_bytes > queue_bytes {
             out.push(format!(
-                "websocket.max_frame_bytes: {} is above hub.queue.max_bytes ({queue_bytes})",
+                "websocket.max_frame_bytes: {} is above hub.queue.max_bytes less 1024 ({queue_bytes})",
                 self.websocket.max_frame_bytes
             ));
         }

@@ -114,8 +114,11 @@ where
                 _ => Exit::Gone,
             }),
             _ = tokio::time::sleep(check_every) => {
-                if client.check_slow() {
-                    return Some(Exit::Close(CloseCode::SlowConsumer));
+                match client.check_slow() {
+                    Some(CloseReason::SlowConsumer) => return Some(Exit::Close(CloseCode::SlowConsumer)),
+                    Some(CloseReason::HeartbeatTimeout) => return Some(Exit::Close(CloseCode::HeartbeatTimeout)),
+                    Some(_) => return Some(Exit::Gone),
+                    None => {}
                 }
                 if started.elapsed() >= dead_after {
                     return Some(Exit::Close(CloseCode::HeartbeatTimeout));
@@ -133,7 +136,9 @@ async fn guarded_write(
     items: &[Outbound],
     cfg: &crate::WebSocketConfig,
 ) -> Option<Exit> {
+    client.set_writing(true);
     let exit = guarded(client, cfg, write_batch(state, client, sink, items)).await;
+    client.set_writing(false);
     if exit.is_some() {
         client.abandon(items);
     }
@@ -236,11 +241,10 @@ fn is_capacity_error(e: &axum::Error) -> bool {
 /// Writes what is queued (the error just pushed) before a close, within a short bound.
 async fn flush_control(state: &AppState, client: &Arc<Client>, sink: &mut Sink) {
     let batch = client.take_batch(usize::MAX);
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        write_batch(state, client, sink, &batch.items),
-    )
-    .await;
+    let written = tokio::time::timeout(CLOSE_GRACE, write_batch(state, client, sink, &batch.items)).await;
+    if !matches!(written, Ok(Ok(()))) {
+        client.abandon(&batch.items);
+    }
 }
 
 async fn write_batch(
@@ -251,7 +255,12 @@ async fn write_batch(
 ) -> Result<(), axum::Error> {
     for item in items {
         let message = match item {
-            Outbound::Ping => Message::Ping(Bytes::new()),
+            Outbound::Ping => {
+                sink.feed(Message::Ping(Bytes::new())).await?;
+                sink.flush().await?;
+                client.probe_written();
+                continue;
+            }
             // Frames come from our encoders, so this never fails; checking is cheap next to the
             // syscall and keeps `unsafe` out.
             _ => Message::Text(Utf8Bytes::try_from(item.frame().clone()).map_err(axum::Error::new)?),

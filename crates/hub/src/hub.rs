@@ -688,6 +688,93 @@ mod tests {
         }
     }
 
+    /// A broker whose history reads fail on demand, standing in for a shared broker (Redis,
+    /// NATS) that is unreachable: the in-process broker itself never fails.
+    struct FlakyBroker {
+        inner: MemoryBroker,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl Broker for FlakyBroker {
+        async fn publish(
+            &self,
+            tenant: &TenantId,
+            channel: &ChannelName,
+            data: Bytes,
+            priority: Priority,
+        ) -> Result<Publication, crate::BrokerError> {
+            self.inner.publish(tenant, channel, data, priority).await
+        }
+
+        async fn history(
+            &self,
+            tenant: &TenantId,
+            channel: &ChannelName,
+            since: Option<&Position>,
+            limit: usize,
+            create: bool,
+        ) -> Result<HistorySlice, crate::BrokerError> {
+            if self.fail.load(Ordering::Relaxed) {
+                return Err(crate::BrokerError::Unavailable("history store down".into()));
+            }
+            self.inner.history(tenant, channel, since, limit, create).await
+        }
+
+        fn set_delivery(&self, delivery: Arc<dyn Delivery>) {
+            self.inner.set_delivery(delivery)
+        }
+
+        fn history_stats(&self) -> (usize, usize) {
+            self.inner.history_stats()
+        }
+
+        fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)> {
+            self.inner.channel_info(tenant, channel)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_subscribe_leaves_nothing_behind() {
+        let config = HubConfig::default();
+        let broker = Arc::new(FlakyBroker {
+            inner: MemoryBroker::new(config.clone()),
+            fail: std::sync::atomic::AtomicBool::new(true),
+        });
+        let hub = Hub::new(broker.clone(), config, Arc::default());
+        let c = hub.connect(TenantId::default_tenant(), Transport::WebSocket, None);
+        let names = vec!["a".to_string(), "b:*".to_string()];
+        let err = hub.subscribe(&c, Some(1), &names, &BTreeMap::new()).await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::Unavailable);
+        assert!(c.subscriptions().is_empty());
+        assert_eq!(hub.metrics().subscriptions.get(), 0);
+        assert_eq!(hub.channel_count(), 0);
+        hub.publish(
+            &TenantId::default_tenant(),
+            "a",
+            Bytes::from_static(b"1"),
+            Priority::Normal,
+        )
+        .await
+        .unwrap();
+        hub.publish(
+            &TenantId::default_tenant(),
+            "b:x",
+            Bytes::from_static(b"2"),
+            Priority::Normal,
+        )
+        .await
+        .unwrap();
+        assert!(
+            frames(&c).is_empty(),
+            "nothing may reach a client whose subscribe failed"
+        );
+        // Once the broker is back, the same subscribe works.
+        broker.fail.store(false, Ordering::Relaxed);
+        hub.subscribe(&c, Some(2), &names, &BTreeMap::new()).await.unwrap();
+        assert_eq!(c.subscriptions(), ["a", "b:*"]);
+    }
+
     #[tokio::test]
     async fn disconnect_removes_every_subscription() {
         let hub = hub();

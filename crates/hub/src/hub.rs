@@ -1,8 +1,8 @@
 //! The hub: who is subscribed to what, and fan-out of every publication to them.
 //!
 //! Subscriptions live in sharded maps keyed by (tenant, channel), so a publish takes one shard
-//! lock and never a global one; patterns are kept per tenant and matched on every publication
-//! of that tenant. Each publication is encoded once (once more per matching pattern, since the
+//! lock and never a global one; patterns are kept per tenant, indexed by their first segment, and
+//! matched against the publications of their namespace. Each publication is encoded once (once more per matching pattern, since the
 //! frame names the pattern) and the same bytes are queued to every subscriber.
 //!
 //! Subscribing with recovery never loses or repeats a publication: the client first buffers
@@ -99,6 +99,71 @@ impl Subscribers {
     }
 }
 
+/// A tenant's pattern subscriptions, indexed by the pattern's first segment when it is a
+/// literal (`metrics:*:cpu` under `metrics`), so that a publication is matched only against the
+/// patterns of its own namespace plus those that start with a wildcard.
+#[derive(Default)]
+struct PatternIndex {
+    by_first: HashMap<Box<str>, Vec<PatternSubs>>,
+    wild: Vec<PatternSubs>,
+}
+
+impl PatternIndex {
+    fn bucket_mut(&mut self, p: &Pattern) -> &mut Vec<PatternSubs> {
+        match p.literal_prefix() {
+            Some(first) => self.by_first.entry(first.into()).or_default(),
+            None => &mut self.wild,
+        }
+    }
+
+    fn add(&mut self, p: &Pattern, client: &Arc<Client>) {
+        let bucket = self.bucket_mut(p);
+        match bucket.iter_mut().find(|ps| ps.pattern == *p) {
+            Some(ps) => {
+                ps.subs.insert(client);
+            }
+            None => {
+                let mut subs = Subscribers::default();
+                subs.insert(client);
+                bucket.push(PatternSubs {
+                    pattern: p.clone(),
+                    subs,
+                });
+            }
+        }
+    }
+
+    fn remove(&mut self, p: &Pattern, client_id: u64) {
+        let bucket = self.bucket_mut(p);
+        if let Some(i) = bucket.iter().position(|ps| ps.pattern == *p) {
+            bucket[i].subs.remove(client_id);
+            if bucket[i].subs.list.is_empty() {
+                bucket.swap_remove(i);
+            }
+        }
+        if let Some(first) = p.literal_prefix()
+            && self.by_first.get(first).is_some_and(Vec::is_empty)
+        {
+            self.by_first.remove(first);
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_first.is_empty() && self.wild.is_empty()
+    }
+
+    /// The pattern subscriptions that match `channel`.
+    fn matching<'a>(&'a self, channel: &'a str) -> impl Iterator<Item = &'a PatternSubs> + 'a {
+        let first = channel.split(':').next().unwrap_or(channel);
+        self.by_first
+            .get(first)
+            .into_iter()
+            .flatten()
+            .chain(&self.wild)
+            .filter(move |ps| !ps.subs.list.is_empty() && ps.pattern.matches(channel))
+    }
+}
+
 struct PatternSubs {
     pattern: Pattern,
     subs: Subscribers,
@@ -109,7 +174,7 @@ struct Inner {
     config: HubConfig,
     metrics: Arc<HubMetrics>,
     subscriptions: Sharded<Key, Subscribers>,
-    patterns: RwLock<HashMap<TenantId, Vec<PatternSubs>>>,
+    patterns: RwLock<HashMap<TenantId, PatternIndex>>,
     clients: Mutex<HashMap<u64, Arc<Client>>>,
     next_id: AtomicU64,
 }
@@ -168,13 +233,11 @@ impl Inner {
             }
         }
         let patterns = self.patterns.read();
-        if let Some(list) = patterns.get(tenant) {
-            for ps in list {
-                if !ps.subs.list.is_empty() && ps.pattern.matches(p.channel.as_str()) {
-                    let m = encode(Some(ps.pattern.arc()));
-                    for c in &ps.subs.list {
-                        c.push_message(&m);
-                    }
+        if let Some(index) = patterns.get(tenant) {
+            for ps in index.matching(p.channel.as_str()) {
+                let m = encode(Some(ps.pattern.arc()));
+                for c in &ps.subs.list {
+                    c.push_message(&m);
                 }
             }
         }
@@ -264,15 +327,12 @@ impl Hub {
                 }
             }
             Sub::Pattern(p) => {
+                // The text was parsed when subscribed, so it parses again.
+                let Ok(p) = Pattern::parse(p) else { return };
                 let mut patterns = self.inner.patterns.write();
-                if let Some(list) = patterns.get_mut(&client.tenant) {
-                    if let Some(i) = list.iter().position(|ps| ps.pattern.as_str() == &**p) {
-                        list[i].subs.remove(client.id);
-                        if list[i].subs.list.is_empty() {
-                            list.swap_remove(i);
-                        }
-                    }
-                    if list.is_empty() {
+                if let Some(index) = patterns.get_mut(&client.tenant) {
+                    index.remove(&p, client.id);
+                    if index.is_empty() {
                         patterns.remove(&client.tenant);
                     }
                 }
@@ -472,21 +532,9 @@ impl Hub {
         // frame can precede it.
         if !patterns.is_empty() {
             let mut map = self.inner.patterns.write();
-            let list = map.entry(client.tenant.clone()).or_default();
+            let index = map.entry(client.tenant.clone()).or_default();
             for p in &patterns {
-                match list.iter_mut().find(|ps| ps.pattern == *p) {
-                    Some(ps) => {
-                        ps.subs.insert(client);
-                    }
-                    None => {
-                        let mut subs = Subscribers::default();
-                        subs.insert(client);
-                        list.push(PatternSubs {
-                            pattern: p.clone(),
-                            subs,
-                        });
-                    }
-                }
+                index.add(p, client);
             }
         }
         Ok(starts)
@@ -773,6 +821,33 @@ mod tests {
         broker.fail.store(false, Ordering::Relaxed);
         hub.subscribe(&c, Some(2), &names, &BTreeMap::new()).await.unwrap();
         assert_eq!(c.subscriptions(), ["a", "b:*"]);
+    }
+
+    #[test]
+    fn pattern_index_finds_exactly_the_matching_patterns() {
+        let hub = hub();
+        let c = hub.connect(TenantId::default_tenant(), Transport::WebSocket, None);
+        let texts = ["a:*", "a:>", "*:x", "*:*:y", ">", "b:>", "a:b:*", "*"];
+        let patterns: Vec<Pattern> = texts.iter().map(|t| Pattern::parse(t).unwrap()).collect();
+        let mut index = PatternIndex::default();
+        for p in &patterns {
+            index.add(p, &c);
+        }
+        for channel in ["a", "a:x", "a:b:y", "b", "b:x", "c:d:y", "x:x", "a:b:c:d"] {
+            let mut got: Vec<&str> = index.matching(channel).map(|ps| ps.pattern.as_str()).collect();
+            let mut want: Vec<&str> = patterns
+                .iter()
+                .filter(|p| p.matches(channel))
+                .map(Pattern::as_str)
+                .collect();
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "channel {channel}");
+        }
+        for p in &patterns {
+            index.remove(p, c.id);
+        }
+        assert!(index.is_empty());
     }
 
     #[tokio::test]

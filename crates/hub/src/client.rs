@@ -9,7 +9,7 @@
 //! offsets always arrive in order (with a visible gap if something was dropped).
 //! Control frames (replies and errors) are never dropped.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -120,13 +120,42 @@ struct Queue {
     items: VecDeque<Outbound>,
     bytes: usize,
     /// Queued messages (not control frames) and their bytes, per priority.
-    count: [usize; 4],
+    count: [u32; 4],
     prio_bytes: [usize; 4],
     full_since: Option<Instant>,
     /// Channels being subscribed with recovery: their live messages wait here until history is
     /// in. Bounded by `max_messages`; past it the recovery is reported as not recovered.
-    recovering: HashMap<ChannelName, RecoveryBuffer>,
+    recovering: Recovering,
     close: Option<CloseReason>,
+}
+
+/// The channels in recovery: a handful at most, and none almost always, so a plain list (no
+/// allocation while empty, which every idle connection is) rather than a map.
+#[derive(Default)]
+struct Recovering(Vec<(ChannelName, RecoveryBuffer)>);
+
+impl Recovering {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn get_mut(&mut self, channel: &ChannelName) -> Option<&mut RecoveryBuffer> {
+        self.0.iter_mut().find(|(c, _)| c == channel).map(|(_, b)| b)
+    }
+
+    fn insert(&mut self, channel: ChannelName, buffer: RecoveryBuffer) {
+        self.remove(&channel);
+        self.0.push((channel, buffer));
+    }
+
+    fn remove(&mut self, channel: &ChannelName) -> Option<RecoveryBuffer> {
+        let i = self.0.iter().position(|(c, _)| c == channel)?;
+        Some(self.0.swap_remove(i).1)
+    }
+
+    fn drain(&mut self) -> impl Iterator<Item = (ChannelName, RecoveryBuffer)> + '_ {
+        self.0.drain(..)
+    }
 }
 
 #[derive(Default)]
@@ -166,12 +195,15 @@ pub struct Client {
     pub transport: Transport,
     pub remote: Option<SocketAddr>,
     pub connected_at: SystemTime,
-    config: QueueConfig,
+    /// Shared by every client of the hub: one copy, not one per connection.
+    config: Arc<QueueConfig>,
     metrics: Arc<HubMetrics>,
     queue: Mutex<Queue>,
     notify: Notify,
     closing: Notify,
-    pub(crate) subs: Mutex<HashSet<Sub>>,
+    /// Channels and patterns subscribed. A list sized exactly (most connections hold one or a
+    /// few), since a set's table would cost every connection several times more.
+    pub(crate) subs: Mutex<Vec<Sub>>,
     dropped: AtomicU64,
     delivered: AtomicU64,
     /// When the peer last sent anything, and when the outstanding probe was sent (0: none), in
@@ -222,7 +254,7 @@ impl Client {
         tenant: TenantId,
         transport: Transport,
         remote: Option<SocketAddr>,
-        config: QueueConfig,
+        config: Arc<QueueConfig>,
         metrics: Arc<HubMetrics>,
     ) -> Self {
         Self {
@@ -236,7 +268,7 @@ impl Client {
             queue: Mutex::new(Queue::default()),
             notify: Notify::new(),
             closing: Notify::new(),
-            subs: Mutex::new(HashSet::new()),
+            subs: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             last_seen: AtomicU64::new(mono_ms()),
@@ -400,7 +432,7 @@ impl Client {
         // Would evicting every queued message of lower priority make room? If not, the incoming
         // message is the one dropped, and nothing else is.
         let inc = m.priority.index();
-        let lower_n: usize = q.count[..inc].iter().sum();
+        let lower_n = q.count[..inc].iter().sum::<u32>() as usize;
         let lower_b: usize = q.prio_bytes[..inc].iter().sum();
         if q.items.len() - lower_n >= max_n || q.bytes - lower_b + len > max_b {
             self.count_drop();
@@ -635,7 +667,7 @@ mod tests {
             TenantId::default_tenant(),
             Transport::WebSocket,
             None,
-            config,
+            Arc::new(config),
             Arc::default(),
         )
     }
@@ -811,7 +843,7 @@ mod tests {
             TenantId::default_tenant(),
             Transport::WebSocket,
             None,
-            config,
+            Arc::new(config),
             Arc::default(),
         );
         let sized = |o: u64, p: Priority, n: usize| {
@@ -839,7 +871,7 @@ mod tests {
             TenantId::default_tenant(),
             Transport::WebSocket,
             None,
-            config,
+            Arc::new(config),
             Arc::default(),
         );
         let big = Arc::new(Encoded {
@@ -906,7 +938,7 @@ mod heartbeat_tests {
             TenantId::default_tenant(),
             Transport::WebSocket,
             None,
-            QueueConfig::default(),
+            Arc::new(QueueConfig::default()),
             Arc::default(),
         );
         let t0 = c.last_seen.load(Ordering::Relaxed);
@@ -936,7 +968,7 @@ mod heartbeat_tests {
             TenantId::default_tenant(),
             Transport::WebSocket,
             None,
-            QueueConfig::default(),
+            Arc::new(QueueConfig::default()),
             Arc::default(),
         );
         let t0 = c.last_seen.load(Ordering::Relaxed);

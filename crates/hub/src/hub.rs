@@ -56,7 +56,7 @@ pub type Result<T, E = HubError> = std::result::Result<T, E>;
 #[derive(Default)]
 struct Subscribers {
     list: Vec<Arc<Client>>,
-    index: Option<HashMap<u64, usize>>,
+    index: Option<Box<HashMap<u64, usize>>>,
 }
 
 const INDEX_FROM: usize = 16;
@@ -79,7 +79,7 @@ impl Subscribers {
                 index.insert(c.id, self.list.len() - 1);
             }
             None if self.list.len() > INDEX_FROM => {
-                self.index = Some(self.list.iter().enumerate().map(|(i, c)| (c.id, i)).collect());
+                self.index = Some(Box::new(self.list.iter().enumerate().map(|(i, c)| (c.id, i)).collect()));
             }
             None => {}
         }
@@ -172,6 +172,7 @@ struct PatternSubs {
 struct Inner {
     broker: Arc<dyn Broker>,
     config: HubConfig,
+    queue_config: Arc<crate::QueueConfig>,
     metrics: Arc<HubMetrics>,
     subscriptions: Sharded<Key, Subscribers>,
     patterns: RwLock<HashMap<TenantId, PatternIndex>>,
@@ -257,6 +258,7 @@ impl Hub {
     pub fn new(broker: Arc<dyn Broker>, config: HubConfig, metrics: Arc<HubMetrics>) -> Self {
         let inner = Arc::new(Inner {
             broker,
+            queue_config: Arc::new(config.queue.clone()),
             config,
             metrics,
             subscriptions: Sharded::new(),
@@ -288,7 +290,7 @@ impl Hub {
             tenant,
             transport,
             remote,
-            self.inner.config.queue.clone(),
+            self.inner.queue_config.clone(),
             self.inner.metrics.clone(),
         ));
         self.inner.clients.lock().insert(id, client.clone());
@@ -303,7 +305,7 @@ impl Hub {
         if self.inner.clients.lock().remove(&client.id).is_none() {
             return;
         }
-        let subs: Vec<Sub> = client.subs.lock().drain().collect();
+        let subs: Vec<Sub> = std::mem::take(&mut *client.subs.lock());
         for sub in &subs {
             self.remove_sub(client, sub);
         }
@@ -412,6 +414,7 @@ impl Hub {
                     format!("already subscribed to {:?}", dup.as_str()),
                 ));
             }
+            subs.reserve_exact(new.len());
             subs.extend(new);
         }
         self.inner.metrics.subscriptions.inc_by(names.len() as i64);
@@ -545,7 +548,10 @@ impl Hub {
         {
             let mut mine = client.subs.lock();
             for s in subs {
-                removed += i64::from(mine.remove(s));
+                if let Some(i) = mine.iter().position(|m| m == s) {
+                    mine.swap_remove(i);
+                    removed += 1;
+                }
             }
         }
         for s in subs {

@@ -24,8 +24,6 @@ type Key = (TenantId, ChannelName);
 
 struct Entry {
     ring: HistoryRing,
-    size: usize,
-    ttl_ms: u64,
     last_used_ms: u64,
 }
 
@@ -60,14 +58,17 @@ impl MemoryBroker {
         }
     }
 
-    fn new_entry(&self, channel: &ChannelName) -> Entry {
-        let h = self.config.history_for(channel.namespace());
+    fn new_entry(&self) -> Entry {
         Entry {
             ring: HistoryRing::new(new_epoch()),
-            size: h.size,
-            ttl_ms: h.ttl.as_millis() as u64,
             last_used_ms: now_ms(),
         }
+    }
+
+    /// The history TTL of a channel, from its namespace's config (looked up rather than kept
+    /// per channel: every byte per channel counts when each connection has its own).
+    fn ttl_ms(&self, channel: &ChannelName) -> u64 {
+        self.config.history_for(channel.namespace()).ttl.as_millis() as u64
     }
 
     /// Drops expired publications everywhere, and forgets channels that have kept nothing and
@@ -77,9 +78,10 @@ impl MemoryBroker {
         let mut removed = 0;
         for shard in self.channels.shards() {
             let mut map = shard.lock();
-            map.retain(|_, e| {
-                e.ring.trim_older_than(now.saturating_sub(e.ttl_ms));
-                let keep = !e.ring.is_empty() || now.saturating_sub(e.last_used_ms) < e.ttl_ms;
+            map.retain(|(_, channel), e| {
+                let ttl_ms = self.ttl_ms(channel);
+                e.ring.trim_older_than(now.saturating_sub(ttl_ms));
+                let keep = !e.ring.is_empty() || now.saturating_sub(e.last_used_ms) < ttl_ms;
                 removed += usize::from(!keep);
                 keep
             });
@@ -104,11 +106,14 @@ impl Broker for MemoryBroker {
     ) -> Result<Publication, BrokerError> {
         let key = (tenant.clone(), channel.clone());
         let mut map = self.channels.shard(&key).lock();
-        let entry = map.entry(key).or_insert_with(|| self.new_entry(channel));
+        let entry = map.entry(key).or_insert_with(|| self.new_entry());
         let ts = now_ms();
         entry.last_used_ms = ts;
-        entry.ring.trim_older_than(ts.saturating_sub(entry.ttl_ms));
-        let p = entry.ring.append(entry.size, |epoch, offset| Publication {
+        let bounds = self.config.history_for(channel.namespace());
+        entry
+            .ring
+            .trim_older_than(ts.saturating_sub(bounds.ttl.as_millis() as u64));
+        let p = entry.ring.append(bounds.size, |epoch, offset| Publication {
             channel: channel.clone(),
             epoch,
             offset,
@@ -135,14 +140,14 @@ impl Broker for MemoryBroker {
         let now = now_ms();
         let entry = match map.get_mut(&key) {
             Some(e) => e,
-            None if create => map.entry(key).or_insert_with(|| self.new_entry(channel)),
+            None if create => map.entry(key).or_insert_with(|| self.new_entry()),
             None => return Ok(HistoryRing::new(Arc::from("")).read(since, limit)),
         };
         if create {
             // A new subscriber keeps the channel from being swept right away.
             entry.last_used_ms = now;
         }
-        entry.ring.trim_older_than(now.saturating_sub(entry.ttl_ms));
+        entry.ring.trim_older_than(now.saturating_sub(self.ttl_ms(channel)));
         Ok(entry.ring.read(since, limit))
     }
 

@@ -56,6 +56,8 @@ pub type Result<T, E = HubError> = std::result::Result<T, E>;
 #[derive(Default)]
 struct Subscribers {
     list: Vec<Arc<Client>>,
+    // Boxed so that the common case (no index) costs one pointer per channel, not a whole map.
+    #[allow(clippy::box_collection)]
     index: Option<Box<HashMap<u64, usize>>>,
 }
 

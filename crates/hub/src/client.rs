@@ -657,11 +657,14 @@ mod tests {
     use std::time::Duration;
 
     fn client(max_messages: usize, slow_ms: u64) -> Client {
-        let config = QueueConfig {
+        client_with(QueueConfig {
             max_messages,
             max_bytes: 1 << 20,
             slow_timeout: Duration::from_millis(slow_ms),
-        };
+        })
+    }
+
+    fn client_with(config: QueueConfig) -> Client {
         Client::new(
             1,
             TenantId::default_tenant(),
@@ -833,19 +836,11 @@ mod tests {
     fn eviction_happens_only_when_it_makes_room() {
         // Byte bound: a big high message cannot fit even if the small low one goes, so the low
         // one stays and the incoming one is dropped.
-        let config = QueueConfig {
+        let c = client_with(QueueConfig {
             max_messages: 10,
             max_bytes: 1024,
             slow_timeout: Duration::from_secs(60),
-        };
-        let c = Client::new(
-            1,
-            TenantId::default_tenant(),
-            Transport::WebSocket,
-            None,
-            Arc::new(config),
-            Arc::default(),
-        );
+        });
         let sized = |o: u64, p: Priority, n: usize| {
             Arc::new(Encoded {
                 frame: Bytes::from(vec![b'x'; n]),
@@ -861,19 +856,11 @@ mod tests {
 
     #[test]
     fn an_oversized_message_does_not_make_a_client_slow() {
-        let config = QueueConfig {
+        let c = client_with(QueueConfig {
             max_messages: 10,
             max_bytes: 1024,
             slow_timeout: Duration::from_millis(1),
-        };
-        let c = Client::new(
-            1,
-            TenantId::default_tenant(),
-            Transport::WebSocket,
-            None,
-            Arc::new(config),
-            Arc::default(),
-        );
+        });
         let big = Arc::new(Encoded {
             frame: Bytes::from(vec![b'x'; 2000]),
             ..(*msg(1, Priority::Critical)).clone()

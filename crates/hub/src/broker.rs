@@ -54,6 +54,7 @@ pub trait Broker: Send + Sync + 'static {
     /// Number of channels with history kept, and publications kept in all.
     fn history_stats(&self) -> (usize, usize);
 
-    /// History size and current offset of one channel, if it has any.
-    fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)>;
+    /// The channels this broker knows on this node: tenant, name, publications kept and the
+    /// current position.
+    fn channels(&self) -> Vec<(TenantId, ChannelName, usize, Position)>;
 }

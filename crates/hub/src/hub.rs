@@ -622,22 +622,35 @@ impl Hub {
             .map_err(|e| HubError::new(ErrorCode::Unavailable, e.to_string()))
     }
 
-    /// Channels with subscribers, for `GET /api/v1/channels`.
+    /// Every channel with subscribers or with a position kept by the broker, for
+    /// `GET /api/v1/channels`.
     pub fn channels(&self) -> Vec<ChannelInfo> {
-        let mut out = Vec::new();
+        let mut subscribers: HashMap<Key, usize> = HashMap::new();
         for shard in self.inner.subscriptions.shards() {
-            let keys: Vec<(Key, usize)> = shard.lock().iter().map(|(k, s)| (k.clone(), s.list.len())).collect();
-            for ((tenant, ch), n) in keys {
-                let info = self.inner.broker.channel_info(&tenant, &ch);
-                out.push(ChannelInfo {
-                    tenant: tenant.as_str().to_owned(),
-                    name: ch.as_str().to_owned(),
-                    subscribers: n,
-                    history_size: info.as_ref().map_or(0, |i| i.0),
-                    epoch: info.as_ref().map(|i| i.1.epoch.to_string()),
-                    offset: info.as_ref().map(|i| i.1.offset),
-                });
-            }
+            subscribers.extend(shard.lock().iter().map(|(k, s)| (k.clone(), s.list.len())));
+        }
+        let mut out = Vec::new();
+        for (tenant, ch, kept, pos) in self.inner.broker.channels() {
+            let n = subscribers.remove(&(tenant.clone(), ch.clone())).unwrap_or(0);
+            out.push(ChannelInfo {
+                tenant: tenant.as_str().to_owned(),
+                name: ch.as_str().to_owned(),
+                subscribers: n,
+                history_size: kept,
+                epoch: Some(pos.epoch.to_string()),
+                offset: Some(pos.offset),
+            });
+        }
+        // Subscribed channels the broker does not know (yet, or any more).
+        for ((tenant, ch), n) in subscribers {
+            out.push(ChannelInfo {
+                tenant: tenant.as_str().to_owned(),
+                name: ch.as_str().to_owned(),
+                subscribers: n,
+                history_size: 0,
+                epoch: None,
+                offset: None,
+            });
         }
         out.sort_by(|a, b| (&a.tenant, &a.name).cmp(&(&b.tenant, &b.name)));
         out
@@ -785,8 +798,8 @@ mod tests {
             self.inner.history_stats()
         }
 
-        fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)> {
-            self.inner.channel_info(tenant, channel)
+        fn channels(&self) -> Vec<(TenantId, ChannelName, usize, Position)> {
+            self.inner.channels()
         }
     }
 

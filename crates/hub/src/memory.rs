@@ -167,9 +167,15 @@ impl Broker for MemoryBroker {
         (channels, kept)
     }
 
-    fn channel_info(&self, tenant: &TenantId, channel: &ChannelName) -> Option<(usize, Position)> {
-        let key = (tenant.clone(), channel.clone());
-        let map = self.channels.shard(&key).lock();
-        map.get(&key).map(|e| (e.ring.len(), e.ring.position()))
+    fn channels(&self) -> Vec<(TenantId, ChannelName, usize, Position)> {
+        let mut out = Vec::new();
+        for shard in self.channels.shards() {
+            let map = shard.lock();
+            out.extend(
+                map.iter()
+                    .map(|((t, c), e)| (t.clone(), c.clone(), e.ring.len(), e.ring.position())),
+            );
+        }
+        out
     }
 }

@@ -52,7 +52,25 @@ async fn stats_and_metrics_match_what_happened() {
     assert_eq!(metric(&text, "pulsewire_subscriptions"), 9.0);
     assert!(metric(&text, "pulsewire_publish_to_write_seconds_count") >= 1.0);
 
+    // A channel with history but nobody subscribed is listed too.
+    s.publish("unwatched", json!(1)).await;
+    s.publish("unwatched", json!(2)).await;
     let channels = s.get_json("/api/v1/channels").await;
+    let unwatched = channels["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "unwatched")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            unwatched["subscribers"].as_u64(),
+            unwatched["history_size"].as_u64(),
+            unwatched["offset"].as_u64()
+        ),
+        (Some(0), Some(2), Some(2))
+    );
     let counted = channels["channels"]
         .as_array()
         .unwrap()

@@ -1,14 +1,15 @@
 //! The Server-Sent Events transport: `GET /sse?channels=a,b`.
 //!
 //! Each `message` event's `id:` is a resume position for every channel of the stream:
-//! `v1` then, for each non-pattern channel in sorted name order, `.<epoch>-<offset>`. A
-//! reconnect that sends it back (the `Last-Event-ID` header, or `last_event_id` in the query
-//! for a first connection) resumes each channel with the same no-loss rule as WebSocket, and the
-//! `subscribed` event that opens every stream says per channel whether it `recovered`.
+//! `v1.<fingerprint>` (8 hex digits naming the set of channels) then, for each non-pattern
+//! channel in sorted name order, `.<epoch>-<offset>`. A reconnect that sends it back (the
+//! `Last-Event-ID` header, or `last_event_id` in the query for a first connection) resumes each
+//! channel with the same no-loss rule as WebSocket, and the `subscribed` event that opens every
+//! stream says per channel whether it `recovered`.
 //!
-//! Known limit: a peer that stops reading stalls the HTTP body, so the stream is not polled and
-//! cannot notice it was marked a slow consumer; its queue stays bounded (and counts drops) until
-//! TCP gives up on the peer.
+//! A peer that stops reading stalls the HTTP body, so the stream is not polled and cannot act on
+//! the slow-consumer mark; its queue stays bounded (and counts drops) until the TCP user timeout
+//! set on every accepted socket ends the connection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -35,9 +36,21 @@ pub struct SseQuery {
     last_event_id: Option<String>,
 }
 
+/// Names a set of channels (sorted) in the resume id, so that an id is never applied to another
+/// set: FNV-1a over the names, as 8 hex digits.
+fn fingerprint(channels: &[ChannelName]) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for c in channels {
+        for b in c.as_str().bytes().chain(std::iter::once(b',')) {
+            h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+        }
+    }
+    format!("{h:08x}")
+}
+
 /// Encodes the resume id from the stream's positions.
-fn encode_id(positions: &[(ChannelName, Arc<str>, u64)]) -> String {
-    let mut id = String::from("v1");
+fn encode_id(fingerprint: &str, positions: &[(ChannelName, Arc<str>, u64)]) -> String {
+    let mut id = format!("v1.{fingerprint}");
     for (_, epoch, offset) in positions {
         let _ = write!(id, ".{epoch}-{offset}");
     }
@@ -50,7 +63,7 @@ fn encode_id(positions: &[(ChannelName, Arc<str>, u64)]) -> String {
 fn decode_id(id: &str, channels: &[ChannelName]) -> BTreeMap<String, Position> {
     let parsed: Option<Vec<Position>> = (|| {
         let mut parts = id.split('.');
-        if parts.next()? != "v1" {
+        if parts.next()? != "v1" || parts.next()? != fingerprint(channels) {
             return None;
         }
         let v: Vec<Position> = parts
@@ -131,6 +144,7 @@ pub async fn stream(
         client,
         in_flight: Vec::new(),
         _guard: guard,
+        fingerprint: fingerprint(&channels),
         positions,
         index,
         heartbeat,
@@ -159,6 +173,7 @@ struct SseStream {
     /// stream is dropped first.
     in_flight: Vec<Outbound>,
     _guard: DisconnectGuard,
+    fingerprint: String,
     positions: Vec<(ChannelName, Arc<str>, u64)>,
     index: HashMap<ChannelName, usize>,
     heartbeat: tokio::time::Interval,
@@ -239,12 +254,12 @@ impl SseStream {
                         self.positions[i].2 = m.offset;
                     }
                     out.put_slice(b"id: ");
-                    out.put_slice(encode_id(&self.positions).as_bytes());
+                    out.put_slice(encode_id(&self.fingerprint, &self.positions).as_bytes());
                     out.put_u8(b'\n');
                 }
                 Outbound::Control(_) if kind == "subscribed" => {
                     out.put_slice(b"id: ");
-                    out.put_slice(encode_id(&self.positions).as_bytes());
+                    out.put_slice(encode_id(&self.fingerprint, &self.positions).as_bytes());
                     out.put_u8(b'\n');
                 }
                 Outbound::Control(_) => {}
@@ -277,8 +292,11 @@ mod tests {
     fn resume_id_round_trips() {
         let a = ChannelName::parse("a").unwrap();
         let b = ChannelName::parse("b:c").unwrap();
-        let id = encode_id(&[(a.clone(), Arc::from("E1"), 4), (b.clone(), Arc::from("E2"), 0)]);
-        assert_eq!(id, "v1.E1-4.E2-0");
+        let fp = fingerprint(&[a.clone(), b.clone()]);
+        assert_eq!(fp.len(), 8);
+        assert_ne!(fp, fingerprint(&[a.clone(), ChannelName::parse("b:d").unwrap()]));
+        let id = encode_id(&fp, &[(a.clone(), Arc::from("E1"), 4), (b.clone(), Arc::from("E2"), 0)]);
+        assert_eq!(id, format!("v1.{fp}.E1-4.E2-0"));
         let since = decode_id(&id, &[a.clone(), b.clone()]);
         assert_eq!(
             since["a"],
@@ -294,9 +312,17 @@ mod tests {
                 offset: 0
             }
         );
-        // Wrong channel count or garbage: positions that cannot match.
-        for bad in ["v1.E1-4", "garbage", "v2.E1-4.E2-0", "v1.E1-x.E2-0"] {
-            let since = decode_id(bad, &[a.clone(), b.clone()]);
+        // Wrong channel count or set, or garbage: positions that cannot match.
+        let other = fingerprint(&[a.clone(), ChannelName::parse("x").unwrap()]);
+        for bad in [
+            format!("v1.{fp}.E1-4"),
+            "garbage".to_string(),
+            format!("v2.{fp}.E1-4.E2-0"),
+            format!("v1.{fp}.E1-x.E2-0"),
+            format!("v1.{other}.E1-4.E2-0"),
+            "v1.E1-4.E2-0".to_string(),
+        ] {
+            let since = decode_id(&bad, &[a.clone(), b.clone()]);
             assert_eq!(since["a"].epoch.as_ref(), "", "{bad}");
         }
     }

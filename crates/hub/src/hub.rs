@@ -344,6 +344,14 @@ impl Hub {
         }
     }
 
+    /// Calls `f` for every connected client, without copying the registry (for periodic checks
+    /// over every connection). `f` must not connect or disconnect clients.
+    pub fn for_each_client(&self, mut f: impl FnMut(&Arc<Client>)) {
+        for c in self.inner.clients.lock().values() {
+            f(c);
+        }
+    }
+
     pub fn clients(&self) -> Vec<Arc<Client>> {
         let mut v: Vec<Arc<Client>> = self.inner.clients.lock().values().cloned().collect();
         v.sort_by_key(|c| c.id);

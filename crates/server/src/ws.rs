@@ -302,11 +302,11 @@ pub fn spawn_heartbeat(state: AppState, stop: tokio_util::sync::CancellationToke
                 _ = stop.cancelled() => return,
                 _ = ticker.tick() => {
                     let now = pulsewire_hub::mono_ms();
-                    for c in state.hub().clients() {
+                    state.hub().for_each_client(|c| {
                         if c.transport == pulsewire_hub::Transport::WebSocket {
                             c.heartbeat(now, interval, timeout);
                         }
-                    }
+                    });
                 }
             }
         }

@@ -94,7 +94,7 @@ impl HistoryRing {
                 let skip = self.ring.len().saturating_sub(limit);
                 HistorySlice {
                     top,
-                    publications: self.ring.iter().skip(skip).cloned().collect(),
+                    publications: self.ring.range(skip..).cloned().collect(),
                     recovered: false,
                 }
             }

@@ -104,30 +104,16 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<()> {
         let channel = args.channel.clone();
         let measured = measured.clone();
         tasks.spawn(async move {
-            match session::open(target, addr, &url, &channel, timeout).await {
-                Ok(ws) => {
-                    shared.subscribed.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = receive(ws, target, &shared, i, measured).await {
-                        shared.error(format!("conn {i}: {e:#}"));
-                    }
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    shared.error(format!("conn {i}: {e:#}"));
-                }
-            }
+            let opened = session::open(target, addr, &url, &channel, timeout).await;
+            shared
+                .track(i, opened, |ws| receive(ws, target, &shared, i, measured))
+                .await;
         });
     }
     // Wait until every connection is subscribed or failed.
-    let deadline = Instant::now() + timeout + Duration::from_secs(5);
-    loop {
-        let done = shared.count(&shared.subscribed) + shared.count(&shared.failed);
-        if done >= n || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shared
+        .wait_settled(n, Instant::now() + timeout + Duration::from_secs(5))
+        .await;
     let ramp = ramp_start.elapsed();
     let subscribed = shared.count(&shared.subscribed);
     let failed = n - subscribed;

@@ -5,7 +5,6 @@
 //! at once (use distinct `--id-offset`s) to go beyond one process's fd limit.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -80,27 +79,19 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<()> {
         let shared = shared.clone();
         let url = ws_url.clone();
         tasks.spawn(async move {
-            match session::open(target, addr, &url, &channel, timeout).await {
-                Ok(ws) => {
-                    shared.subscribed.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = hold(ws, target).await {
-                        shared.error(format!("conn {i}: {e:#}"));
-                    } else {
-                        shared.error(format!("conn {i}: closed by server"));
-                    }
-                    shared.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    shared.failed.fetch_add(1, Ordering::Relaxed);
-                    shared.error(format!("conn {i}: {e:#}"));
-                }
-            }
+            let opened = session::open(target, addr, &url, &channel, timeout).await;
+            // `hold` returning means the server ended the connection.
+            let held = |ws| async move {
+                hold(ws, target)
+                    .await
+                    .and_then(|()| Err(anyhow::anyhow!("closed by server")))
+            };
+            shared.track(i, opened, held).await;
         });
     }
-    let deadline = Instant::now() + timeout + Duration::from_secs(5);
-    while shared.count(&shared.subscribed) + shared.count(&shared.failed) < n && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    shared
+        .wait_settled(n, Instant::now() + timeout + Duration::from_secs(5))
+        .await;
     let ramp = ramp_start.elapsed();
     let established = shared.count(&shared.subscribed);
     let failed = n - established;

@@ -113,6 +113,35 @@ impl Shared {
     pub fn count(&self, c: &AtomicUsize) -> usize {
         c.load(Ordering::Relaxed)
     }
+
+    /// Accounts for one connection's life: subscribed (or failed) when it opens, dropped when
+    /// `serve` returns, with its error recorded.
+    pub async fn track<F, Fut>(&self, i: usize, opened: anyhow::Result<crate::session::Ws>, serve: F)
+    where
+        F: FnOnce(crate::session::Ws) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        match opened {
+            Ok(ws) => {
+                self.subscribed.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = serve(ws).await {
+                    self.error(format!("conn {i}: {e:#}"));
+                }
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.error(format!("conn {i}: {e:#}"));
+            }
+        }
+    }
+
+    /// Waits until `n` connections have subscribed or failed, or `deadline` passes.
+    pub async fn wait_settled(&self, n: usize, deadline: std::time::Instant) {
+        while self.count(&self.subscribed) + self.count(&self.failed) < n && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// Latency percentiles in milliseconds.

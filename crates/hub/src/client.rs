@@ -38,6 +38,21 @@ pub struct Encoded {
     pub received: Instant,
 }
 
+impl Encoded {
+    /// Encodes a publication (for a pattern subscription, the frame names the pattern).
+    pub fn new(p: &pulsewire_model::Publication, pattern: Option<Arc<str>>, received: Instant) -> Self {
+        Self {
+            channel: p.channel.clone(),
+            epoch: p.epoch.clone(),
+            offset: p.offset,
+            priority: p.priority,
+            frame: pulsewire_proto::encode_message(p, pattern.as_deref()),
+            pattern,
+            received,
+        }
+    }
+}
+
 /// One queued item.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -664,7 +679,7 @@ mod tests {
         })
     }
 
-    fn client_with(config: QueueConfig) -> Client {
+    pub(super) fn client_with(config: QueueConfig) -> Client {
         Client::new(
             1,
             TenantId::default_tenant(),
@@ -920,14 +935,7 @@ mod heartbeat_tests {
 
     #[test]
     fn probes_then_times_out_unless_answered() {
-        let c = Client::new(
-            1,
-            TenantId::default_tenant(),
-            Transport::WebSocket,
-            None,
-            Arc::new(QueueConfig::default()),
-            Arc::default(),
-        );
+        let c = super::tests::client_with(QueueConfig::default());
         let t0 = c.last_seen.load(Ordering::Relaxed);
         assert_eq!(c.heartbeat(t0 + 50, 100, 30), Heartbeat::Fine);
         c.push_control(Bytes::from_static(b"queued before"));
@@ -950,14 +958,7 @@ mod heartbeat_tests {
         assert_eq!(c.heartbeat(t0 + 1129, 100, 30), Heartbeat::Fine);
         assert_eq!(c.heartbeat(t0 + 1130, 100, 30), Heartbeat::TimedOut);
         assert_eq!(c.take_batch(10).close, Some(CloseReason::HeartbeatTimeout));
-        let c = Client::new(
-            2,
-            TenantId::default_tenant(),
-            Transport::WebSocket,
-            None,
-            Arc::new(QueueConfig::default()),
-            Arc::default(),
-        );
+        let c = super::tests::client_with(QueueConfig::default());
         let t0 = c.last_seen.load(Ordering::Relaxed);
         assert_eq!(c.heartbeat(t0 + 100, 100, 250), Heartbeat::Probed);
         written(&c, t0 + 100);

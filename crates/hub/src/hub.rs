@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use pulsewire_model::{ChannelName, Pattern, Position, Priority, Publication, TenantId, is_pattern};
-use pulsewire_proto::{ErrorCode, SubscribeReply, SubscribedChannel, encode_message, encode_reply};
+use pulsewire_proto::{ErrorCode, SubscribeReply, SubscribedChannel, encode_reply};
 
 use crate::broker::{Broker, Delivery};
 use crate::client::{Client, Encoded, Recovery, Sub, Transport};
@@ -212,17 +212,7 @@ impl Delivery for HubDelivery {
 impl Inner {
     fn deliver(&self, tenant: &TenantId, p: &Publication) {
         let received = Instant::now();
-        let encode = |pattern: Option<&Arc<str>>| {
-            Arc::new(Encoded {
-                channel: p.channel.clone(),
-                epoch: p.epoch.clone(),
-                offset: p.offset,
-                priority: p.priority,
-                pattern: pattern.cloned(),
-                frame: encode_message(p, pattern.map(|p| &**p)),
-                received,
-            })
-        };
+        let encode = |pattern: Option<&Arc<str>>| Arc::new(Encoded::new(p, pattern.cloned(), received));
         let key = (tenant.clone(), p.channel.clone());
         {
             let map = self.subscriptions.shard(&key).lock();
@@ -352,6 +342,11 @@ impl Hub {
         }
     }
 
+    pub fn client_count(&self) -> usize {
+        self.inner.clients.lock().len()
+    }
+
+    /// Every connected client, in connection order (a copy of the registry).
     pub fn clients(&self) -> Vec<Arc<Client>> {
         let mut v: Vec<Arc<Client>> = self.inner.clients.lock().values().cloned().collect();
         v.sort_by_key(|c| c.id);
@@ -473,21 +468,15 @@ impl Hub {
         let mut recoveries = Vec::with_capacity(channels.len());
         for (ch, s) in channels.iter().zip(&slices) {
             let asked = since.get(ch.as_str());
-            let replay: Vec<Arc<Encoded>> = s
-                .publications
-                .iter()
-                .map(|p| {
-                    Arc::new(Encoded {
-                        channel: p.channel.clone(),
-                        epoch: p.epoch.clone(),
-                        offset: p.offset,
-                        priority: p.priority,
-                        pattern: None,
-                        frame: encode_message(p, None),
-                        received,
-                    })
-                })
-                .collect();
+            // Nothing to encode when history cannot recover the channel anyway.
+            let replay: Vec<Arc<Encoded>> = if s.recovered {
+                s.publications
+                    .iter()
+                    .map(|p| Arc::new(Encoded::new(p, None, received)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
             let bytes: usize = replay.iter().map(|m| m.frame.len()).sum();
             let fits = replay.len() <= room_n && bytes <= room_b;
             let ok = s.recovered && fits;

@@ -105,14 +105,9 @@ impl AppState {
     /// Resolves when every client connection has been removed from the hub, telling any that
     /// registered after the batches went out to close too.
     pub async fn wait_for_clients(&self) {
-        loop {
-            let left = self.hub().clients();
-            if left.is_empty() {
-                return;
-            }
-            for c in &left {
-                c.close(CloseReason::Shutdown);
-            }
+        while self.hub().client_count() > 0 {
+            // Closing is idempotent: only connections not told yet are affected.
+            self.hub().for_each_client(|c| c.close(CloseReason::Shutdown));
             tokio::time::sleep(crate::DRAIN_POLL).await;
         }
     }

@@ -1,5 +1,5 @@
-//! The WebSocket transport: one task per connection that reads client commands, writes the
-//! client's outbound queue in batches, and keeps the heartbeat.
+//! The WebSocket transport: one task per connection that reads client commands and writes the
+//! client's outbound queue in batches; and the one heartbeat task that probes every connection.
 //!
 //! Writes race against the client's abort signal, so a stalled peer (whose socket never accepts
 //! another byte) is dropped as soon as the hub marks it a slow consumer, without waiting for TCP.
@@ -108,17 +108,10 @@ where
     loop {
         tokio::select! {
             r = &mut write => return r.is_err().then_some(Exit::Gone),
-            reason = client.aborted() => return Some(match reason {
-                CloseReason::SlowConsumer => Exit::Close(CloseCode::SlowConsumer),
-                CloseReason::HeartbeatTimeout => Exit::Close(CloseCode::HeartbeatTimeout),
-                _ => Exit::Gone,
-            }),
+            reason = client.aborted() => return Some(exit_for(reason)),
             _ = tokio::time::sleep(check_every) => {
-                match client.check_slow() {
-                    Some(CloseReason::SlowConsumer) => return Some(Exit::Close(CloseCode::SlowConsumer)),
-                    Some(CloseReason::HeartbeatTimeout) => return Some(Exit::Close(CloseCode::HeartbeatTimeout)),
-                    Some(_) => return Some(Exit::Gone),
-                    None => {}
+                if let Some(reason) = client.check_slow() {
+                    return Some(exit_for(reason));
                 }
                 if started.elapsed() >= dead_after {
                     return Some(Exit::Close(CloseCode::HeartbeatTimeout));
@@ -145,6 +138,16 @@ async fn guarded_write(
     exit
 }
 
+/// How a connection ends when the hub closes it for `reason` (after flushing, for a shutdown).
+fn exit_for(reason: CloseReason) -> Exit {
+    match reason {
+        CloseReason::SlowConsumer => Exit::Close(CloseCode::SlowConsumer),
+        CloseReason::HeartbeatTimeout => Exit::Close(CloseCode::HeartbeatTimeout),
+        CloseReason::Shutdown => Exit::Close(CloseCode::ShuttingDown),
+        CloseReason::Abort => Exit::Gone,
+    }
+}
+
 async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
     sink.send(Message::Close(Some(CloseFrame {
         code: code.code(),
@@ -159,7 +162,7 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
     // pings, so an idle connection is just this future, waiting on its queue and its socket.
     loop {
         tokio::select! {
-            _ = client.ready() => {
+            _ = client.ready() => loop {
                 let batch = client.take_batch(cfg.write_batch);
                 // Boxed: the write future is large and lives only while writing, so idle
                 // connections do not carry its space in their task.
@@ -169,44 +172,30 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                     return exit;
                 }
                 match batch.close {
-                    Some(CloseReason::SlowConsumer) => return Exit::Close(CloseCode::SlowConsumer),
-                    Some(CloseReason::Abort) => return Exit::Gone,
-                    Some(CloseReason::HeartbeatTimeout) => return Exit::Close(CloseCode::HeartbeatTimeout),
-                    Some(CloseReason::Shutdown) => {
-                        // Flush the rest of the queue first, then say goodbye.
-                        loop {
-                            let rest = client.take_batch(cfg.write_batch);
-                            if rest.items.is_empty() { break; }
-                            if let Some(exit) = Box::pin(guarded_write(state, client, sink, &rest.items, cfg)).await {
-                                return exit;
-                            }
-                        }
-                        return Exit::Close(CloseCode::ShuttingDown);
-                    }
-                    None => {}
+                    // A shutdown flushes the whole queue before saying goodbye.
+                    Some(CloseReason::Shutdown) if !batch.items.is_empty() => continue,
+                    Some(reason) => return exit_for(reason),
+                    // More queued items leave a permit on `ready`.
+                    None => break,
                 }
-            }
+            },
             msg = stream.next() => {
                 // Any frame from the peer proves it alive.
                 client.touch();
                 let msg = match msg {
                     Some(Ok(m)) => m,
-                    Some(Err(e)) => {
-                        if is_capacity_error(&e) {
-                            client.push_control(encode_error(None, ErrorCode::FrameTooLarge, "frame exceeds websocket.max_frame_bytes"));
-                            Box::pin(flush_control(state, client, sink)).await;
-                            return Exit::Close(CloseCode::FrameTooLarge);
-                        }
-                        return Exit::Gone;
+                    Some(Err(e)) if is_capacity_error(&e) => {
+                        let message = "frame exceeds websocket.max_frame_bytes";
+                        return Box::pin(refuse(state, client, sink, ErrorCode::FrameTooLarge, message, CloseCode::FrameTooLarge)).await;
                     }
+                    Some(Err(_)) => return Exit::Gone,
                     None => return Exit::Gone,
                 };
                 match msg {
                     Message::Text(text) => {
                         if text.len() > cfg.max_frame_bytes {
-                            client.push_control(encode_error(None, ErrorCode::FrameTooLarge, &format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes)));
-                            Box::pin(flush_control(state, client, sink)).await;
-                            return Exit::Close(CloseCode::FrameTooLarge);
+                            let message = format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes);
+                            return Box::pin(refuse(state, client, sink, ErrorCode::FrameTooLarge, &message, CloseCode::FrameTooLarge)).await;
                         }
                         // Boxed, like every rarely used large future here: a connection's task
                         // keeps the space of every future it may await inline, and idle
@@ -214,9 +203,8 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                         Box::pin(handle_text(state, client, text.as_str())).await;
                     }
                     Message::Binary(_) => {
-                        client.push_control(encode_error(None, ErrorCode::BinaryUnsupported, "binary frames are not supported; send JSON text frames"));
-                        Box::pin(flush_control(state, client, sink)).await;
-                        return Exit::Close(CloseCode::BinaryUnsupported);
+                        let message = "binary frames are not supported; send JSON text frames";
+                        return Box::pin(refuse(state, client, sink, ErrorCode::BinaryUnsupported, message, CloseCode::BinaryUnsupported)).await;
                     }
                     Message::Close(_) => return Exit::Gone,
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -238,13 +226,23 @@ fn is_capacity_error(e: &axum::Error) -> bool {
     false
 }
 
-/// Writes what is queued (the error just pushed) before a close, within a short bound.
-async fn flush_control(state: &AppState, client: &Arc<Client>, sink: &mut Sink) {
+/// Answers a frame the connection cannot go on after: the error, then (by the returned exit)
+/// the close. What is queued goes out first, within the close grace.
+async fn refuse(
+    state: &AppState,
+    client: &Arc<Client>,
+    sink: &mut Sink,
+    code: ErrorCode,
+    message: &str,
+    close: CloseCode,
+) -> Exit {
+    client.push_control(encode_error(None, code, message));
     let batch = client.take_batch(usize::MAX);
     let written = tokio::time::timeout(CLOSE_GRACE, write_batch(state, client, sink, &batch.items)).await;
     if !matches!(written, Ok(Ok(()))) {
         client.abandon(&batch.items);
     }
+    Exit::Close(close)
 }
 
 async fn write_batch(

@@ -56,13 +56,16 @@ async fn stats_and_metrics_match_what_happened() {
     s.publish("unwatched", json!(1)).await;
     s.publish("unwatched", json!(2)).await;
     let channels = s.get_json("/api/v1/channels").await;
-    let unwatched = channels["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "unwatched")
-        .unwrap()
-        .clone();
+    let channel = |name: &str| {
+        channels["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let unwatched = channel("unwatched");
     assert_eq!(
         (
             unwatched["subscribers"].as_u64(),
@@ -71,13 +74,7 @@ async fn stats_and_metrics_match_what_happened() {
         ),
         (Some(0), Some(2), Some(2))
     );
-    let counted = channels["channels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "counted")
-        .unwrap()
-        .clone();
+    let counted = channel("counted");
     assert_eq!(
         (
             counted["subscribers"].as_u64(),

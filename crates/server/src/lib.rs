@@ -93,9 +93,8 @@ impl Server {
                 // Bounded: whatever is still open when the timeout passes is dropped.
                 _ = async { server_shutdown.cancelled().await; tokio::time::sleep(limit).await } => {
                     tracing::warn!(left = task_state.hub().client_count(), "shutdown timeout: ending remaining connections");
-                    task_state.hard_stop().cancel();
                     task_state.hub().for_each_client(|c| c.abort());
-                    // Every connection task watches the hard stop; give them a moment to go.
+                    // Aborted connections wake and end at once; give their tasks a moment to go.
                     let _ = tokio::time::timeout(DRAIN_POLL * 10, task_state.wait_for_clients()).await;
                     Ok(())
                 }

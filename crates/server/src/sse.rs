@@ -225,12 +225,12 @@ impl SseStream {
                             CloseReason::SlowConsumer => CloseCode::SlowConsumer,
                             CloseReason::Abort | CloseReason::HeartbeatTimeout => return None,
                         };
-                        let _ = write!(
-                            Writer(&mut out),
+                        let close = format!(
                             "event: close\ndata: {{\"type\":\"close\",\"code\":{},\"reason\":\"{}\"}}\n\n",
                             code.code(),
                             code.reason()
                         );
+                        out.put_slice(close.as_bytes());
                         self.done = true;
                     }
                     if !out.is_empty() {
@@ -238,7 +238,6 @@ impl SseStream {
                     }
                 }
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": ping\n\n")),
-                _ = self.state.hard_stop().cancelled() => return None,
             }
         }
     }
@@ -272,15 +271,6 @@ impl SseStream {
             out.put_slice(frame);
             out.put_slice(b"\n\n");
         }
-    }
-}
-
-struct Writer<'a>(&'a mut BytesMut);
-
-impl std::fmt::Write for Writer<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.put_slice(s.as_bytes());
-        Ok(())
     }
 }
 

@@ -23,7 +23,6 @@ struct Inner {
     registry: Registry,
     rates: Mutex<Rates>,
     shutting_down: AtomicBool,
-    hard_stop: CancellationToken,
 }
 
 /// Messages per second in (publications) and out (deliveries), over the last sampled second.
@@ -44,7 +43,6 @@ impl AppState {
             registry,
             rates: Mutex::new(Rates::default()),
             shutting_down: AtomicBool::new(false),
-            hard_stop: CancellationToken::new(),
         }))
     }
 
@@ -70,11 +68,6 @@ impl AppState {
 
     pub fn is_shutting_down(&self) -> bool {
         self.0.shutting_down.load(Ordering::Relaxed)
-    }
-
-    /// Cancelled when the graceful shutdown ran out of time: every connection ends at once.
-    pub fn hard_stop(&self) -> &CancellationToken {
-        &self.0.hard_stop
     }
 
     /// Marks the server not ready; HTTP handlers and new connections see it at once.

@@ -4,9 +4,14 @@
 
 mod codes;
 mod frames;
+mod query;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use frames::{
     ClientCommand, FrameError, HistoryReply, PublishReply, SubscribeReply, SubscribedChannel, decode_command,
     encode_error, encode_message, encode_reply, single_line,
+};
+pub use query::{
+    Agg, DEFAULT_RANGE_MS, MAX_SELECTOR_LEN, MAX_STEP_MS, MatchOp, Matcher, QueryError, QueryParams, Selector,
+    parse_duration, parse_query, parse_selector, parse_step, parse_time,
 };

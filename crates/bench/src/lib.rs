@@ -1,6 +1,7 @@
 //! Load generator for Pulsewire and its comparison servers (Socket.IO 4 and
-//! the Go centrifuge library). It exposes the [`BenchCommand`] clap subcommand
-//! that the `pulsewire` binary wires as `pulsewire bench fanout|idle`, and
+//! the Go centrifuge library for fan-out; VictoriaMetrics and InfluxDB 1.x for
+//! ingest). It exposes the [`BenchCommand`] clap subcommand that the
+//! `pulsewire` binary wires as `pulsewire bench fanout|idle|ingest`, and
 //! [`run`] / [`run_blocking`] which execute one scenario, print a human report
 //! and finish with a one-line JSON summary on stdout.
 //!
@@ -8,9 +9,14 @@
 //!   HTTP POST, publish-to-receive latency in HDR histograms, delivery counts
 //!   and gaps, generator and (with `--server-pid`) server CPU/RSS.
 //! * `idle`: N subscribed connections held open, server RSS per connection.
+//! * `ingest`: concurrent HTTP writers of InfluxDB line protocol (synthetic
+//!   host metrics), accepted samples/s, request latency, rejections by status,
+//!   generator CPU and (with `--server-pid`) server CPU/RSS.
 
 mod fanout;
 mod idle;
+mod ingest;
+mod lineproto;
 mod procstat;
 mod publish;
 mod scan;
@@ -21,6 +27,7 @@ use std::net::SocketAddr;
 
 pub use fanout::FanoutArgs;
 pub use idle::IdleArgs;
+pub use ingest::IngestArgs;
 pub use session::Target;
 
 /// Benchmark scenarios (`pulsewire bench <scenario> ...`).
@@ -30,6 +37,8 @@ pub enum BenchCommand {
     Fanout(FanoutArgs),
     /// Idle connections: N subscribed connections held open, server memory per connection.
     Idle(IdleArgs),
+    /// Ingest throughput: concurrent writers of InfluxDB line protocol to one write URL.
+    Ingest(IngestArgs),
 }
 
 /// Options shared by every scenario.
@@ -97,6 +106,7 @@ impl BenchCommand {
         match self {
             BenchCommand::Fanout(a) => a.common.threads,
             BenchCommand::Idle(a) => a.common.threads,
+            BenchCommand::Ingest(a) => a.threads,
         }
     }
 }
@@ -125,6 +135,7 @@ pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
         match cmd {
             BenchCommand::Fanout(args) => fanout::run(args).await,
             BenchCommand::Idle(args) => idle::run(args).await,
+            BenchCommand::Ingest(args) => ingest::run(args).await,
         }
     });
     // Connection tasks are aborted by the scenarios; don't wait for stragglers.

@@ -14,6 +14,9 @@ pub enum Proc {
     Myself,
     /// Another process by PID.
     Pid(u32),
+    /// The calling thread only (`/proc/thread-self`), so a dedicated thread's
+    /// CPU can be told apart from the rest of the generator.
+    ThisThread,
 }
 
 impl Proc {
@@ -21,6 +24,7 @@ impl Proc {
         match self {
             Proc::Myself => format!("/proc/self/{file}"),
             Proc::Pid(pid) => format!("/proc/{pid}/{file}"),
+            Proc::ThisThread => format!("/proc/thread-self/{file}"),
         }
     }
 
@@ -38,10 +42,20 @@ impl Proc {
 
     /// Resident set size in KiB (`VmRSS`).
     pub fn rss_kib(self) -> Option<u64> {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident set size since the process started, in KiB (`VmHWM`):
+    /// catches a peak between two samples.
+    pub fn rss_peak_kib(self) -> Option<u64> {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(self, key: &str) -> Option<u64> {
         let status = std::fs::read_to_string(self.path("status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(key))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
     }
@@ -62,6 +76,8 @@ mod tests {
             assert!(Proc::Myself.cpu().is_some());
             assert!(Proc::Myself.rss_kib().unwrap() > 0);
             assert!(Proc::Myself.open_fds().unwrap() > 0);
+            assert!(Proc::Myself.rss_peak_kib().unwrap() >= Proc::Myself.rss_kib().unwrap());
+            assert!(Proc::ThisThread.cpu().is_some());
         }
     }
 }

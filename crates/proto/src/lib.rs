@@ -4,6 +4,8 @@
 
 mod codes;
 mod frames;
+mod ingest_json;
+mod line;
 mod query;
 
 pub use codes::{CloseCode, ErrorCode};
@@ -11,6 +13,8 @@ pub use frames::{
     ClientCommand, FrameError, HistoryReply, PublishReply, SubscribeReply, SubscribedChannel, decode_command,
     encode_error, encode_message, encode_reply, single_line,
 };
+pub use ingest_json::{DEFAULT_MEASUREMENT, JSON_INGEST_PRECISION, ObjectError, parse_json_ingest};
+pub use line::{FieldValue, Line, LineError, LineIter, Precision, parse_lines, write_line};
 pub use query::{
     Agg, DEFAULT_RANGE_MS, MAX_SELECTOR_LEN, MAX_STEP_MS, MatchOp, Matcher, QueryError, QueryParams, Selector,
     parse_duration, parse_query, parse_selector, parse_step, parse_time,

@@ -653,6 +653,30 @@ impl Hub {
         out
     }
 
+    /// True if a publication on `channel` would reach anyone now, directly or through a
+    /// pattern. Producers of high-volume channels (ingested metrics) use it to skip encoding
+    /// what nobody reads.
+    pub fn has_subscribers(&self, tenant: &TenantId, channel: &str) -> bool {
+        let Ok(name) = ChannelName::parse(channel) else {
+            return false;
+        };
+        let key = (tenant.clone(), name);
+        let direct = self
+            .inner
+            .subscriptions
+            .shard(&key)
+            .lock()
+            .get(&key)
+            .is_some_and(|s| !s.list.is_empty());
+        direct
+            || self
+                .inner
+                .patterns
+                .read()
+                .get(tenant)
+                .is_some_and(|index| index.matching(channel).next().is_some())
+    }
+
     /// Number of channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
         self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()

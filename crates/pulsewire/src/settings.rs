@@ -87,7 +87,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 /// Extraction stops at the first error; extracting each section on its own finds them all.
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
-    use pulsewire_server::{HttpConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig};
+    use pulsewire_server::{HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig};
+    use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
         if !figment.contains(key) {
             return;
@@ -111,7 +112,9 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<HttpConfig>(figment, "http", &mut out);
     check::<ShutdownConfig>(figment, "shutdown", &mut out);
     check::<HubConfig>(figment, "hub", &mut out);
-    const KNOWN: [&str; 8] = [
+    check::<IngestConfig>(figment, "ingest", &mut out);
+    check::<StoreConfig>(figment, "tsdb", &mut out);
+    const KNOWN: [&str; 10] = [
         "listen",
         "data_dir",
         "log",
@@ -120,6 +123,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "http",
         "shutdown",
         "hub",
+        "ingest",
+        "tsdb",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pulsewire_hub::HubConfig;
+use pulsewire_tsdb::StoreConfig;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -28,6 +29,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Channels, history and per-connection queues.
     pub hub: HubConfig,
+    /// Metrics ingestion (line protocol and JSON).
+    pub ingest: IngestConfig,
+    /// The embedded time-series store.
+    pub tsdb: StoreConfig,
 }
 
 impl Default for Config {
@@ -41,6 +46,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             shutdown: ShutdownConfig::default(),
             hub: HubConfig::default(),
+            ingest: IngestConfig::default(),
+            tsdb: StoreConfig::default(),
         }
     }
 }
@@ -166,6 +173,32 @@ impl Default for ShutdownConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest write body, in bytes after gzip decompression (413 above).
+    pub max_body_bytes: usize,
+    /// Longest line of line protocol, in bytes; longer lines are refused one by one.
+    pub max_line_bytes: usize,
+    /// Ingested points are published live to `metrics:<measurement>`, gathered over this window
+    /// so that a busy measurement makes one publication per window, not one per write.
+    #[serde(with = "humantime_serde")]
+    pub live_window: Duration,
+    /// Points per live publication at most; more are split over several publications.
+    pub live_max_points: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 << 20,
+            max_line_bytes: 64 << 10,
+            live_window: Duration::from_millis(10),
+            live_max_points: 5000,
+        }
+    }
+}
+
 /// Room left in `hub.queue.max_bytes` for what a message frame adds to its payload.
 const FRAME_OVERHEAD: usize = 1024;
 
@@ -192,6 +225,17 @@ impl Config {
         if self.websocket.write_batch == 0 {
             out.push("websocket.write_batch: must be at least 1".into());
         }
+        if self.ingest.max_body_bytes < 1024 {
+            out.push("ingest.max_body_bytes: must be at least 1024".into());
+        }
+        if self.ingest.max_line_bytes < 256 {
+            out.push("ingest.max_line_bytes: must be at least 256".into());
+        }
+        positive(&mut out, "ingest.live_window", self.ingest.live_window);
+        if self.ingest.live_max_points == 0 {
+            out.push("ingest.live_max_points: must be at least 1".into());
+        }
+        out.extend(self.tsdb.problems().into_iter().map(|p| format!("tsdb.{p}")));
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());
         }

@@ -2,9 +2,13 @@
 //! publish API, operations endpoints), the background tasks, and graceful shutdown. This is the
 //! only crate that knows HTTP; the hub behind it knows nothing of sockets.
 
+mod admin;
 mod api;
 mod config;
 mod error;
+mod ingest;
+mod live;
+mod query;
 mod sse;
 mod state;
 mod transport;
@@ -16,15 +20,17 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt as _;
 use pulsewire_hub::{Hub, HubMetrics, MemoryBroker};
+use pulsewire_tsdb::Store;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, HttpConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig, WebSocketConfig};
+pub use config::{Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig, WebSocketConfig};
 pub use error::ApiError;
+pub use live::channel_for as live_channel_for;
 pub use state::AppState;
 
 /// A running server.
@@ -51,7 +57,13 @@ impl Server {
         let metrics = Arc::new(HubMetrics::default());
         let broker = Arc::new(MemoryBroker::new(config.hub.clone()));
         let hub = Hub::new(broker.clone(), config.hub.clone(), metrics.clone());
-        let state = AppState::new(hub, config, metrics);
+        let store_dir = config.data_dir.join("tsdb");
+        let store_config = config.tsdb.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, store_config))
+            .await
+            .context("store task panicked")?
+            .context("cannot open the time-series store")?;
+        let state = AppState::new(hub, store, config, metrics);
         let shutdown = CancellationToken::new();
 
         let router = router(state.clone());
@@ -59,6 +71,7 @@ impl Server {
         let sweeper = spawn_sweeper(broker, tasks.clone());
         let sampler = state::spawn_rate_sampler(state.clone(), tasks.clone());
         let heartbeat = ws::spawn_heartbeat(state.clone(), tasks.clone());
+        let live = state.live().clone().spawn(tasks.clone());
         // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous one
         // is acknowledged: at 1,000 subscribers x 100/s, p50 was 20 ms without it and 4 ms with.
         let user_timeout = state.config().http.tcp_user_timeout;
@@ -104,10 +117,20 @@ impl Server {
                 ("sweeper", sweeper),
                 ("rate sampler", sampler),
                 ("heartbeat", heartbeat),
+                ("live publisher", live),
             ] {
                 if let Err(e) = task.await {
                     tracing::error!("{name} task failed: {e}");
                 }
+            }
+            // Seals the head so the next start has no WAL to replay.
+            let store = task_state.store().clone();
+            match tokio::task::spawn_blocking(move || store.close()).await {
+                Ok(Ok(())) => tracing::info!("store closed"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "store failed to close cleanly; the WAL will be replayed at the next start")
+                }
+                Err(e) => tracing::error!("store close task failed: {e}"),
             }
             result
         });
@@ -181,6 +204,16 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(api::health))
         .route("/ready", get(api::ready))
         .route("/metrics", get(api::metrics))
+        .route("/write", post(ingest::write_v1))
+        .route("/api/v2/write", post(ingest::write_v2))
+        .route("/api/v1/metrics/ingest", post(ingest::ingest_json))
+        .route("/api/v1/query", get(query::query))
+        .route("/api/v1/series", get(query::series))
+        .route("/api/v1/metrics/realtime/{source}", get(query::realtime))
+        .route("/api/v1/metrics/dashboard", get(query::dashboard))
+        .route("/api/v1/admin/snapshots", post(admin::create))
+        .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))
+        .route("/api/v1/admin/snapshots/{id}/files/{*path}", get(admin::file))
         .with_state(state)
 }
 

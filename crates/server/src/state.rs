@@ -12,12 +12,16 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::live::Live;
+use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
 
 struct Inner {
     hub: Hub,
+    store: Store,
+    live: Arc<Live>,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -33,11 +37,14 @@ pub struct Rates {
 }
 
 impl AppState {
-    pub fn new(hub: Hub, config: Config, metrics: Arc<HubMetrics>) -> Self {
+    pub fn new(hub: Hub, store: Store, config: Config, metrics: Arc<HubMetrics>) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
         Self(Arc::new(Inner {
             hub,
+            store,
+            live,
             config,
             metrics,
             registry,
@@ -48,6 +55,14 @@ impl AppState {
 
     pub fn hub(&self) -> &Hub {
         &self.0.hub
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        &self.0.live
     }
 
     pub fn config(&self) -> &Config {

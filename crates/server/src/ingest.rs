@@ -1,0 +1,356 @@
+//! Metrics ingestion over HTTP: InfluxDB line protocol (`/write` as InfluxDB 1.x answers it,
+//! `/api/v2/write` as 2.x does, so Telegraf and the InfluxDB client libraries work unchanged)
+//! and the JSON agent format (`/api/v1/metrics/ingest`). Every refused line is reported with
+//! its number and reason; the good lines of a batch are written (as InfluxDB does). A write is
+//! answered only once it is in the WAL, and its points are then published live.
+
+use std::io::Read;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use pulsewire_model::TenantId;
+use pulsewire_proto::{Line, Precision, parse_json_ingest, parse_lines};
+use pulsewire_tsdb::{Refusal, RefusalKind, Store};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::live::LiveBatch;
+
+/// Which InfluxDB API an answer must look like.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    V1,
+    V2,
+    Json,
+}
+
+/// A refused request, shaped per dialect.
+pub struct IngestError {
+    dialect: Dialect,
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl IngestError {
+    fn new(dialect: Dialect, status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            dialect,
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let body = match self.dialect {
+            Dialect::V1 => serde_json::json!({ "error": self.message }),
+            Dialect::V2 => {
+                let code = match self.status {
+                    StatusCode::PAYLOAD_TOO_LARGE => "request too large",
+                    StatusCode::TOO_MANY_REQUESTS => "too many requests",
+                    StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                    StatusCode::INTERNAL_SERVER_ERROR => "internal error",
+                    _ => "invalid",
+                };
+                serde_json::json!({ "code": code, "message": self.message })
+            }
+            Dialect::Json => serde_json::json!({ "code": "invalid", "message": self.message }),
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+#[derive(Deserialize)]
+pub struct V1Params {
+    db: Option<String>,
+    precision: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct V2Params {
+    bucket: Option<String>,
+    precision: Option<String>,
+}
+
+/// `POST /write?db=&precision=` (InfluxDB 1.x).
+pub async fn write_v1(
+    State(state): State<AppState>,
+    Query(q): Query<V1Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, IngestError> {
+    let d = Dialect::V1;
+    let db =
+        q.db.filter(|s| !s.is_empty())
+            .ok_or_else(|| IngestError::new(d, StatusCode::BAD_REQUEST, "database is required"))?;
+    let precision = match q.precision.as_deref() {
+        None | Some("") => Precision::Ns,
+        Some(p) => Precision::parse_v1(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
+    };
+    write_line_protocol(state, d, db, precision, &headers, body).await
+}
+
+/// `POST /api/v2/write?org=&bucket=&precision=` (InfluxDB 2.x).
+pub async fn write_v2(
+    State(state): State<AppState>,
+    Query(q): Query<V2Params>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<StatusCode, IngestError> {
+    let d = Dialect::V2;
+    let bucket = q
+        .bucket
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| IngestError::new(d, StatusCode::BAD_REQUEST, "bucket is required"))?;
+    let precision = match q.precision.as_deref() {
+        None | Some("") => Precision::Ns,
+        Some(p) => Precision::parse_v2(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
+    };
+    write_line_protocol(state, d, bucket, precision, &headers, body).await
+}
+
+/// `POST /api/v1/metrics/ingest`: one JSON object or an array of them.
+pub async fn ingest_json(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, IngestError> {
+    let d = Dialect::Json;
+    let body = decode_body(&state, d, &headers, body).await?;
+    let tenant = TenantId::default_tenant();
+    let store = state.store().clone();
+    let hub_state = state.clone();
+    let (written, refused, ack, live) = tokio::task::spawn_blocking(move || {
+        let items = parse_json_ingest(&body).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?;
+        let mut refused = Vec::new();
+        let mut lines = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(line) => lines.push((i, line)),
+                Err(e) => refused.push(Refusal {
+                    line: e.index,
+                    kind: RefusalKind::Invalid,
+                    message: e.message,
+                }),
+            }
+        }
+        let (accepted, more, ack, now) = store_lines(&store, d, &tenant, "default", Precision::Ms, &lines)?;
+        refused.extend(more);
+        refused.sort_by_key(|r| r.line);
+        let live = LiveBatch::collect(&hub_state, &tenant, &lines, &accepted, Precision::Ms, now);
+        Ok::<_, IngestError>((accepted.len(), refused, ack, live))
+    })
+    .await
+    .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
+    wait_durable(d, ack).await?;
+    state.live().push(live);
+    let errors: Vec<serde_json::Value> = refused
+        .iter()
+        .map(|r| serde_json::json!({ "index": r.line, "message": r.message }))
+        .collect();
+    let status = status_for(&refused).unwrap_or(StatusCode::OK);
+    Ok((
+        status,
+        Json(serde_json::json!({ "accepted": written, "rejected": errors })),
+    )
+        .into_response())
+}
+
+async fn write_line_protocol(
+    state: AppState,
+    d: Dialect,
+    db: String,
+    precision: Precision,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<StatusCode, IngestError> {
+    let body = decode_body(&state, d, headers, body).await?;
+    let max_line = state.config().ingest.max_line_bytes;
+    let tenant = TenantId::default_tenant();
+    let store = state.store().clone();
+    let hub_state = state.clone();
+    let (refused, ack, live) = tokio::task::spawn_blocking(move || {
+        let mut refused = Vec::new();
+        let long = long_lines(&body, max_line);
+        // The parser numbers only its errors; every item it yields is the next line that is
+        // neither blank nor a comment, so the good lines are numbered by walking those.
+        let mut entries = entry_lines(&body);
+        let mut numbered: Vec<(usize, Line<'_>)> = Vec::new();
+        for item in parse_lines(&body).with_precision(precision) {
+            let n = entries.next().unwrap_or(0);
+            match item {
+                Ok(line) if !long.contains(&n) => numbered.push((n, line)),
+                Ok(_) => {}
+                Err(e) if !long.contains(&e.line) => refused.push(Refusal {
+                    line: e.line,
+                    kind: RefusalKind::Invalid,
+                    message: e.message,
+                }),
+                Err(_) => {}
+            }
+        }
+        for &n in &long {
+            refused.push(Refusal {
+                line: n,
+                kind: RefusalKind::Limit,
+                message: format!("line is longer than the limit of {max_line} bytes"),
+            });
+        }
+        let (accepted, more, ack, now) = store_lines(&store, d, &tenant, &db, precision, &numbered)?;
+        refused.extend(more);
+        refused.sort_by_key(|r| r.line);
+        let live = LiveBatch::collect(&hub_state, &tenant, &numbered, &accepted, precision, now);
+        Ok::<_, IngestError>((refused, ack, live))
+    })
+    .await
+    .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
+    wait_durable(d, ack).await?;
+    state.live().push(live);
+    match status_for(&refused) {
+        None => Ok(StatusCode::NO_CONTENT),
+        Some(status) => {
+            let mut e = IngestError::new(d, status, partial_write_message(&refused));
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                e.retry_after = Some(60);
+            }
+            Err(e)
+        }
+    }
+}
+
+type Stored = (Vec<usize>, Vec<Refusal>, Option<pulsewire_tsdb::Ack>, i64);
+
+fn store_lines(
+    store: &Store,
+    d: Dialect,
+    tenant: &TenantId,
+    db: &str,
+    precision: Precision,
+    lines: &[(usize, Line<'_>)],
+) -> Result<Stored, IngestError> {
+    if lines.is_empty() {
+        return Ok((Vec::new(), Vec::new(), None, 0));
+    }
+    let out = store
+        .write(tenant, db, precision, lines)
+        .map_err(|e| store_error(d, &e))?;
+    Ok((out.accepted, out.refused, out.ack, out.now_ms))
+}
+
+fn store_error(d: Dialect, e: &pulsewire_tsdb::Error) -> IngestError {
+    match e {
+        pulsewire_tsdb::Error::Poisoned(_) | pulsewire_tsdb::Error::Closed => {
+            IngestError::new(d, StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
+        _ => IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn wait_durable(d: Dialect, ack: Option<pulsewire_tsdb::Ack>) -> Result<(), IngestError> {
+    let Some(ack) = ack else { return Ok(()) };
+    match ack.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(store_error(d, &e)),
+        Err(_) => Err(IngestError::new(
+            d,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the store closed before the write was durable",
+        )),
+    }
+}
+
+/// 400 if any line was wrong, 429 if the only refusals were the new-series rate limit.
+fn status_for(refused: &[Refusal]) -> Option<StatusCode> {
+    if refused.is_empty() {
+        None
+    } else if refused.iter().all(|r| r.kind == RefusalKind::RateLimited) {
+        Some(StatusCode::TOO_MANY_REQUESTS)
+    } else {
+        Some(StatusCode::BAD_REQUEST)
+    }
+}
+
+/// InfluxDB's wording: `partial write: <first reasons> dropped=<n>`, naming each line.
+fn partial_write_message(refused: &[Refusal]) -> String {
+    const SHOWN: usize = 10;
+    let mut msg = String::from("partial write: ");
+    for (i, r) in refused.iter().take(SHOWN).enumerate() {
+        if i > 0 {
+            msg.push_str("; ");
+        }
+        msg.push_str(&format!("line {}: {}", r.line, r.message));
+    }
+    if refused.len() > SHOWN {
+        msg.push_str(&format!("; and {} more", refused.len() - SHOWN));
+    }
+    msg.push_str(&format!(" dropped={}", refused.len()));
+    msg
+}
+
+/// The body, gunzipped if it says so, within `ingest.max_body_bytes` (413 above).
+async fn decode_body(state: &AppState, d: Dialect, headers: &HeaderMap, body: Body) -> Result<Bytes, IngestError> {
+    let max = state.config().ingest.max_body_bytes;
+    let too_large = || {
+        IngestError::new(
+            d,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body exceeds the limit of {max} bytes"),
+        )
+    };
+    let body = axum::body::to_bytes(body, max).await.map_err(|e| {
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        if over {
+            too_large()
+        } else {
+            IngestError::new(d, StatusCode::BAD_REQUEST, format!("cannot read the request body: {e}"))
+        }
+    })?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(body);
+    }
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+    if out.len() > max {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(out))
+}
+
+/// 1-based numbers of the lines longer than `max` bytes.
+fn long_lines(body: &[u8], max: usize) -> Vec<usize> {
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| l.len() > max)
+        .map(|(i, _)| i + 1)
+        .collect()
+}
+
+/// 1-based numbers of the lines that are neither blank nor comments, in order.
+fn entry_lines(body: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    body.split(|&b| b == b'\n').enumerate().filter_map(|(i, l)| {
+        // Blank means spaces and tabs only, with or without the `\r` of a CRLF ending, as the
+        // parser reads it.
+        let start = l.iter().position(|&b| b != b' ' && b != b'\t')?;
+        let rest = l.get(start..).unwrap_or_default();
+        (rest != b"\r" && rest.first() != Some(&b'#')).then_some(i + 1)
+    })
+}

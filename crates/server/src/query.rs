@@ -1,0 +1,307 @@
+//! The query API over the store: `GET /api/v1/query` (raw points, or aggregated per step),
+//! `GET /api/v1/series` (what a selector matches), and the overview endpoints for agents'
+//! dashboards (`/api/v1/metrics/realtime/{source}`, `/api/v1/metrics/dashboard`).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use pulsewire_codec::{Kind, ValueRef};
+use pulsewire_model::TenantId;
+use pulsewire_proto::{QueryError, parse_duration, parse_query};
+use pulsewire_tsdb::{SeriesId, SeriesMeta, Store, Tier, kind_name};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+
+/// A query that cannot be answered: 400 with what is wrong, or 500 for a store failure.
+pub struct QueryFailure(StatusCode, String);
+
+impl IntoResponse for QueryFailure {
+    fn into_response(self) -> Response {
+        let code = if self.0 == StatusCode::BAD_REQUEST {
+            "bad_query"
+        } else {
+            "internal"
+        };
+        (self.0, Json(json!({ "code": code, "message": self.1 }))).into_response()
+    }
+}
+
+impl From<QueryError> for QueryFailure {
+    fn from(e: QueryError) -> Self {
+        QueryFailure(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
+impl From<pulsewire_tsdb::Error> for QueryFailure {
+    fn from(e: pulsewire_tsdb::Error) -> Self {
+        match e {
+            pulsewire_tsdb::Error::Invalid(m) => QueryFailure(StatusCode::BAD_REQUEST, m),
+            other => {
+                tracing::error!(error = %other, "query failed");
+                QueryFailure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the store failed to read; see the server log".into(),
+                )
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct QueryArgs {
+    q: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    step: Option<String>,
+    agg: Option<String>,
+    db: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn value_json(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        ValueRef::Int(i) => Value::from(i),
+        ValueRef::UInt(u) => Value::from(u),
+        ValueRef::Bool(b) => Value::Bool(b),
+        ValueRef::Str(s) => Value::String(s.to_string()),
+    }
+}
+
+fn series_head(meta: &SeriesMeta) -> serde_json::Map<String, Value> {
+    let tags: serde_json::Map<String, Value> = meta
+        .line
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let mut m = serde_json::Map::new();
+    m.insert("measurement".into(), Value::String(meta.line.measurement.clone()));
+    m.insert("field".into(), Value::String(meta.field.to_string()));
+    m.insert("tags".into(), Value::Object(tags));
+    m
+}
+
+/// Series a query may touch at most.
+const MAX_SERIES: usize = 10_000;
+
+/// `GET /api/v1/query?q=&from=&to=&step=&agg=[&db=]`.
+pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>) -> Result<Json<Value>, QueryFailure> {
+    let p = parse_query(
+        args.q.as_deref(),
+        args.from.as_deref(),
+        args.to.as_deref(),
+        args.step.as_deref(),
+        args.agg.as_deref(),
+        now_ms(),
+    )?;
+    let store = state.store().clone();
+    let tenant = TenantId::default_tenant();
+    let db = args.db.filter(|d| !d.is_empty());
+    tokio::task::spawn_blocking(move || {
+        let matched = store.select(&tenant, db.as_deref(), &p.selector);
+        if matched.len() > MAX_SERIES {
+            return Err(QueryFailure(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "q: the selector matches {} series, more than {MAX_SERIES}; add tag matchers",
+                    matched.len()
+                ),
+            ));
+        }
+        let mut out = Vec::with_capacity(matched.len());
+        for (id, meta) in &matched {
+            let mut entry = series_head(meta);
+            let (source, points) = match (p.step_ms, p.agg) {
+                (None, None) => ("raw", raw_points(&store, *id, meta, p.from_ms, p.to_ms)?),
+                (step, agg) => {
+                    let agg = agg.unwrap_or(pulsewire_proto::Agg::Avg);
+                    match step {
+                        Some(step) => {
+                            let (tier, buckets) = store.aggregate(*id, meta, p.from_ms, p.to_ms, step, agg)?;
+                            let pts = buckets
+                                .iter()
+                                .map(|b| json!([b.start, serde_json::Number::from_f64(b.value)]))
+                                .collect::<Vec<_>>();
+                            (tier.name(), pts)
+                        }
+                        None => {
+                            let v = store.aggregate_range(*id, meta, p.from_ms, p.to_ms, agg)?;
+                            let pts = v
+                                .map(|v| json!([p.from_ms, serde_json::Number::from_f64(v)]))
+                                .into_iter()
+                                .collect();
+                            (Tier::Raw.name(), pts)
+                        }
+                    }
+                }
+            };
+            if points.is_empty() {
+                continue;
+            }
+            entry.insert("source".into(), Value::String(source.into()));
+            entry.insert("points".into(), Value::Array(points));
+            out.push(Value::Object(entry));
+        }
+        Ok(Json(json!({ "series": out })))
+    })
+    .await
+    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
+}
+
+fn raw_points(store: &Store, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Vec<Value>, QueryFailure> {
+    let (ts, values) = store.read_raw(id, meta, from, to)?;
+    Ok(ts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| values.get(i).map(|v| json!([t, value_json(v)])))
+        .collect())
+}
+
+#[derive(Deserialize)]
+pub struct SeriesArgs {
+    q: Option<String>,
+    db: Option<String>,
+}
+
+/// `GET /api/v1/series?q=[&db=]`.
+pub async fn series(
+    State(state): State<AppState>,
+    Query(args): Query<SeriesArgs>,
+) -> Result<Json<Value>, QueryFailure> {
+    let q = args
+        .q
+        .ok_or_else(|| QueryFailure(StatusCode::BAD_REQUEST, "q: missing; expected a selector".into()))?;
+    let selector = pulsewire_proto::parse_selector(&q)?;
+    let db = args.db.filter(|d| !d.is_empty());
+    let matched = state
+        .store()
+        .select(&TenantId::default_tenant(), db.as_deref(), &selector);
+    let out: Vec<Value> = matched
+        .iter()
+        .map(|(_, meta)| {
+            let mut e = series_head(meta);
+            e.insert("db".into(), Value::String(meta.line.db.clone()));
+            e.insert("type".into(), Value::String(kind_name(meta.kind).into()));
+            Value::Object(e)
+        })
+        .collect();
+    Ok(Json(json!({ "series": out })))
+}
+
+#[derive(Deserialize)]
+pub struct RangeArgs {
+    range: Option<String>,
+    #[serde(rename = "timeRange")]
+    time_range: Option<String>,
+}
+
+fn range_ms(args: &RangeArgs) -> Result<i64, QueryFailure> {
+    match args.range.as_deref().or(args.time_range.as_deref()) {
+        None | Some("") => Ok(3_600_000),
+        Some(r) => Ok(parse_duration(r)?),
+    }
+}
+
+/// Latest value and range summary of one series.
+fn overview(store: &Store, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Option<Value>, QueryFailure> {
+    let mut e = series_head(meta);
+    if meta.kind == Kind::Str {
+        let (ts, values) = store.read_raw(id, meta, from, to)?;
+        let Some(last) = ts.len().checked_sub(1) else {
+            return Ok(None);
+        };
+        let v = values.get(last).map_or(Value::Null, value_json);
+        e.insert("last".into(), json!([ts.get(last), v]));
+        e.insert("count".into(), Value::from(ts.len()));
+        return Ok(Some(Value::Object(e)));
+    }
+    let Some(s) = store.summarize(id, meta, from, to)? else {
+        return Ok(None);
+    };
+    let num = |v: f64| serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number);
+    e.insert("last".into(), json!([s.last.0, num(s.last.1)]));
+    e.insert("min".into(), num(s.min));
+    e.insert("max".into(), num(s.max));
+    e.insert("avg".into(), s.avg().map_or(Value::Null, num));
+    e.insert("count".into(), Value::from(s.count));
+    Ok(Some(Value::Object(e)))
+}
+
+/// The tag that names an agent: `source` (the JSON format), or `host` (Telegraf).
+fn source_of(meta: &SeriesMeta) -> Option<&str> {
+    meta.line.tag("source").or_else(|| meta.line.tag("host"))
+}
+
+/// `GET /api/v1/metrics/realtime/{source}?range=1h`: every series of one source.
+pub async fn realtime(
+    State(state): State<AppState>,
+    Path(source): Path<String>,
+    Query(args): Query<RangeArgs>,
+) -> Result<Json<Value>, QueryFailure> {
+    let range = range_ms(&args)?;
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || {
+        let to = now_ms();
+        let from = to - range;
+        let tenant = TenantId::default_tenant();
+        let mut out = Vec::new();
+        for (id, meta) in store.series_with_tag(&tenant, &["source", "host"], &source) {
+            if let Some(v) = overview(&store, id, &meta, from, to)? {
+                out.push(v);
+            }
+        }
+        Ok(Json(json!({ "source": source, "from": from, "to": to, "series": out })))
+    })
+    .await
+    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
+}
+
+/// `GET /api/v1/metrics/dashboard?range=1h`: the same overview for every source.
+pub async fn dashboard(
+    State(state): State<AppState>,
+    Query(args): Query<RangeArgs>,
+) -> Result<Json<Value>, QueryFailure> {
+    let range = range_ms(&args)?;
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || {
+        let to = now_ms();
+        let from = to - range;
+        let tenant = TenantId::default_tenant();
+        let mut by_source: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+        let mut truncated = false;
+        let mut n = 0;
+        for (id, meta) in store.all_series(&tenant) {
+            let Some(src) = source_of(&meta).map(str::to_string) else {
+                continue;
+            };
+            if n >= MAX_SERIES {
+                truncated = true;
+                break;
+            }
+            if let Some(v) = overview(&store, id, &meta, from, to)? {
+                by_source.entry(src).or_default().push(v);
+                n += 1;
+            }
+        }
+        let sources: Vec<Value> = by_source
+            .into_iter()
+            .map(|(source, series)| json!({ "source": source, "series": series }))
+            .collect();
+        Ok(Json(
+            json!({ "from": from, "to": to, "sources": sources, "truncated": truncated }),
+        ))
+    })
+    .await
+    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
+}

@@ -1,0 +1,187 @@
+//! The store's configuration: durability, checkpoints, retention and the limits that keep one
+//! writer from exhausting the node. Part of the server's `[tsdb]` section.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// When a write is acknowledged: `always` fsyncs the WAL before answering (concurrent writers
+    /// share one sync), `interval` answers once the WAL is written to the OS and fsyncs every
+    /// `fsync_interval` (survives a crash of the server, not of the machine), `never` leaves
+    /// syncing to the OS.
+    pub fsync: FsyncPolicy,
+    /// Sync period for `fsync = "interval"`.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// How often the in-memory head is written to sealed, compressed parts (and the WAL behind it
+    /// deleted).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// A checkpoint also starts when the WAL grows past this many bytes.
+    pub checkpoint_wal_bytes: u64,
+    /// How long data is kept, per tier.
+    pub retention: RetentionConfig,
+    /// Limits on what writers may create.
+    pub limits: LimitsConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_millis(100),
+            checkpoint_interval: Duration::from_secs(300),
+            checkpoint_wal_bytes: 256 << 20,
+            retention: RetentionConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncPolicy {
+    Always,
+    Interval,
+    Never,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Raw points.
+    #[serde(with = "days")]
+    pub raw: Duration,
+    /// 1-minute rollups.
+    #[serde(with = "days")]
+    pub rollup_1m: Duration,
+    /// 5-minute rollups.
+    #[serde(with = "days")]
+    pub rollup_5m: Duration,
+    /// 1-hour rollups.
+    #[serde(with = "days")]
+    pub rollup_1h: Duration,
+    /// Raw retention for particular databases or measurements; the first rule that matches wins.
+    pub rules: Vec<RetentionRule>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const DAY: u64 = 86_400;
+        Self {
+            raw: Duration::from_secs(7 * DAY),
+            rollup_1m: Duration::from_secs(30 * DAY),
+            rollup_5m: Duration::from_secs(90 * DAY),
+            rollup_1h: Duration::from_secs(730 * DAY),
+            rules: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionRule {
+    /// Database (bucket) the rule applies to; any if absent.
+    #[serde(default)]
+    pub db: Option<String>,
+    /// Measurement the rule applies to; any if absent.
+    #[serde(default)]
+    pub measurement: Option<String>,
+    /// How long raw points of matching series are kept.
+    #[serde(with = "days")]
+    pub raw: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Series one database may hold (all series ever written that are still indexed).
+    pub max_series_per_database: usize,
+    /// New series one database may create per minute.
+    pub max_new_series_per_minute: usize,
+    /// Tags one series may carry.
+    pub max_tags_per_series: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_series_per_database: 1_000_000,
+            max_new_series_per_minute: 100_000,
+            max_tags_per_series: 64,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Every invalid value, by key (relative to the `[tsdb]` section).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.checkpoint_interval < Duration::from_secs(1) {
+            out.push("checkpoint_interval: must be at least 1s".into());
+        }
+        if self.fsync == FsyncPolicy::Interval && self.fsync_interval.is_zero() {
+            out.push("fsync_interval: must be positive".into());
+        }
+        if self.checkpoint_wal_bytes < 1 << 20 {
+            out.push("checkpoint_wal_bytes: must be at least 1 MiB".into());
+        }
+        let r = &self.retention;
+        for (key, d) in [
+            ("raw", r.raw),
+            ("rollup_1m", r.rollup_1m),
+            ("rollup_5m", r.rollup_5m),
+            ("rollup_1h", r.rollup_1h),
+        ] {
+            if d < Duration::from_secs(3600) {
+                out.push(format!("retention.{key}: must be at least 1h"));
+            }
+        }
+        for (i, rule) in r.rules.iter().enumerate() {
+            if rule.raw < Duration::from_secs(3600) {
+                out.push(format!("retention.rules[{i}].raw: must be at least 1h"));
+            }
+        }
+        if self.limits.max_tags_per_series == 0 {
+            out.push("limits.max_tags_per_series: must be positive".into());
+        }
+        out
+    }
+
+    /// Raw retention of one series.
+    pub fn raw_retention(&self, db: &str, measurement: &str) -> Duration {
+        self.retention
+            .rules
+            .iter()
+            .find(|r| {
+                r.db.as_deref().is_none_or(|d| d == db) && r.measurement.as_deref().is_none_or(|m| m == measurement)
+            })
+            .map_or(self.retention.raw, |r| r.raw)
+    }
+}
+
+/// Retention periods: read like any duration, written in whole days when they are whole days
+/// (`90d`, not the month-based spelling of a general duration formatter).
+mod days {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    const DAY: u64 = 86_400;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        if d.subsec_nanos() == 0 && d.as_secs() % DAY == 0 && d.as_secs() > 0 {
+            s.serialize_str(&format!("{}d", d.as_secs() / DAY))
+        } else {
+            s.serialize_str(&humantime::format_duration(*d).to_string())
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}

@@ -1,0 +1,162 @@
+//! The head: points written since the last checkpoint, one compressed chunk per series in
+//! memory. Points that arrive out of time order for their series go to a small side buffer;
+//! reads merge both, and at equal timestamps the later write wins (as in InfluxDB).
+
+use pulsewire_codec::{HeadChunk, Kind, ValueRef, Values};
+
+use crate::index::SeriesId;
+
+struct HeadSeries {
+    chunk: HeadChunk,
+    /// Out-of-order points, in arrival order.
+    late: Option<Box<(Vec<i64>, Values)>>,
+}
+
+#[derive(Default)]
+pub struct Head {
+    series: Vec<Option<HeadSeries>>,
+    points: u64,
+    active: usize,
+    min_ts: Option<i64>,
+    max_ts: Option<i64>,
+}
+
+impl Head {
+    pub fn points(&self) -> u64 {
+        self.points
+    }
+
+    /// Series with at least one point in this head.
+    pub fn active_series(&self) -> usize {
+        self.active
+    }
+
+    pub fn push(&mut self, id: SeriesId, kind: Kind, ts: i64, v: ValueRef<'_>) {
+        let idx = id as usize;
+        if self.series.len() <= idx {
+            self.series.resize_with(idx + 1, || None);
+        }
+        let Some(slot) = self.series.get_mut(idx) else { return };
+        let s = slot.get_or_insert_with(|| {
+            self.active += 1;
+            HeadSeries {
+                chunk: HeadChunk::new(kind),
+                late: None,
+            }
+        });
+        if s.chunk.last_ts().is_none_or(|last| ts > last) && s.chunk.push(ts, v).is_ok() {
+        } else {
+            let late = s.late.get_or_insert_with(|| Box::new((Vec::new(), Values::new(kind))));
+            if late.1.push(v).is_ok() {
+                late.0.push(ts);
+            }
+        }
+        self.points += 1;
+        self.min_ts = Some(self.min_ts.map_or(ts, |m| m.min(ts)));
+        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
+    }
+
+    pub fn has(&self, id: SeriesId) -> bool {
+        matches!(self.series.get(id as usize), Some(Some(_)))
+    }
+
+    /// Ids of series with points here, ascending.
+    pub fn ids(&self) -> impl Iterator<Item = SeriesId> + '_ {
+        self.series
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.is_some())
+            .map(|(i, _)| i as SeriesId)
+    }
+
+    /// All points of one series, ascending, duplicates resolved (later write wins).
+    pub fn read(&self, id: SeriesId, kind: Kind) -> (Vec<i64>, Values) {
+        let mut ts = Vec::new();
+        let mut values = Values::new(kind);
+        let Some(Some(s)) = self.series.get(id as usize) else {
+            return (ts, values);
+        };
+        if s.chunk.decode_into(&mut ts, &mut values).is_err() {
+            // A chunk we encoded ourselves cannot fail to decode; if it ever did, the WAL still
+            // holds the points and a restart recovers them.
+            tracing::error!(series = id, "head chunk failed to decode");
+            ts.clear();
+            values = Values::new(kind);
+        }
+        match &s.late {
+            None => (ts, values),
+            Some(late) => merge(&[(&ts, &values), (&late.0, &late.1)], kind),
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.series.capacity() * std::mem::size_of::<Option<HeadSeries>>()
+            + self
+                .series
+                .iter()
+                .flatten()
+                .map(|s| s.chunk.heap_bytes() + s.late.as_ref().map_or(0, |l| l.0.capacity() * 16 + 32))
+                .sum::<usize>()
+    }
+}
+
+/// Merges several runs of points (each in any order) into one ascending run; at equal
+/// timestamps the point from the later run wins, and within a run the later point.
+pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
+    // Fast path: one run already strictly ascending.
+    if let [(ts, values)] = runs
+        && ts.windows(2).all(|w| matches!(w, [a, b] if a < b))
+    {
+        return (ts.to_vec(), (*values).clone());
+    }
+    let mut order: Vec<(i64, usize, usize)> = Vec::new();
+    for (r, (ts, _)) in runs.iter().enumerate() {
+        order.extend(ts.iter().enumerate().map(|(i, &t)| (t, r, i)));
+    }
+    order.sort_unstable();
+    let mut out_ts = Vec::with_capacity(order.len());
+    let mut out = Values::new(kind);
+    let mut i = 0;
+    while i < order.len() {
+        // The last entry with this timestamp is the latest write.
+        let mut j = i;
+        while order.get(j + 1).is_some_and(|n| n.0 == order.get(i).map_or(0, |o| o.0)) {
+            j += 1;
+        }
+        if let Some(&(t, r, idx)) = order.get(j)
+            && let Some(v) = runs.get(r).and_then(|(_, vals)| vals.get(idx))
+            && out.push(v).is_ok()
+        {
+            out_ts.push(t);
+        }
+        i = j + 1;
+    }
+    (out_ts, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_points_and_overwrites_merge_with_the_later_write_winning() {
+        let mut head = Head::default();
+        for (ts, v) in [
+            (10, 1.0),
+            (20, 2.0),
+            (30, 3.0),
+            (15, 1.5),
+            (20, 2.5),
+            (5, 0.5),
+            (30, 3.5),
+        ] {
+            head.push(7, Kind::Float, ts, ValueRef::Float(v));
+        }
+        let (ts, values) = head.read(7, Kind::Float);
+        assert_eq!(ts, vec![5, 10, 15, 20, 30]);
+        assert_eq!(values, Values::Float(vec![0.5, 1.0, 1.5, 2.5, 3.5]));
+        assert_eq!(head.points(), 7);
+        assert_eq!(head.active_series(), 1);
+        assert!(!head.has(3));
+    }
+}

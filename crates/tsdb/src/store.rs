@@ -1,0 +1,1160 @@
+//! The store: the write path (index, limits, WAL, head), checkpoints into parts and rollups,
+//! compaction, retention, recovery on open, and the read path that merges parts, frozen heads
+//! and the live head.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use pulsewire_codec::{Kind, Summary, ValueRef, Values};
+use pulsewire_model::TenantId;
+use pulsewire_proto::{Agg, FieldValue, Line, Precision, Selector};
+
+use crate::config::StoreConfig;
+use crate::head::{Head, merge};
+use crate::index::{Index, LineKey, SeriesId, SeriesMeta, line_lookup_key};
+use crate::manifest::{Manifest, PartEntry};
+use crate::part::{Part, PartWriter};
+use crate::query::{Bucket, Tier, aggregate_raw, bucket_of, eval_summary, rebucket, summarize_raw};
+use crate::record::{BatchBuilder, put_def, read_def, replay_batch};
+use crate::wal::{self, Ack, Wal};
+use crate::{Error, Result};
+
+/// Parts of one partition beyond which they are merged into one.
+const COMPACT_AT: usize = 4;
+/// How often retention and compaction run.
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+/// Points one raw query may return.
+pub const MAX_RAW_POINTS: usize = 1_000_000;
+
+/// Why one line was not written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// The line number (or object index) the caller gave.
+    pub line: usize,
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The line itself is wrong (type conflict, timestamp out of range, too many tags).
+    Invalid,
+    /// The point is older than its retention.
+    Retention,
+    /// A series limit of the database is reached.
+    Limit,
+    /// The database created too many series this minute; retry later.
+    RateLimited,
+}
+
+pub struct WriteOutcome {
+    /// Indexes (into the given slice) of the lines written.
+    pub accepted: Vec<usize>,
+    /// Field values written.
+    pub samples: u64,
+    pub refused: Vec<Refusal>,
+    /// Resolves once the accepted lines are durable; `None` if nothing was accepted.
+    pub ack: Option<Ack>,
+    /// The server time given to lines without a timestamp.
+    pub now_ms: i64,
+}
+
+pub struct SeriesPoints {
+    pub id: SeriesId,
+    pub meta: SeriesMeta,
+    pub ts: Vec<i64>,
+    pub values: Values,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StoreStats {
+    pub series: usize,
+    pub head_series: usize,
+    pub head_points: u64,
+    pub head_bytes: usize,
+    pub parts: usize,
+    pub part_bytes: u64,
+    /// Raw points in sealed parts.
+    pub part_points: u64,
+    pub wal_bytes: u64,
+    pub checkpoints: u64,
+    pub last_checkpoint_ms: Option<u64>,
+}
+
+struct State {
+    index: Index,
+    head: Head,
+    /// Series already in the series log.
+    persisted: usize,
+    /// New series per database in the current minute.
+    new_series: HashMap<(TenantId, String), (i64, usize)>,
+    lookup: String,
+}
+
+struct LivePart {
+    entry: PartEntry,
+    part: Part,
+}
+
+#[derive(Clone, Default)]
+struct View {
+    parts: Vec<Arc<LivePart>>,
+    /// Heads being checkpointed: immutable, read without locks.
+    frozen: Vec<Arc<Head>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: StoreConfig,
+    state: Mutex<State>,
+    view: RwLock<Arc<View>>,
+    wal: Wal,
+    manifest: Mutex<Manifest>,
+    /// Serialises checkpoints, compaction and retention.
+    maintenance: Mutex<MaintenanceStats>,
+    stop: AtomicBool,
+    poisoned: Mutex<Option<String>>,
+}
+
+#[derive(Default)]
+struct MaintenanceStats {
+    checkpoints: u64,
+    last_checkpoint_ms: Option<u64>,
+}
+
+/// The store. Cheap to clone; [`Store::close`] checkpoints and stops the background work.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    background: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn kind_of(v: &FieldValue<'_>) -> Kind {
+    match v {
+        FieldValue::Float(_) => Kind::Float,
+        FieldValue::Int(_) => Kind::Int,
+        FieldValue::UInt(_) => Kind::UInt,
+        FieldValue::Bool(_) => Kind::Bool,
+        FieldValue::Str(_) => Kind::Str,
+    }
+}
+
+fn value_ref<'a>(v: &'a FieldValue<'_>) -> ValueRef<'a> {
+    match v {
+        FieldValue::Float(f) => ValueRef::Float(*f),
+        FieldValue::Int(i) => ValueRef::Int(*i),
+        FieldValue::UInt(u) => ValueRef::UInt(*u),
+        FieldValue::Bool(b) => ValueRef::Bool(*b),
+        FieldValue::Str(s) => ValueRef::Str(s),
+    }
+}
+
+pub fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Float => "float",
+        Kind::Int => "integer",
+        Kind::UInt => "unsigned",
+        Kind::Bool => "boolean",
+        Kind::Str => "string",
+    }
+}
+
+/// Converts a line's timestamp to milliseconds (the store's resolution).
+pub fn to_ms(ts: i64, precision: Precision) -> Option<i64> {
+    Some(match precision {
+        Precision::Ns => ts.div_euclid(1_000_000),
+        Precision::Us => ts.div_euclid(1_000),
+        Precision::Ms => ts,
+        Precision::S => ts.checked_mul(1_000)?,
+        Precision::M => ts.checked_mul(60_000)?,
+        Precision::H => ts.checked_mul(3_600_000)?,
+    })
+}
+
+fn numeric(values: &Values) -> Option<Vec<f64>> {
+    (0..values.len()).map(|i| values.as_f64(i)).collect()
+}
+
+impl Store {
+    /// Opens (or creates) the store under `dir`: loads the manifest and its parts, the series
+    /// log, and replays the WAL written since the last checkpoint.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<Store> {
+        let started = Instant::now();
+        let parts_dir = dir.join("parts");
+        let wal_dir = dir.join("wal");
+        for d in [dir, &parts_dir, &wal_dir] {
+            fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+        }
+        let manifest = Manifest::load(dir)?;
+        let mut parts = Vec::new();
+        let live: std::collections::HashSet<&str> = manifest.parts.iter().map(|p| p.file.as_str()).collect();
+        for entry in fs::read_dir(&parts_dir)
+            .map_err(|e| Error::io("listing parts", e))?
+            .flatten()
+        {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !live.contains(name.as_str()) {
+                // Left by a checkpoint or compaction that did not reach its manifest update.
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        for entry in &manifest.parts {
+            let part = Part::open(&parts_dir.join(&entry.file))?;
+            parts.push(Arc::new(LivePart {
+                entry: entry.clone(),
+                part,
+            }));
+        }
+
+        let mut index = Index::default();
+        let series_log = dir.join("series.log");
+        let mut persisted = 0;
+        if series_log.exists() {
+            let (records, clean) = wal::read_segment(&series_log)?;
+            for rec in &records {
+                let def = read_def(&mut crate::bytes::Reader::new(rec, "series log"))?;
+                index.add_def(def)?;
+            }
+            persisted = index.len();
+            if !clean {
+                tracing::warn!("series log ends in a torn record (crash during a checkpoint); it is rewritten");
+                rewrite_series_log(&series_log, &index)?;
+            }
+        }
+
+        let mut head = Head::default();
+        let mut replayed = 0u64;
+        let segments = wal::segments(&wal_dir)?;
+        let next_seq = segments.last().map_or(1, |s| s + 1).max(manifest.wal_checkpoint + 1);
+        for &seq in segments.iter().filter(|&&s| s > manifest.wal_checkpoint) {
+            let (records, clean) = wal::read_segment(&wal::segment_path(&wal_dir, seq))?;
+            for rec in &records {
+                replay_batch(rec, &mut index, |id, kind, ts, v| {
+                    head.push(id, kind, ts, v);
+                    replayed += 1;
+                })?;
+            }
+            if !clean {
+                tracing::warn!(
+                    segment = seq,
+                    "WAL segment ends in a torn record; replay stops there for it"
+                );
+            }
+        }
+        let wal = Wal::open(&wal_dir, next_seq, config.fsync, config.fsync_interval)?;
+        tracing::info!(
+            points = replayed,
+            series = index.len(),
+            parts = parts.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "store opened: WAL replayed"
+        );
+        let shared = Arc::new(Shared {
+            dir: dir.to_path_buf(),
+            config,
+            state: Mutex::new(State {
+                index,
+                head,
+                persisted,
+                new_series: HashMap::new(),
+                lookup: String::new(),
+            }),
+            view: RwLock::new(Arc::new(View {
+                parts,
+                frozen: Vec::new(),
+            })),
+            wal,
+            manifest: Mutex::new(manifest),
+            maintenance: Mutex::new(MaintenanceStats::default()),
+            stop: AtomicBool::new(false),
+            poisoned: Mutex::new(None),
+        });
+        let bg = shared.clone();
+        let background = std::thread::Builder::new()
+            .name("tsdb-maintenance".into())
+            .spawn(move || bg.run_background())
+            .map_err(|e| Error::io("starting the maintenance thread", e))?;
+        Ok(Store {
+            shared,
+            background: Arc::new(Mutex::new(Some(background))),
+        })
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.shared.config
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared
+            .poisoned
+            .lock()
+            .clone()
+            .or_else(|| self.shared.wal.poisoned())
+    }
+
+    /// Writes parsed lines (each with the caller's line number) to database `db` of `tenant`.
+    /// Lines are refused one by one (type conflict, retention, limits); the rest are written.
+    pub fn write(
+        &self,
+        tenant: &TenantId,
+        db: &str,
+        precision: Precision,
+        lines: &[(usize, Line<'_>)],
+    ) -> Result<WriteOutcome> {
+        if let Some(msg) = self.poisoned() {
+            return Err(Error::Poisoned(msg));
+        }
+        let cfg = &self.shared.config;
+        let now = now_ms();
+        let minute = now.div_euclid(60_000);
+        let mut batch = BatchBuilder::default();
+        let mut accepted = Vec::with_capacity(lines.len());
+        let mut refused = Vec::new();
+        let mut st = self.shared.state.lock();
+        let st = &mut *st;
+        let mut ids: Vec<(SeriesId, Kind)> = Vec::new();
+        for (i, (line_no, line)) in lines.iter().enumerate() {
+            let refuse = |kind, message: String| Refusal {
+                line: *line_no,
+                kind,
+                message,
+            };
+            let ts = match line.timestamp {
+                None => now,
+                Some(t) => match to_ms(t, precision) {
+                    Some(ms) => ms,
+                    None => {
+                        refused.push(refuse(RefusalKind::Invalid, format!("timestamp {t} is out of range")));
+                        continue;
+                    }
+                },
+            };
+            let retention = cfg.raw_retention(db, &line.measurement);
+            if ts < now - retention.as_millis() as i64 {
+                refused.push(refuse(
+                    RefusalKind::Retention,
+                    format!(
+                        "point is older than the retention of {} for measurement {}",
+                        humantime::format_duration(retention),
+                        line.measurement
+                    ),
+                ));
+                continue;
+            }
+            if line.tags.len() > cfg.limits.max_tags_per_series {
+                refused.push(refuse(
+                    RefusalKind::Limit,
+                    format!(
+                        "{} tags exceed the limit of {} per series",
+                        line.tags.len(),
+                        cfg.limits.max_tags_per_series
+                    ),
+                ));
+                continue;
+            }
+            line_lookup_key(
+                &mut st.lookup,
+                tenant.as_str(),
+                db,
+                &line.measurement,
+                line.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+            );
+            // Resolve every field first: a line is written whole or not at all.
+            ids.clear();
+            let mut new_fields = 0usize;
+            let mut problem = None;
+            let known = st.index.line(&st.lookup);
+            for (field, value) in &line.fields {
+                let kind = kind_of(value);
+                match known.as_ref().and_then(|l| l.field(field)) {
+                    Some(id) => match st.index.meta(id) {
+                        Some(meta) if meta.kind == kind => ids.push((id, kind)),
+                        Some(meta) => {
+                            problem = Some(type_conflict(field, meta.kind, kind));
+                            break;
+                        }
+                        None => {}
+                    },
+                    None => {
+                        if let Some(existing) = st.index.field_kind(tenant, db, &line.measurement, field)
+                            && existing != kind
+                        {
+                            problem = Some(type_conflict(field, existing, kind));
+                            break;
+                        }
+                        new_fields += 1;
+                    }
+                }
+            }
+            if let Some(p) = problem {
+                refused.push(refuse(RefusalKind::Invalid, p));
+                continue;
+            }
+            if new_fields > 0 {
+                let in_db = st.index.series_in_db(tenant, db);
+                if in_db + new_fields > cfg.limits.max_series_per_database {
+                    refused.push(refuse(
+                        RefusalKind::Limit,
+                        format!(
+                            "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
+                            cfg.limits.max_series_per_database
+                        ),
+                    ));
+                    continue;
+                }
+                let counter = st
+                    .new_series
+                    .entry((tenant.clone(), db.to_string()))
+                    .or_insert((minute, 0));
+                if counter.0 != minute {
+                    *counter = (minute, 0);
+                }
+                if counter.1 + new_fields > cfg.limits.max_new_series_per_minute {
+                    refused.push(refuse(
+                        RefusalKind::RateLimited,
+                        format!(
+                            "database {db} created {} new series this minute, the limit is {} per minute",
+                            counter.1, cfg.limits.max_new_series_per_minute
+                        ),
+                    ));
+                    continue;
+                }
+                counter.1 += new_fields;
+                // Create the missing series (in field order, so ids are deterministic).
+                ids.clear();
+                for (field, value) in &line.fields {
+                    let kind = kind_of(value);
+                    let id = match st.index.line(&st.lookup).and_then(|l| l.field(field)) {
+                        Some(id) => id,
+                        None => {
+                            let key = LineKey {
+                                tenant: tenant.clone(),
+                                db: db.to_string(),
+                                measurement: line.measurement.to_string(),
+                                tags: line.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                            };
+                            let lookup = std::mem::take(&mut st.lookup);
+                            let id = st.index.insert(&lookup, key, field, kind);
+                            st.lookup = lookup;
+                            if let Some(meta) = st.index.meta(id) {
+                                batch.def(id, &meta.line, field, kind);
+                            }
+                            id
+                        }
+                    };
+                    ids.push((id, kind));
+                }
+            }
+            for ((id, kind), (_, value)) in ids.iter().zip(&line.fields) {
+                let v = value_ref(value);
+                batch.sample(*id, ts, v);
+                st.head.push(*id, *kind, ts, v);
+            }
+            accepted.push(i);
+        }
+        let samples = batch.samples();
+        let ack = (samples > 0).then(|| self.shared.wal.append(batch.finish()));
+        Ok(WriteOutcome {
+            accepted,
+            samples,
+            refused,
+            ack,
+            now_ms: now,
+        })
+    }
+
+    /// Series of a tenant matching a selector.
+    pub fn select(&self, tenant: &TenantId, db: Option<&str>, selector: &Selector) -> Vec<(SeriesId, SeriesMeta)> {
+        let st = self.shared.state.lock();
+        st.index
+            .select(tenant, db, selector)
+            .into_iter()
+            .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
+            .collect()
+    }
+
+    /// Raw points of one series in `[from, to)` (ms), ascending; later writes win at equal
+    /// timestamps. Points older than the series' retention are not returned.
+    pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
+        let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
+        let from = from.max(now_ms() - retention.as_millis() as i64);
+        let view = self.shared.view.read().clone();
+        let mut runs: Vec<(Vec<i64>, Values)> = Vec::new();
+        let mut parts: Vec<&Arc<LivePart>> = view
+            .parts
+            .iter()
+            .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
+            .collect();
+        parts.sort_by_key(|p| p.entry.seq);
+        let mut total = 0usize;
+        for p in parts {
+            if p.part.blocks(id, from, to).is_empty() {
+                continue;
+            }
+            let mut ts = Vec::new();
+            let mut values = Values::new(meta.kind);
+            p.part.read_raw(id, from, to, &mut ts, &mut values)?;
+            total += ts.len();
+            if total > MAX_RAW_POINTS {
+                return Err(too_many_points());
+            }
+            runs.push((ts, values));
+        }
+        let mut heads: Vec<(Vec<i64>, Values)> = view
+            .frozen
+            .iter()
+            .filter(|h| h.has(id))
+            .map(|h| h.read(id, meta.kind))
+            .collect();
+        {
+            let st = self.shared.state.lock();
+            if st.head.has(id) {
+                heads.push(st.head.read(id, meta.kind));
+            }
+        }
+        for (ts, values) in heads {
+            let (ts, values) = clip(ts, values, from, to);
+            runs.push((ts, values));
+        }
+        runs.retain(|(ts, _)| !ts.is_empty());
+        let out = match runs.len() {
+            0 => (Vec::new(), Values::new(meta.kind)),
+            1 => runs.pop().unwrap_or_else(|| (Vec::new(), Values::new(meta.kind))),
+            _ => {
+                let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
+                merge(&refs, meta.kind)
+            }
+        };
+        if out.0.len() > MAX_RAW_POINTS {
+            return Err(too_many_points());
+        }
+        Ok(out)
+    }
+
+    /// Aggregates one series into buckets of `step` ms aligned to the epoch, covering every
+    /// bucket that overlaps `[from, to)`. Uses the coarsest rollup tier whose resolution divides
+    /// the step (when its retention covers the range), the raw points otherwise.
+    pub fn aggregate(
+        &self,
+        id: SeriesId,
+        meta: &SeriesMeta,
+        from: i64,
+        to: i64,
+        step: i64,
+        agg: Agg,
+    ) -> Result<(Tier, Vec<Bucket>)> {
+        if step <= 0 {
+            return Err(Error::Invalid("step must be positive".into()));
+        }
+        if matches!(meta.kind, Kind::Str) && !matches!(agg, Agg::Count) {
+            return Err(Error::Invalid(format!(
+                "field {} holds strings; only count can aggregate it",
+                meta.field
+            )));
+        }
+        let lo = bucket_of(from, step);
+        let hi = bucket_of(to - 1, step) + step;
+        let tier = self.tier_for(step, lo);
+        if tier == Tier::Raw {
+            let (ts, values) = self.read_raw(id, meta, lo, hi)?;
+            let vals: Vec<f64> = match numeric(&values) {
+                Some(v) => v,
+                None => vec![1.0; ts.len()],
+            };
+            return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
+        }
+        let summaries = self.summaries(id, meta, tier, lo, hi)?;
+        let buckets = rebucket(summaries, step)
+            .into_iter()
+            .filter_map(|(start, s)| eval_summary(agg, &s, step).map(|value| Bucket { start, value }))
+            .collect();
+        Ok((tier, buckets))
+    }
+
+    /// One aggregate over the whole of `[from, to)`, exactly, from raw points.
+    pub fn aggregate_range(
+        &self,
+        id: SeriesId,
+        meta: &SeriesMeta,
+        from: i64,
+        to: i64,
+        agg: Agg,
+    ) -> Result<Option<f64>> {
+        if matches!(meta.kind, Kind::Str) && !matches!(agg, Agg::Count) {
+            return Err(Error::Invalid(format!(
+                "field {} holds strings; only count can aggregate it",
+                meta.field
+            )));
+        }
+        let (ts, values) = self.read_raw(id, meta, from, to)?;
+        let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
+        Ok(crate::query::eval_raw(agg, &vals, to - from, &mut Vec::new()))
+    }
+
+    /// Series of a tenant carrying any of `keys` with value `value` (all measurements).
+    pub fn series_with_tag(&self, tenant: &TenantId, keys: &[&str], value: &str) -> Vec<(SeriesId, SeriesMeta)> {
+        let st = self.shared.state.lock();
+        st.index
+            .tenant_series(tenant)
+            .filter_map(|id| st.index.meta(id).map(|m| (id, m)))
+            .filter(|(_, m)| {
+                m.line
+                    .tags
+                    .iter()
+                    .any(|(k, v)| v == value && keys.contains(&k.as_str()))
+            })
+            .map(|(id, m)| (id, m.clone()))
+            .collect()
+    }
+
+    /// Every series of a tenant.
+    pub fn all_series(&self, tenant: &TenantId) -> Vec<(SeriesId, SeriesMeta)> {
+        let st = self.shared.state.lock();
+        st.index
+            .tenant_series(tenant)
+            .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
+            .collect()
+    }
+
+    /// One summary of a series over `[from, to)` from raw points (for range overviews).
+    pub fn summarize(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Option<Summary>> {
+        let (ts, values) = self.read_raw(id, meta, from, to)?;
+        let Some(vals) = numeric(&values) else { return Ok(None) };
+        let mut s = Summary::new();
+        for (&t, &v) in ts.iter().zip(&vals) {
+            s.add(t, v);
+        }
+        Ok((s.count > 0).then_some(s))
+    }
+
+    fn tier_for(&self, step: i64, lo: i64) -> Tier {
+        let r = &self.shared.config.retention;
+        let now = now_ms();
+        for (tier, keep) in [
+            (Tier::H1, r.rollup_1h),
+            (Tier::M5, r.rollup_5m),
+            (Tier::M1, r.rollup_1m),
+        ] {
+            let res = tier.resolution_ms();
+            if step % res == 0 && lo >= now - keep.as_millis() as i64 {
+                return tier;
+            }
+        }
+        Tier::Raw
+    }
+
+    /// Rollup summaries of one series from `tier` parts plus the unsealed heads, at the tier's
+    /// resolution.
+    fn summaries(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> Result<Vec<(i64, Summary)>> {
+        let view = self.shared.view.read().clone();
+        let mut out = Vec::new();
+        for p in view
+            .parts
+            .iter()
+            .filter(|p| p.entry.tier == tier && p.part.max_ts >= lo && p.part.min_ts < hi)
+        {
+            p.part.read_summaries(id, lo, hi, &mut out)?;
+        }
+        let mut heads: Vec<(Vec<i64>, Values)> = view
+            .frozen
+            .iter()
+            .filter(|h| h.has(id))
+            .map(|h| h.read(id, meta.kind))
+            .collect();
+        {
+            let st = self.shared.state.lock();
+            if st.head.has(id) {
+                heads.push(st.head.read(id, meta.kind));
+            }
+        }
+        for (ts, values) in heads {
+            let (ts, values) = clip(ts, values, lo, hi);
+            let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
+            out.extend(summarize_raw(&ts, &vals, tier.resolution_ms()));
+        }
+        Ok(out)
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let (series, head_series, head_points, head_bytes) = {
+            let st = self.shared.state.lock();
+            (
+                st.index.len(),
+                st.head.active_series(),
+                st.head.points(),
+                st.head.heap_bytes(),
+            )
+        };
+        let view = self.shared.view.read().clone();
+        let m = self.shared.maintenance.lock();
+        StoreStats {
+            series,
+            head_series,
+            head_points: head_points + view.frozen.iter().map(|h| h.points()).sum::<u64>(),
+            head_bytes: head_bytes + view.frozen.iter().map(|h| h.heap_bytes()).sum::<usize>(),
+            parts: view.parts.len(),
+            part_bytes: view.parts.iter().map(|p| p.part.bytes).sum(),
+            part_points: view
+                .parts
+                .iter()
+                .filter(|p| p.entry.tier == Tier::Raw)
+                .map(|p| p.part.points())
+                .sum(),
+            wal_bytes: self.shared.wal.segment_bytes(),
+            checkpoints: m.checkpoints,
+            last_checkpoint_ms: m.last_checkpoint_ms,
+        }
+    }
+
+    /// Seals the head into parts now (also what a backup does first).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.shared.checkpoint()
+    }
+
+    /// Runs retention and compaction now.
+    pub fn maintain(&self) -> Result<()> {
+        self.shared.maintain(now_ms())
+    }
+
+    /// A consistent copy of the store in `dest` (a new directory on the same file system):
+    /// checkpoints, then hard-links the live parts and copies the manifest and series log, all
+    /// while holding off other maintenance so the set cannot change underneath.
+    pub fn snapshot(&self, dest: &Path) -> Result<Vec<PathBuf>> {
+        self.shared.checkpoint()?;
+        let _m = self.shared.maintenance.lock();
+        let manifest = self.shared.manifest.lock().clone();
+        fs::create_dir_all(dest.join("parts")).map_err(|e| Error::io("creating the snapshot directory", e))?;
+        let mut files = Vec::new();
+        for p in &manifest.parts {
+            let rel = PathBuf::from("parts").join(&p.file);
+            let src = self.shared.dir.join(&rel);
+            if fs::hard_link(&src, dest.join(&rel)).is_err() {
+                fs::copy(&src, dest.join(&rel)).map_err(|e| Error::io("copying a part", e))?;
+            }
+            files.push(rel);
+        }
+        let series = self.shared.dir.join("series.log");
+        if series.exists() {
+            fs::copy(&series, dest.join("series.log")).map_err(|e| Error::io("copying the series log", e))?;
+            files.push(PathBuf::from("series.log"));
+        }
+        // The snapshot has no WAL: everything acknowledged before it is in its parts.
+        let snap = Manifest {
+            wal_checkpoint: 0,
+            ..manifest
+        };
+        snap.save(dest)?;
+        files.push(PathBuf::from(crate::manifest::FILE));
+        Ok(files)
+    }
+
+    /// Checkpoints what is in memory and stops the background work and the WAL.
+    pub fn close(&self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.background.lock().take() {
+            let _ = t.join();
+        }
+        let result = self.shared.checkpoint();
+        self.shared.wal.close();
+        result
+    }
+}
+
+fn too_many_points() -> Error {
+    Error::Invalid(format!(
+        "the query selects more than {MAX_RAW_POINTS} raw points; narrow the range or give a step"
+    ))
+}
+
+fn type_conflict(field: &str, existing: Kind, written: Kind) -> String {
+    format!(
+        "field type conflict: input field \"{field}\" is type {}, already exists as type {}",
+        kind_name(written),
+        kind_name(existing)
+    )
+}
+
+fn rewrite_series_log(path: &Path, index: &Index) -> Result<()> {
+    let mut out = Vec::new();
+    for id in index.ids() {
+        if let Some(meta) = index.meta(id) {
+            let mut rec = Vec::new();
+            put_def(&mut rec, id, &meta.line, &meta.field, meta.kind);
+            wal::frame(&rec, &mut out);
+        }
+    }
+    let tmp = path.with_extension("tmp");
+    fs::write(&tmp, &out).map_err(|e| Error::io("rewriting the series log", e))?;
+    fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io("syncing the series log", e))?;
+    fs::rename(&tmp, path).map_err(|e| Error::io("rewriting the series log", e))
+}
+
+fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) {
+    let start = ts.partition_point(|&t| t < from);
+    let end = ts.partition_point(|&t| t < to);
+    if start == 0 && end == ts.len() {
+        return (ts, values);
+    }
+    let mut out = Values::new(values.kind());
+    for i in start..end {
+        if let Some(v) = values.get(i) {
+            let _ = out.push(v);
+        }
+    }
+    (ts.get(start..end).map(<[i64]>::to_vec).unwrap_or_default(), out)
+}
+
+/// Points of one frozen series split by raw partition, plus its 1m rollups.
+struct Sealed {
+    raw: BTreeMap<i64, Vec<(SeriesId, Vec<i64>, Values)>>,
+    rollups: BTreeMap<(Tier, i64), Vec<(SeriesId, Vec<(i64, Summary)>)>>,
+}
+
+impl Shared {
+    fn run_background(self: Arc<Self>) {
+        let mut last_checkpoint = Instant::now();
+        let mut last_maintenance = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            let due = last_checkpoint.elapsed() >= self.config.checkpoint_interval
+                || self.wal.segment_bytes() >= self.config.checkpoint_wal_bytes;
+            if due {
+                last_checkpoint = Instant::now();
+                if let Err(e) = self.checkpoint() {
+                    tracing::error!(error = %e, "checkpoint failed");
+                }
+            }
+            if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
+                last_maintenance = Instant::now();
+                if let Err(e) = self.maintain(now_ms()) {
+                    tracing::error!(error = %e, "retention or compaction failed");
+                }
+            }
+        }
+    }
+
+    fn poison(&self, e: &Error) {
+        let msg = format!("the store could not write to disk ({e}); it refuses writes until restarted");
+        tracing::error!("{msg}");
+        self.poisoned.lock().get_or_insert(msg);
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let mut stats = self.maintenance.lock();
+        let started = Instant::now();
+        // Freeze: the live head becomes immutable and visible through the view, the WAL moves
+        // to a new segment, all under the write lock so no write falls between the two.
+        let (frozen, rotated, defs, metas) = {
+            let mut st = self.state.lock();
+            if st.head.points() == 0 {
+                return Ok(());
+            }
+            let frozen = Arc::new(std::mem::take(&mut st.head));
+            let rotated = self.wal.rotate();
+            {
+                let mut view = self.view.write();
+                let mut next = (**view).clone();
+                next.frozen.push(frozen.clone());
+                *view = Arc::new(next);
+            }
+            let mut defs = Vec::new();
+            for id in st.persisted..st.index.len() {
+                let id = id as SeriesId;
+                if let Some(meta) = st.index.meta(id) {
+                    let mut rec = Vec::new();
+                    put_def(&mut rec, id, &meta.line, &meta.field, meta.kind);
+                    wal::frame(&rec, &mut defs);
+                }
+            }
+            st.persisted = st.index.len();
+            let metas: Vec<(SeriesId, SeriesMeta)> = frozen
+                .ids()
+                .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
+                .collect();
+            (frozen, rotated, defs, metas)
+        };
+        let result = (|| {
+            let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
+            self.append_series_log(&defs)?;
+            let sealed = seal(&frozen, &metas);
+            let mut manifest = self.manifest.lock().clone();
+            let mut added = Vec::new();
+            let parts_dir = self.dir.join("parts");
+            for (partition, series) in &sealed.raw {
+                let entry = new_entry(&mut manifest, Tier::Raw, *partition);
+                let mut w = PartWriter::create(&parts_dir.join(&entry.file))?;
+                for (id, ts, values) in series {
+                    w.add_raw(*id, ts, values)?;
+                }
+                w.finish()?;
+                added.push(entry);
+            }
+            for ((tier, partition), series) in &sealed.rollups {
+                let entry = new_entry(&mut manifest, *tier, *partition);
+                let mut w = PartWriter::create(&parts_dir.join(&entry.file))?;
+                for (id, buckets) in series {
+                    w.add_summaries(*id, buckets)?;
+                }
+                w.finish()?;
+                added.push(entry);
+            }
+            wal::sync_dir(&parts_dir)?;
+            manifest.parts.extend(added.iter().cloned());
+            manifest.wal_checkpoint = closed;
+            manifest.save(&self.dir)?;
+            let opened: Vec<Arc<LivePart>> = added
+                .into_iter()
+                .map(|entry| Part::open(&parts_dir.join(&entry.file)).map(|part| Arc::new(LivePart { entry, part })))
+                .collect::<Result<_>>()?;
+            {
+                let mut view = self.view.write();
+                let mut next = (**view).clone();
+                next.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
+                next.parts.extend(opened);
+                *view = Arc::new(next);
+            }
+            *self.manifest.lock() = manifest;
+            self.wal.remove_through(closed)?;
+            Ok(())
+        })();
+        match &result {
+            Ok(()) => {
+                stats.checkpoints += 1;
+                stats.last_checkpoint_ms = Some(started.elapsed().as_millis() as u64);
+                tracing::info!(
+                    points = frozen.points(),
+                    series = metas.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                );
+            }
+            Err(e) => self.poison(e),
+        }
+        result
+    }
+
+    fn append_series_log(&self, defs: &[u8]) -> Result<()> {
+        if defs.is_empty() {
+            return Ok(());
+        }
+        use std::io::Write;
+        let path = self.dir.join("series.log");
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| Error::io("opening the series log", e))?;
+        f.write_all(defs).map_err(|e| Error::io("writing the series log", e))?;
+        f.sync_data().map_err(|e| Error::io("syncing the series log", e))?;
+        wal::sync_dir(&self.dir)
+    }
+
+    /// Retention (drop whole partitions past their tier's retention; rewrite raw partitions
+    /// where only some measurements expired) and compaction (merge a partition's parts once
+    /// there are several).
+    fn maintain(&self, now: i64) -> Result<()> {
+        let _m = self.maintenance.lock();
+        let r = &self.config.retention;
+        let manifest = self.manifest.lock().clone();
+        let mut groups: BTreeMap<(Tier, i64), Vec<PartEntry>> = BTreeMap::new();
+        for p in &manifest.parts {
+            groups.entry((p.tier, p.partition)).or_default().push(p.clone());
+        }
+        let longest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).max().unwrap_or(r.raw);
+        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
+        for ((tier, partition), entries) in groups {
+            let end = partition + tier.partition_ms();
+            let keep = match tier {
+                Tier::Raw => longest_raw,
+                Tier::M1 => r.rollup_1m,
+                Tier::M5 => r.rollup_5m,
+                Tier::H1 => r.rollup_1h,
+            };
+            let expired = |d: Duration| end <= now - d.as_millis() as i64;
+            if expired(keep) {
+                self.replace(&entries, None)?;
+                tracing::info!(tier = tier.name(), partition, "retention dropped a partition");
+            } else if tier == Tier::Raw && expired(shortest_raw) {
+                // Some measurements' retention has passed: rewrite without their series.
+                let view = self.view.read().clone();
+                let st = self.state.lock();
+                let expired_ids: Vec<SeriesId> = entries
+                    .iter()
+                    .filter_map(|e| view.parts.iter().find(|p| p.entry == *e))
+                    .flat_map(|p| p.part.series_ids().collect::<Vec<_>>())
+                    .filter(|&id| {
+                        st.index
+                            .meta(id)
+                            .is_some_and(|m| expired(self.config.raw_retention(&m.line.db, &m.line.measurement)))
+                    })
+                    .collect();
+                std::mem::drop(st);
+                if !expired_ids.is_empty() {
+                    self.compact(tier, partition, &entries, &expired_ids)?;
+                }
+            } else if entries.len() >= COMPACT_AT {
+                self.compact(tier, partition, &entries, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Merges the parts of one partition into one, leaving out the series in `drop`.
+    fn compact(&self, tier: Tier, partition: i64, entries: &[PartEntry], drop: &[SeriesId]) -> Result<()> {
+        let view = self.view.read().clone();
+        let mut parts: Vec<&Arc<LivePart>> = view.parts.iter().filter(|p| entries.contains(&p.entry)).collect();
+        parts.sort_by_key(|p| p.entry.seq);
+        let mut ids: Vec<SeriesId> = parts
+            .iter()
+            .flat_map(|p| p.part.series_ids().collect::<Vec<_>>())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut manifest = self.manifest.lock().clone();
+        let entry = new_entry(&mut manifest, tier, partition);
+        let path = self.dir.join("parts").join(&entry.file);
+        let mut w = PartWriter::create(&path)?;
+        let result = (|| {
+            for id in ids.into_iter().filter(|id| !drop.contains(id)) {
+                if tier == Tier::Raw {
+                    let mut runs = Vec::new();
+                    let mut kind = None;
+                    for p in &parts {
+                        let Some(k) = p.part.kind(id).transpose()? else {
+                            continue;
+                        };
+                        let mut ts = Vec::new();
+                        let mut values = Values::new(k);
+                        p.part.read_raw(id, i64::MIN, i64::MAX, &mut ts, &mut values)?;
+                        kind = Some(k);
+                        runs.push((ts, values));
+                    }
+                    let Some(kind) = kind else { continue };
+                    let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
+                    let (ts, values) = merge(&refs, kind);
+                    w.add_raw(id, &ts, &values)?;
+                } else {
+                    let mut all = Vec::new();
+                    for p in &parts {
+                        p.part.read_summaries(id, i64::MIN, i64::MAX, &mut all)?;
+                    }
+                    w.add_summaries(id, &rebucket(all, tier.resolution_ms()))?;
+                }
+            }
+            Ok::<_, Error>(())
+        })();
+        if let Err(e) = result {
+            w.abandon();
+            return Err(e);
+        }
+        let new = if w.is_empty() {
+            w.abandon();
+            None
+        } else {
+            w.finish()?;
+            Some(entry)
+        };
+        self.replace_with_manifest(manifest, entries, new)
+    }
+
+    fn replace(&self, old: &[PartEntry], new: Option<PartEntry>) -> Result<()> {
+        let manifest = self.manifest.lock().clone();
+        self.replace_with_manifest(manifest, old, new)
+    }
+
+    /// Swaps `old` parts for `new` in the manifest and the view, then deletes the old files.
+    fn replace_with_manifest(&self, mut manifest: Manifest, old: &[PartEntry], new: Option<PartEntry>) -> Result<()> {
+        let parts_dir = self.dir.join("parts");
+        manifest.parts.retain(|p| !old.contains(p));
+        let opened = match new {
+            Some(entry) => {
+                wal::sync_dir(&parts_dir)?;
+                manifest.parts.push(entry.clone());
+                Some(Arc::new(LivePart {
+                    part: Part::open(&parts_dir.join(&entry.file))?,
+                    entry,
+                }))
+            }
+            None => None,
+        };
+        manifest.save(&self.dir)?;
+        {
+            let mut view = self.view.write();
+            let mut next = (**view).clone();
+            next.parts.retain(|p| !old.contains(&p.entry));
+            next.parts.extend(opened);
+            *view = Arc::new(next);
+        }
+        *self.manifest.lock() = manifest;
+        for e in old {
+            let _ = fs::remove_file(parts_dir.join(&e.file));
+        }
+        Ok(())
+    }
+}
+
+fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {
+    let seq = manifest.next_seq;
+    manifest.next_seq += 1;
+    PartEntry {
+        file: PartEntry::file_name(tier, partition, seq),
+        tier,
+        partition,
+        seq,
+    }
+}
+
+/// Cuts a frozen head into raw partitions and rollup buckets.
+fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)]) -> Sealed {
+    let mut sealed = Sealed {
+        raw: BTreeMap::new(),
+        rollups: BTreeMap::new(),
+    };
+    for (id, meta) in metas {
+        let (ts, values) = head.read(*id, meta.kind);
+        if ts.is_empty() {
+            continue;
+        }
+        if let Some(vals) = numeric(&values) {
+            let m1 = summarize_raw(&ts, &vals, Tier::M1.resolution_ms());
+            let m5 = rebucket(m1.clone(), Tier::M5.resolution_ms());
+            let h1 = rebucket(m5.clone(), Tier::H1.resolution_ms());
+            for (tier, buckets) in [(Tier::M1, m1), (Tier::M5, m5), (Tier::H1, h1)] {
+                let mut by_partition: BTreeMap<i64, Vec<(i64, Summary)>> = BTreeMap::new();
+                for (b, s) in buckets {
+                    by_partition.entry(tier.partition_of(b)).or_default().push((b, s));
+                }
+                for (p, buckets) in by_partition {
+                    sealed.rollups.entry((tier, p)).or_default().push((*id, buckets));
+                }
+            }
+        }
+        let mut start = 0;
+        while start < ts.len() {
+            let Some(&t0) = ts.get(start) else { break };
+            let p = Tier::Raw.partition_of(t0);
+            let end = start
+                + ts.get(start..)
+                    .map_or(0, |r| r.partition_point(|&t| t < p + Tier::Raw.partition_ms()));
+            let (pts, pvals) = clip(ts.clone(), values.clone(), p, p + Tier::Raw.partition_ms());
+            sealed.raw.entry(p).or_default().push((*id, pts, pvals));
+            start = end.max(start + 1);
+        }
+    }
+    sealed
+}

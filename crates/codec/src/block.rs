@@ -1,25 +1,58 @@
 //! The sealed-block codec: one self-describing byte string per series block, holding its
-//! timestamps and values, chosen per block by encoded size.
+//! timestamps and values, with every codec chosen per block by encoded size.
 //!
-//! Timestamps and integers go through the integer section coder (see [`FORMAT`]): the best of
-//! four transforms (raw, delta, delta-of-delta, distance from a line) and partitioned Rice
-//! coding. Floats are first tried as decimals (`mantissa / 10^d` with one `d` per block, kept
-//! only if every value round-trips bit for bit, as VictoriaMetrics does) so percentages,
-//! byte counts and counters with a fixed number of decimals become small integers; any other
-//! block of floats falls back to the smaller of Gorilla XOR and the integer coder over the
-//! floats' order-preserving bit patterns (smoothly drifting noise differs in few high bits).
-//! Finally the whole body is zstd-compressed when that
-//! is smaller (it pays for repetitive strings and some periodic series).
+//! Timestamps and integers go through the integer section coder: the best of four transforms
+//! (raw, delta, delta-of-delta, distance from a line), division by the residuals' common factor,
+//! and partitioned Rice coding (or varints, when smaller). Floats are first tried as decimals
+//! (`mantissa / 10^d` with one `d` per block, kept only if every value round-trips bit for bit,
+//! as VictoriaMetrics does) so percentages, byte counts, CPU seconds and nanosecond durations
+//! become small integers; any other block of floats takes the smaller of Gorilla XOR and the
+//! integer coder over the floats' order-preserving bit patterns (smoothly drifting noise differs
+//! in few high bits). Strings become a dictionary plus an index per point. Finally the body is
+//! zstd-compressed when that is smaller, which in practice happens for strings only. The byte
+//! layout is [`FORMAT`].
 //!
 //! # Measured size
 //!
-//! Bytes per sample on disk, timestamps included, for synthetic host metrics over one day
-//! (`cargo test -p pulsewire-codec --release --test block_size -- --ignored --nocapture report`
-//! prints this table; blocks of 720 points):
+//! Bytes per sample on disk, timestamps (ms) included, for one day of synthetic series per shape
+//! (generators in `tests/common`), printed by
+//! `cargo test -p pulsewire-codec --release --test block_size -- --ignored --nocapture report`.
+//! Columns: this codec with blocks of 720 / 120 / 1000 points; pinned to delta-of-delta + Rice
+//! without zstd; pinned to delta-of-delta + varint + zstd (VictoriaMetrics-like); floats pinned
+//! to Gorilla XOR; and the head chunk's own encoding in chunks of 120 (Prometheus-like Gorilla).
 //!
 //! ```text
-//! (filled in from the report)
+//! 10 s grid           auto/720 auto/120 auto/1000 dod+rice dod+varint+zstd gorilla-floats head/120
+//! Percent2dp             1.266    1.397    1.259    1.337    1.634          4.606          7.026
+//! Percent1dp             0.862    0.994    0.855    0.913    1.033          3.218          6.853
+//! FloatNoise             6.313    6.499    6.303    6.391    6.891          6.874          7.051
+//! Duration9dp            2.775    2.928    2.767    2.939    3.410          7.028          7.256
+//! MemBytes               0.653    0.822    0.643    0.942    1.208          0.864          1.074
+//! CounterBytes           2.603    2.766    2.592    2.655    3.047          3.796          3.948
+//! CounterCpuSeconds      1.149    1.309    1.140    1.217    1.474          5.147          5.591
+//! CounterSparse          0.094    0.222    0.087    0.097    0.122          0.122          0.435
+//! Constant               0.032    0.183    0.024    0.032    0.046          0.050          0.408
+//! IntGauge               0.259    0.381    0.252    0.333    0.417          0.259          0.775
+//! BoolFlag               0.027    0.135    0.022    0.027    0.044          0.027          0.342
+//! StrState               0.064    0.240    0.053    0.064    0.087          0.064          9.399
+//! StrEvents              6.652    7.838    6.598   32.040    6.652          6.652         32.753
+//! host mix               0.918    1.069    0.910    0.964    1.109          2.166          2.683
+//!
+//! host mix by clock   auto/720 auto/120 auto/1000 dod+rice dod+varint+zstd gorilla-floats head/120
+//! 10 s                   0.918    1.069    0.910    0.964    1.109          2.166          2.683
+//! 10 s ± 2 ms jitter     1.333    1.497    1.324    1.524    1.808          2.612          3.527
+//! 1 s                    0.825    0.968    0.818    0.870    1.018          1.967          2.589
+//! 1 s ± 2 ms jitter      1.212    1.371    1.203    1.404    1.637          2.407          3.350
 //! ```
+//!
+//! The host mix weights shapes as a node_exporter census does (`HOST_MIX` in the tests): 40%
+//! constants, 14% rare counters, 17% CPU-seconds-like counters, 4% busy byte counters, 6% memory
+//! bytes, 7% decimal gauges, 6% nanosecond durations, 6% full-noise floats. Noisy values cost
+//! what their entropy costs (a full-noise float ~6.3 bytes, a 2-decimal percentage moving by
+//! ~2 points ~1.2 bytes); the 1-byte target holds because most host series barely move.
+//! Timestamps on an exact grid cost ~0.03 bytes; ±2 ms of uniform jitter costs ~0.37 bytes
+//! (its entropy alone is 0.29), which is why aligning scrape timestamps to the grid, as
+//! Prometheus does within 2 ms, matters more than any value codec.
 
 use std::cell::RefCell;
 
@@ -30,39 +63,49 @@ use crate::ints::{IntChoice, decode_ints, encode_ints};
 pub use crate::ints::{IntTransform, ResidualCoding};
 use crate::value::{Kind, Values};
 
-/// Byte layout of a sealed block (version 1). All varints are LEB128; "zz" means zigzag first.
-///
-/// ```text
-/// block    := tag:u8 payload
-///   tag 0x01 (TAG_PLAIN): payload = body
-///   tag 0x02 (TAG_ZSTD):  payload = body_len:varint zstd_frame(body)
-/// body     := kind:u8 n:varint ts:ints(n) values
-///   kind: 0 Float, 1 Int, 2 UInt, 3 Bool, 4 Str;  n <= MAX_BLOCK_POINTS
-/// values   := Float: 0x00 d:u8 ints(n)          mantissas m, value = m as f64 / 10^d (d <= 18)
-///           | Float: 0x01 xor_bits(n)            Gorilla XOR, padded to a byte
-///           | Float: 0x02 ints(n)                ordered bit patterns: bits as i64, with bits
-///                                                 0-62 flipped when negative
-///           | Int:   ints(n)
-///           | UInt:  ints(n)                      u64 reinterpreted as i64
-///           | Bool:  ints(n)                      0 or 1
-///           | Str:   k:varint (len:varint utf8){k} ints(n) dictionary of distinct strings in
-///                                                 first-seen order, then one index per point
-/// ints(n)  := empty if n = 0
-///           | first:zz-varint                     if n = 1
-///           | first:zz-varint hdr:u8 c:zz-varint residuals
-///   hdr bits 0-2: transform of v[1..] into residuals r (wrapping i64 arithmetic)
-///      0 Raw r[i] = v[i] - c;   1 Delta r[i] = v[i] - v[i-1] - c
-///      2 DoD r[i] = d[i] - d[i-1] with d[i] = v[i] - v[i-1], d[0] = c
-///      3 Linear r[i] = v[i] - (v[0] + i*c)
-///   hdr bit 7: every residual is 0 and nothing follows; bit 6: residuals are zz-varints;
-///   otherwise residuals are Rice coded, MSB first, padded to a byte, in partitions of 32:
-///      partition := '0' (all zero) | '1' k:6 value{len}
-///      value     := q zeros '1' low:k        where q = z >> k < 20, z = zigzag(r)
-///                 | 20 zeros b:6 q_low:b low:k   escape: q has b+1 bits, its top bit implied
-/// xor_bits := first:64 then per value '0' (same) | '10' bits (previous window)
-///           | '11' lead:5 len:6 bits          (len 0 means 64)
-/// ```
-pub const FORMAT: &str = "see the doc comment of pulsewire_codec::block::FORMAT";
+/// Byte layout of a sealed block (version 1), for docs/storage.md. Varints are LEB128; "zz"
+/// means zigzag-mapped first; bit streams are MSB first.
+pub const FORMAT: &str = r#"
+block    := tag:u8 payload
+  tag 0x01 (TAG_PLAIN): payload = body
+  tag 0x02 (TAG_ZSTD):  payload = body_len:varint zstd_frame(body)
+body     := kind:u8 n:varint ts:ints(n) values          (nothing may follow)
+  kind: 0 Float, 1 Int, 2 UInt, 3 Bool, 4 Str;  n <= MAX_BLOCK_POINTS (2^20)
+values   := Float: 0x00 d:u8 ints(n)     decimal: value = (m as f64) / 10^d, d <= 18
+          | Float: 0x01 xor_bits(n)       Gorilla XOR, padded to a byte
+          | Float: 0x02 ints(n)           ordered bit patterns: the f64 bits as i64,
+                                          bits 0-62 flipped when negative
+          | Int:   ints(n)
+          | UInt:  ints(n)                u64 reinterpreted as i64
+          | Bool:  ints(n)                0 or 1
+          | Str:   k:varint (len:varint utf8-bytes){k} ints(n)
+                                          dictionary of distinct strings in first-seen
+                                          order, then each point's index into it
+ints(n)  := nothing                                   if n = 0
+          | first:zz-varint                           if n = 1
+          | first:zz-varint hdr:u8 c:zz-varint [b:zz-varint] [g:varint] residuals
+  hdr bits 0-2, transform of v[1..n-1] into residuals r (all arithmetic wraps at 64 bits):
+      0 Raw     r[i] = v[i] - c
+      1 Delta   r[i] = v[i] - v[i-1] - c
+      2 DoD     r[i] = d[i] - d[i-1], d[i] = v[i] - v[i-1], d[0] = c
+      3 Linear  r[i] = v[i] - (v[0] + b + i*c)        (b present only for Linear)
+  hdr bit 5: residuals were divided by g (g present, g >= 2): r = g * stored
+  hdr bit 7: every residual is 0 and nothing follows hdr's parameters
+  hdr bit 6: residuals are zz-varints, one per point
+  otherwise: Rice bit stream, padded to a byte, partitions of 32 residuals (last shorter):
+      partition := '0'                   all zero
+                 | '10' value{len}       same parameters as the previous partition
+                 | '11' f:1 k:6 value{len}   (parameters before the first: f=0, k=0)
+      value     := code(z)               if f = 0
+                 | '0'                   if f = 1 and z = 0
+                 | '1' code(z - 1)       if f = 1 and z > 0;   z = zigzag(r)
+      code(z)   := q x '0', '1', low k bits of z     where q = z >> k < 20
+                 | 20 x '0', e:6, low e bits of q, low k bits of z
+                                         escape: q has e+1 bits, its top bit implied
+xor_bits := first:64, then per value: '0' same as previous
+          | '10' meaningful bits in the previous window
+          | '11' lead:5 len:6 meaningful bits   (len 0 means 64)
+"#;
 
 /// Tag of a block whose body is stored as is.
 pub const TAG_PLAIN: u8 = 0x01;
@@ -73,9 +116,12 @@ pub const TAG_ZSTD: u8 = 0x02;
 /// length cannot make them allocate without bound.
 pub const MAX_BLOCK_POINTS: usize = 1 << 20;
 
-/// zstd level used when sealing: blocks are sealed once and read many times, and on inputs of a
-/// few kilobytes even high levels take well under a millisecond.
-const ZSTD_LEVEL: i32 = 19;
+/// zstd level for numeric blocks. Measured, zstd never shrank a numeric block of the synthetic
+/// host series (the Rice-coded body has little redundancy left), so the attempt is kept cheap.
+const ZSTD_LEVEL: i32 = 3;
+/// zstd level for string blocks, where it does pay (log-like events: 32 -> ~6.5 bytes/point);
+/// level 9 gets most of level 19's gain at a tenth of its sealing time.
+const ZSTD_LEVEL_STR: i32 = 9;
 
 const FLOAT_DECIMAL: u8 = 0;
 const FLOAT_XOR: u8 = 1;
@@ -167,7 +213,12 @@ pub fn encode_block_with(ts: &[i64], values: &Values, opts: &BlockOptions, out: 
     let zstd = match opts.zstd {
         Some(false) => None,
         force => {
-            let frame = zstd::bulk::compress(&body, ZSTD_LEVEL).map_err(|e| Error::Compress(e.to_string()))?;
+            let level = if values.kind() == Kind::Str {
+                ZSTD_LEVEL_STR
+            } else {
+                ZSTD_LEVEL
+            };
+            let frame = zstd::bulk::compress(&body, level).map_err(|e| Error::Compress(e.to_string()))?;
             let mut len = Vec::new();
             put_uvarint(&mut len, body.len() as u64);
             (force == Some(true) || len.len() + frame.len() < body.len()).then_some((len, frame))

@@ -206,16 +206,23 @@ fn best_param(part: &[u64]) -> (Option<Param>, usize) {
     if sum == 0 {
         return (None, 0);
     }
-    let nonzero = part.iter().filter(|&&z| z != 0).count().max(1) as u128;
+    let nonzero = part.iter().filter(|&&z| z != 0).count();
+    // The zero flag only pays when zeros are common; skip it otherwise to keep sealing cheap.
+    let modes: &[bool] = if nonzero * 8 < part.len() * 7 {
+        &[false, true]
+    } else {
+        &[false]
+    };
     let mut best = (None, usize::MAX);
-    for zero_flag in [false, true] {
+    for &zero_flag in modes {
         let mean = if zero_flag {
-            (sum - nonzero) / nonzero
+            (sum - nonzero as u128) / nonzero.max(1) as u128
         } else {
             sum / part.len() as u128
         };
+        // The best k for geometric-like residuals sits just below the mean's bit length.
         let k0 = bit_len(mean.min(u128::from(u64::MAX)) as u64);
-        for k in k0.saturating_sub(3)..=(k0 + 1).min(63) {
+        for k in k0.saturating_sub(2)..=k0.min(63) {
             let cost = if zero_flag {
                 part.iter().map(|&z| flagged_bits(z, k)).sum::<usize>()
             } else {

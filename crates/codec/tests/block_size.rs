@@ -199,6 +199,32 @@ fn report() {
                 out
             })
             .collect();
+        let t0 = Instant::now();
+        let mut enc_bytes = 0;
+        for lo in (0..ts.len()).step_by(BLOCK_POINTS) {
+            let hi = (lo + BLOCK_POINTS).min(ts.len());
+            let mut out = Vec::new();
+            encode_block_with(&ts[lo..hi], &slice(&v, lo, hi), &BlockOptions::default(), &mut out).unwrap();
+            enc_bytes += out.len();
+        }
+        let enc = t0.elapsed().as_secs_f64() / blocks.len() as f64;
+        let t0 = Instant::now();
+        for lo in (0..ts.len()).step_by(BLOCK_POINTS) {
+            let hi = (lo + BLOCK_POINTS).min(ts.len());
+            let mut out = Vec::new();
+            let opts = BlockOptions {
+                zstd: Some(false),
+                ..Default::default()
+            };
+            encode_block_with(&ts[lo..hi], &slice(&v, lo, hi), &opts, &mut out).unwrap();
+        }
+        let enc_plain = t0.elapsed().as_secs_f64() / blocks.len() as f64;
+        println!(
+            "{:<18} encode {:>6.0} us/block ({:>5.0} without trying zstd), {enc_bytes} bytes",
+            shape_name(shape),
+            enc * 1e6,
+            enc_plain * 1e6
+        );
         let (mut dts, mut dv) = (Vec::new(), Values::new(v.kind()));
         let mut best = f64::MAX;
         let mut sink = 0.0;

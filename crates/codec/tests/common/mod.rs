@@ -127,9 +127,11 @@ pub enum Shape {
     BoolFlag,
     /// State name, Str kind: a handful of values, changes rarely.
     StrState,
+    /// Event text, Str kind: a log-like line per point, mostly distinct.
+    StrEvents,
 }
 
-pub const SHAPES: [Shape; 12] = [
+pub const SHAPES: [Shape; 13] = [
     Shape::Percent2dp,
     Shape::Percent1dp,
     Shape::FloatNoise,
@@ -142,6 +144,7 @@ pub const SHAPES: [Shape; 12] = [
     Shape::IntGauge,
     Shape::BoolFlag,
     Shape::StrState,
+    Shape::StrEvents,
 ];
 
 /// Series per 100 of a host agent's output, after a census of node_exporter on a small Linux
@@ -271,6 +274,24 @@ pub fn values(shape: Shape, n: usize, interval_ms: i64, rng: &mut Rng) -> Values
                             up = !up;
                         }
                         up
+                    })
+                    .collect(),
+            )
+        }
+        Shape::StrEvents => {
+            const PATHS: [&str; 5] = [
+                "/api/v1/items",
+                "/api/v1/users",
+                "/healthz",
+                "/api/v1/orders",
+                "/metrics",
+            ];
+            Values::Str(
+                (0..n)
+                    .map(|_| {
+                        let path = PATHS[rng.range(0, 4) as usize];
+                        let status = if rng.f64() < 0.95 { 200 } else { 503 };
+                        format!("GET {path}/{} {status} {}ms", rng.range(1, 99_999), rng.range(1, 900))
                     })
                     .collect(),
             )

@@ -21,7 +21,9 @@ mod wal;
 pub use config::{FsyncPolicy, LimitsConfig, RetentionConfig, RetentionRule, StoreConfig};
 pub use index::{LineKey, SeriesId, SeriesMeta};
 pub use query::{Bucket, Tier};
-pub use store::{Refusal, RefusalKind, SeriesPoints, Store, StoreStats, WriteOutcome, kind_name, to_ms};
+pub use store::{
+    Clock, Refusal, RefusalKind, SeriesPoints, Store, StoreStats, WriteOutcome, kind_name, system_clock, to_ms,
+};
 pub use wal::Ack;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -120,6 +120,7 @@ struct Shared {
     maintenance: Mutex<MaintenanceStats>,
     stop: AtomicBool,
     poisoned: Mutex<Option<String>>,
+    clock: Clock,
 }
 
 #[derive(Default)]
@@ -135,10 +136,15 @@ pub struct Store {
     background: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// The store's source of "now" (unix ms): the system clock, or a test's own.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    })
 }
 
 fn kind_of(v: &FieldValue<'_>) -> Kind {
@@ -191,6 +197,11 @@ impl Store {
     /// Opens (or creates) the store under `dir`: loads the manifest and its parts, the series
     /// log, and replays the WAL written since the last checkpoint.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<Store> {
+        Self::open_with_clock(dir, config, system_clock())
+    }
+
+    /// [`Store::open`] with another clock: retention and server-time stamps follow it.
+    pub fn open_with_clock(dir: &Path, config: StoreConfig, clock: Clock) -> Result<Store> {
         let started = Instant::now();
         let parts_dir = dir.join("parts");
         let wal_dir = dir.join("wal");
@@ -280,6 +291,7 @@ impl Store {
             maintenance: Mutex::new(MaintenanceStats::default()),
             stop: AtomicBool::new(false),
             poisoned: Mutex::new(None),
+            clock,
         });
         let bg = shared.clone();
         let background = std::thread::Builder::new()
@@ -318,7 +330,7 @@ impl Store {
             return Err(Error::Poisoned(msg));
         }
         let cfg = &self.shared.config;
-        let now = now_ms();
+        let now = (self.shared.clock)();
         let minute = now.div_euclid(60_000);
         let mut batch = BatchBuilder::default();
         let mut accepted = Vec::with_capacity(lines.len());
@@ -490,7 +502,7 @@ impl Store {
     /// timestamps. Points older than the series' retention are not returned.
     pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
         let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
-        let from = from.max(now_ms() - retention.as_millis() as i64);
+        let from = from.max((self.shared.clock)() - retention.as_millis() as i64);
         let view = self.shared.view.read().clone();
         let mut runs: Vec<(Vec<i64>, Values)> = Vec::new();
         let mut parts: Vec<&Arc<LivePart>> = view
@@ -642,7 +654,7 @@ impl Store {
 
     fn tier_for(&self, step: i64, lo: i64) -> Tier {
         let r = &self.shared.config.retention;
-        let now = now_ms();
+        let now = (self.shared.clock)();
         for (tier, keep) in [
             (Tier::H1, r.rollup_1h),
             (Tier::M5, r.rollup_5m),
@@ -726,7 +738,7 @@ impl Store {
 
     /// Runs retention and compaction now.
     pub fn maintain(&self) -> Result<()> {
-        self.shared.maintain(now_ms())
+        self.shared.maintain((self.shared.clock)())
     }
 
     /// A consistent copy of the store in `dest` (a new directory on the same file system):
@@ -841,7 +853,7 @@ impl Shared {
             }
             if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 last_maintenance = Instant::now();
-                if let Err(e) = self.maintain(now_ms()) {
+                if let Err(e) = self.maintain((self.clock)()) {
                     tracing::error!(error = %e, "retention or compaction failed");
                 }
             }

@@ -2,6 +2,7 @@
 
 mod errors;
 mod history;
+mod ingest;
 mod lifecycle;
 mod pubsub;
 mod resume;

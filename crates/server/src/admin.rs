@@ -91,3 +91,14 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
         Err(_) => failure(StatusCode::NOT_FOUND, format!("no snapshot {id}")),
     }
 }
+
+/// `POST /api/v1/admin/checkpoint`: seals the head into parts now (before measuring disk use,
+/// or before a planned restart, so the next start has no WAL to replay).
+pub async fn checkpoint(State(state): State<AppState>) -> Response {
+    let store = state.store().clone();
+    match tokio::task::spawn_blocking(move || store.checkpoint().map(|()| store.stats())).await {
+        Ok(Ok(stats)) => (StatusCode::OK, Json(json!({ "tsdb": stats }))).into_response(),
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("checkpoint failed: {e}")),
+        Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "checkpoint task failed"),
+    }
+}

@@ -319,6 +319,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         "queued": m.queued.get(),
         "messages_in_per_sec": rates.in_per_sec,
         "messages_out_per_sec": rates.out_per_sec,
+        "tsdb": state.store().stats(),
     }))
     .into_response()
 }

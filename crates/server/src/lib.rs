@@ -211,6 +211,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(query::series))
         .route("/api/v1/metrics/realtime/{source}", get(query::realtime))
         .route("/api/v1/metrics/dashboard", get(query::dashboard))
+        .route("/api/v1/admin/checkpoint", post(admin::checkpoint))
         .route("/api/v1/admin/snapshots", post(admin::create))
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))
         .route("/api/v1/admin/snapshots/{id}/files/{*path}", get(admin::file))

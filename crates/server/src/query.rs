@@ -60,6 +60,8 @@ pub struct QueryArgs {
     step: Option<String>,
     agg: Option<String>,
     db: Option<String>,
+    /// `raw` aggregates from raw points even where a rollup tier could answer.
+    tier: Option<String>,
 }
 
 fn now_ms() -> i64 {
@@ -108,6 +110,16 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
     let store = state.store().clone();
     let tenant = TenantId::default_tenant();
     let db = args.db.filter(|d| !d.is_empty());
+    let force_raw = match args.tier.as_deref() {
+        None | Some("") | Some("auto") => false,
+        Some("raw") => true,
+        Some(other) => {
+            return Err(QueryFailure(
+                StatusCode::BAD_REQUEST,
+                format!("tier: expected `auto` or `raw`, got {other:?}"),
+            ));
+        }
+    };
     tokio::task::spawn_blocking(move || {
         let matched = store.select(&tenant, db.as_deref(), &p.selector);
         if matched.len() > MAX_SERIES {
@@ -128,7 +140,8 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
                     let agg = agg.unwrap_or(pulsewire_proto::Agg::Avg);
                     match step {
                         Some(step) => {
-                            let (tier, buckets) = store.aggregate(*id, meta, p.from_ms, p.to_ms, step, agg)?;
+                            let (tier, buckets) =
+                                store.aggregate(*id, meta, p.from_ms, p.to_ms, step, agg, force_raw)?;
                             let pts = buckets
                                 .iter()
                                 .map(|b| json!([b.start, serde_json::Number::from_f64(b.value)]))

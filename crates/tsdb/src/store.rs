@@ -558,7 +558,8 @@ impl Store {
 
     /// Aggregates one series into buckets of `step` ms aligned to the epoch, covering every
     /// bucket that overlaps `[from, to)`. Uses the coarsest rollup tier whose resolution divides
-    /// the step (when its retention covers the range), the raw points otherwise.
+    /// the step (when its retention covers the range), the raw points otherwise (or always,
+    /// with `force_raw`).
     pub fn aggregate(
         &self,
         id: SeriesId,
@@ -567,6 +568,7 @@ impl Store {
         to: i64,
         step: i64,
         agg: Agg,
+        force_raw: bool,
     ) -> Result<(Tier, Vec<Bucket>)> {
         if step <= 0 {
             return Err(Error::Invalid("step must be positive".into()));
@@ -579,7 +581,7 @@ impl Store {
         }
         let lo = bucket_of(from, step);
         let hi = bucket_of(to - 1, step) + step;
-        let tier = self.tier_for(step, lo);
+        let tier = if force_raw { Tier::Raw } else { self.tier_for(step, lo) };
         if tier == Tier::Raw {
             let (ts, values) = self.read_raw(id, meta, lo, hi)?;
             let vals: Vec<f64> = match numeric(&values) {

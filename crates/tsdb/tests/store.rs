@@ -275,7 +275,7 @@ proptest! {
         let (id, meta) = store.select(&TenantId::default_tenant(), None, &sel).pop().unwrap();
         for (step, tier) in [(60_000, Tier::M1), (300_000, Tier::M5), (HOUR, Tier::H1), (2 * HOUR, Tier::H1), (30_000, Tier::Raw)] {
             for agg in Agg::ALL {
-                let (used, got) = store.aggregate(id, &meta, base, base + 4 * HOUR, step, agg).unwrap();
+                let (used, got) = store.aggregate(id, &meta, base, base + 4 * HOUR, step, agg, false).unwrap();
                 prop_assert_eq!(used, tier);
                 let want = brute(agg, &pts, step);
                 prop_assert_eq!(got.len(), want.len(), "{:?} step {}", agg, step);

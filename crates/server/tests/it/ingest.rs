@@ -385,6 +385,34 @@ async fn aggregation_and_overviews() {
         .await;
     assert_eq!(v["series"][0]["points"], json!([[t0, 59.0], [t0 + 60_000, 59.0]]));
     assert_eq!(v["series"][0]["source"], "1m");
+    let raw = s
+        .get_json(&format!(
+            "/api/v1/query?q=sys.load&from={t0}&to={}&step=1m&agg=max&tier=raw",
+            t0 + 120_000
+        ))
+        .await;
+    assert_eq!(
+        (&raw["series"][0]["points"], &raw["series"][0]["source"]),
+        (&v["series"][0]["points"], &json!("raw"))
+    );
+    // Sealed into parts and rollups, the answer is the same.
+    let (status, _) = s.post("/api/v1/admin/checkpoint", "").await;
+    assert_eq!(status, 200);
+    let sealed = s
+        .get_json(&format!(
+            "/api/v1/query?q=sys.load&from={t0}&to={}&step=1m&agg=max",
+            t0 + 120_000
+        ))
+        .await;
+    assert_eq!(sealed["series"], v["series"]);
+    let stats = s.get_json("/api/v1/stats").await;
+    assert_eq!(
+        (
+            stats["tsdb"]["part_points"].as_u64(),
+            stats["tsdb"]["head_points"].as_u64()
+        ),
+        (Some(120), Some(0))
+    );
     let v = s
         .get_json(&format!(
             "/api/v1/query?q=sys.load&from={t0}&to={}&agg=count",

@@ -17,32 +17,34 @@
 //! Bytes per sample on disk, timestamps (ms) included, for one day of synthetic series per shape
 //! (generators in `tests/common`), printed by
 //! `cargo test -p pulsewire-codec --release --test block_size -- --ignored --nocapture report`.
-//! Columns: this codec with blocks of 720 / 120 / 1000 points; pinned to delta-of-delta + Rice
-//! without zstd; pinned to delta-of-delta + varint + zstd (VictoriaMetrics-like); floats pinned
-//! to Gorilla XOR; and the head chunk's own encoding in chunks of 120 (Prometheus-like Gorilla).
+//! Columns: this codec with blocks of 720 / 30 / 120 / 1000 points; then at 720 points, pinned
+//! to delta-of-delta + Rice without zstd, pinned to delta-of-delta + varint + zstd (`dod+vi+zs`,
+//! VictoriaMetrics-like), and floats pinned to Gorilla XOR; last, the head chunk's own
+//! encoding in chunks of 120 (Prometheus-like Gorilla). Blocks carry ~20-25 bytes of fixed
+//! overhead (absolute first timestamp and value, parameters), hence the cost of small blocks.
 //!
 //! ```text
-//! 10 s grid           auto/720 auto/120 auto/1000 dod+rice dod+varint+zstd gorilla-floats head/120
-//! Percent2dp             1.266    1.397    1.259    1.337    1.634          4.606          7.026
-//! Percent1dp             0.862    0.994    0.855    0.913    1.033          3.218          6.853
-//! FloatNoise             6.313    6.499    6.303    6.391    6.891          6.874          7.051
-//! Duration9dp            2.775    2.928    2.767    2.939    3.410          7.028          7.256
-//! MemBytes               0.653    0.822    0.643    0.942    1.208          0.864          1.074
-//! CounterBytes           2.603    2.766    2.592    2.655    3.047          3.796          3.948
-//! CounterCpuSeconds      1.149    1.309    1.140    1.217    1.474          5.147          5.591
-//! CounterSparse          0.094    0.222    0.087    0.097    0.122          0.122          0.435
-//! Constant               0.032    0.183    0.024    0.032    0.046          0.050          0.408
-//! IntGauge               0.259    0.381    0.252    0.333    0.417          0.259          0.775
-//! BoolFlag               0.027    0.135    0.022    0.027    0.044          0.027          0.342
-//! StrState               0.064    0.240    0.053    0.064    0.087          0.064          9.399
-//! StrEvents              6.652    7.838    6.598   32.040    6.652          6.652         32.753
-//! host mix               0.918    1.069    0.910    0.964    1.109          2.166          2.683
+//! 10 s grid              auto/720    auto/30   auto/120  auto/1000   dod+rice  dod+vi+zs gorilla-fl   head/120
+//! Percent2dp                1.262      1.877      1.396      1.256      1.333      1.634      4.606      7.026
+//! Percent1dp                0.857      1.470      0.992      0.849      0.912      1.033      3.218      6.853
+//! FloatNoise                6.311      7.186      6.499      6.301      6.384      6.891      6.874      7.051
+//! Duration9dp               2.771      3.490      2.927      2.763      2.934      3.410      7.028      7.256
+//! MemBytes                  0.646      1.434      0.816      0.637      0.936      1.208      0.864      1.074
+//! CounterBytes              2.597      3.362      2.763      2.588      2.654      3.047      3.796      3.948
+//! CounterCpuSeconds         1.147      1.885      1.309      1.137      1.212      1.474      5.147      5.591
+//! CounterSparse             0.094      0.690      0.222      0.087      0.097      0.122      0.122      0.435
+//! Constant                  0.032      0.733      0.183      0.024      0.032      0.046      0.050      0.408
+//! IntGauge                  0.268      0.816      0.387      0.260      0.330      0.417      0.268      0.775
+//! BoolFlag                  0.027      0.534      0.135      0.022      0.027      0.044      0.027      0.342
+//! StrState                  0.064      0.894      0.240      0.053      0.064      0.087      0.064      9.399
+//! StrEvents                 6.652     11.895      7.838      6.598     32.040      6.652      6.652     32.753
+//! host mix                  0.915      1.619      1.068      0.907      0.963      1.109      2.166      2.683
 //!
-//! host mix by clock   auto/720 auto/120 auto/1000 dod+rice dod+varint+zstd gorilla-floats head/120
-//! 10 s                   0.918    1.069    0.910    0.964    1.109          2.166          2.683
-//! 10 s ± 2 ms jitter     1.333    1.497    1.324    1.524    1.808          2.612          3.527
-//! 1 s                    0.825    0.968    0.818    0.870    1.018          1.967          2.589
-//! 1 s ± 2 ms jitter      1.212    1.371    1.203    1.404    1.637          2.407          3.350
+//! host mix by clock      auto/720    auto/30   auto/120  auto/1000   dod+rice  dod+vi+zs gorilla-fl   head/120
+//! 10 s                      0.915      1.619      1.068      0.907      0.963      1.109      2.166      2.683
+//! 10 s ± 2 ms jitter        1.277      2.064      1.448      1.268      1.523      1.808      2.554      3.527
+//! 1 s                       0.822      1.490      0.966      0.814      0.868      1.018      1.967      2.589
+//! 1 s ± 2 ms jitter         1.157      1.914      1.322      1.147      1.401      1.637      2.351      3.350
 //! ```
 //!
 //! The host mix weights shapes as a node_exporter census does (`HOST_MIX` in the tests): 40%
@@ -50,7 +52,8 @@
 //! bytes, 7% decimal gauges, 6% nanosecond durations, 6% full-noise floats. Noisy values cost
 //! what their entropy costs (a full-noise float ~6.3 bytes, a 2-decimal percentage moving by
 //! ~2 points ~1.2 bytes); the 1-byte target holds because most host series barely move.
-//! Timestamps on an exact grid cost ~0.03 bytes; ±2 ms of uniform jitter costs ~0.37 bytes
+//! Timestamps on an exact grid cost next to nothing (a constant series takes 0.03 bytes per
+//! sample, all of it block overhead); ±2 ms of uniform jitter costs ~0.31 bytes
 //! (its entropy alone is 0.29), which is why aligning scrape timestamps to the grid, as
 //! Prometheus does within 2 ms, matters more than any value codec.
 
@@ -92,16 +95,23 @@ ints(n)  := nothing                                   if n = 0
   hdr bit 5: residuals were divided by g (g present, g >= 2): r = g * stored
   hdr bit 7: every residual is 0 and nothing follows hdr's parameters
   hdr bit 6: residuals are zz-varints, one per point
-  otherwise: Rice bit stream, padded to a byte, partitions of 32 residuals (last shorter):
-      partition := '0'                   all zero
-                 | '10' value{len}       same parameters as the previous partition
-                 | '11' f:1 k:6 value{len}   (parameters before the first: f=0, k=0)
-      value     := code(z)               if f = 0
-                 | '0'                   if f = 1 and z = 0
-                 | '1' code(z - 1)       if f = 1 and z > 0;   z = zigzag(r)
-      code(z)   := q x '0', '1', low k bits of z     where q = z >> k < 20
+  otherwise: bit stream, padded to a byte, of partitions of 32 residuals (last shorter);
+  each partition's parameters are given anew or repeated from the previous partition
+  (before the first: mode 0, k 0):
+      partition := '0'                           all zero
+                 | '10' value{len}               same parameters as the previous partition
+                 | '11' 0b00 k:6 value{len}      Rice:      value := code(z)
+                 | '11' 0b01 k:6 value{len}      zero flag: value := '0' if z = 0
+                                                                   | '1' code(z - 1)
+                 | '11' 0b10 e:6 max_low:e value{len}
+                                                 bounded:   max = 2^e + max_low < 2^32,
+                                                 value := truncated binary of z in [0, max]
+      where z = zigzag(r);
+      code(z)   := q x '0', '1', low k bits of z     when q = z >> k < 20
                  | 20 x '0', e:6, low e bits of q, low k bits of z
                                          escape: q has e+1 bits, its top bit implied
+      truncated binary over [0, max]: m = max + 1, t = floor(log2 m), u = 2^(t+1) - m;
+                 z < u: z in t bits;  otherwise z + u in t + 1 bits
 xor_bits := first:64, then per value: '0' same as previous
           | '10' meaningful bits in the previous window
           | '11' lead:5 len:6 meaningful bits   (len 0 means 64)

@@ -8,10 +8,11 @@
 //! accumulate). Residuals sharing a common factor (memory sizes move by whole pages) are divided
 //! by it. They are then zigzagged and coded either as varints or, usually much smaller, with
 //! partitioned Rice coding as in FLAC: each partition of 32 residuals says "all zero", "same
-//! parameters as before" or gives new ones (a 6-bit `k` and a zero-flag bit), then holds each
-//! residual as a unary quotient `z >> k` and `k` low bits, with an escape for outliers so one
-//! spike costs ~40 bits. With the zero flag, each residual is preceded by one bit saying whether
-//! it is zero, which suits series that mostly stay put and sometimes jump.
+//! parameters as before" or gives new ones, then holds each residual as a unary quotient
+//! `z >> k` and `k` low bits, with an escape for outliers so one spike costs ~40 bits. Two
+//! variants per partition: a zero flag before each residual (series that mostly stay put and
+//! sometimes jump), and a truncated binary code over `[0, max]` (bounded, evenly spread
+//! residuals such as scrape jitter, where Rice wastes about half a bit).
 //! All arithmetic wraps, so any i64 sequence round-trips.
 
 use crate::bits::{BitReader, BitWriter, ByteReader, bit_len, put_ivarint, put_uvarint, unzigzag, zigzag};
@@ -186,12 +187,39 @@ fn value_bits(z: u64, k: u32) -> usize {
     }
 }
 
-/// Rice parameters of one partition: `k`, and whether each residual is preceded by a zero flag
-/// (for series that mostly stay put and sometimes jump).
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+/// How one partition's residuals are coded.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+enum Mode {
+    /// Rice code with parameter `k`.
+    #[default]
+    Rice,
+    /// A zero flag per residual, then the Rice code of `z - 1` for non-zero ones: for series that
+    /// mostly stay put and sometimes jump.
+    ZeroFlag,
+    /// Truncated binary code of `z` in `[0, max]`: near-optimal for bounded, evenly spread
+    /// residuals such as scrape jitter, where Rice wastes about half a bit.
+    Bounded,
+}
+
+/// Parameters of one partition.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 struct Param {
+    mode: Mode,
     k: u32,
-    zero_flag: bool,
+    max: u64,
+}
+
+/// Largest `max` of a bounded partition (keeps `max + 1` and the code arithmetic in range).
+const BOUNDED_LIMIT: u64 = 1 << 32;
+
+impl Param {
+    /// Bits of the partition header when the parameters change.
+    fn header_bits(&self) -> usize {
+        match self.mode {
+            Mode::Rice | Mode::ZeroFlag => 10,
+            Mode::Bounded => 10 + bit_len(self.max) as usize - 1,
+        }
+    }
 }
 
 #[inline]
@@ -199,23 +227,33 @@ fn flagged_bits(z: u64, k: u32) -> usize {
     if z == 0 { 1 } else { 1 + value_bits(z - 1, k) }
 }
 
-/// Best Rice parameters for one partition and the cost of its values in bits; `None` means all
-/// zero.
-fn best_param(part: &[u64]) -> (Option<Param>, usize) {
+/// Truncated binary code for `[0, max]`: `(k, u)` where values below `u` take `k` bits and the
+/// rest `k + 1`.
+#[inline]
+fn truncated(max: u64) -> (u32, u64) {
+    let m = max + 1;
+    let k = bit_len(m) - 1;
+    (k, (1u64 << (k + 1)) - m)
+}
+
+/// Best parameters for one partition and the cost of its values in bits (with the header when
+/// the parameters differ from `prev`); `None` means all zero.
+fn best_param(part: &[u64], prev: Param) -> (Option<Param>, usize) {
     let sum: u128 = part.iter().map(|&z| u128::from(z)).sum();
     if sum == 0 {
-        return (None, 0);
+        return (None, 1);
     }
+    let header = |p: Param| if p == prev { 2 } else { 2 + p.header_bits() };
     let nonzero = part.iter().filter(|&&z| z != 0).count();
     // The zero flag only pays when zeros are common; skip it otherwise to keep sealing cheap.
-    let modes: &[bool] = if nonzero * 8 < part.len() * 7 {
-        &[false, true]
+    let modes: &[Mode] = if nonzero * 8 < part.len() * 7 {
+        &[Mode::Rice, Mode::ZeroFlag]
     } else {
-        &[false]
+        &[Mode::Rice]
     };
     let mut best = (None, usize::MAX);
-    for &zero_flag in modes {
-        let mean = if zero_flag {
+    for &mode in modes {
+        let mean = if mode == Mode::ZeroFlag {
             (sum - nonzero as u128) / nonzero.max(1) as u128
         } else {
             sum / part.len() as u128
@@ -223,14 +261,29 @@ fn best_param(part: &[u64]) -> (Option<Param>, usize) {
         // The best k for geometric-like residuals sits just below the mean's bit length.
         let k0 = bit_len(mean.min(u128::from(u64::MAX)) as u64);
         for k in k0.saturating_sub(2)..=k0.min(63) {
-            let cost = if zero_flag {
-                part.iter().map(|&z| flagged_bits(z, k)).sum::<usize>()
-            } else {
-                part.iter().map(|&z| value_bits(z, k)).sum::<usize>()
-            };
+            let p = Param { mode, k, max: 0 };
+            let cost = header(p)
+                + if mode == Mode::ZeroFlag {
+                    part.iter().map(|&z| flagged_bits(z, k)).sum::<usize>()
+                } else {
+                    part.iter().map(|&z| value_bits(z, k)).sum::<usize>()
+                };
             if cost < best.1 {
-                best = (Some(Param { k, zero_flag }), cost);
+                best = (Some(p), cost);
             }
+        }
+    }
+    let max = part.iter().copied().max().unwrap_or(0);
+    if max < BOUNDED_LIMIT {
+        let p = Param {
+            mode: Mode::Bounded,
+            k: 0,
+            max,
+        };
+        let (k, u) = truncated(max);
+        let cost = header(p) + part.iter().map(|&z| k as usize + usize::from(z >= u)).sum::<usize>();
+        if cost < best.1 {
+            best = (Some(p), cost);
         }
     }
     best
@@ -250,18 +303,13 @@ fn write_rice_value(w: &mut BitWriter, z: u64, k: u32) {
     w.write(z, k);
 }
 
-/// Writes (when `w` is given) and measures the partitioned Rice stream; returns its bytes.
+/// Writes (when `w` is given) and measures the partitioned stream; returns its bytes.
 fn rice(z: &[u64], mut w: Option<&mut BitWriter>) -> usize {
     let mut bits = 0;
     let mut prev = Param::default();
     for part in z.chunks(PARTITION) {
-        let (param, cost) = best_param(part);
-        bits += cost
-            + match param {
-                None => 1,
-                Some(p) if p == prev => 2,
-                Some(_) => 9,
-            };
+        let (param, cost) = best_param(part, prev);
+        bits += cost;
         let Some(p) = param else {
             if let Some(w) = w.as_deref_mut() {
                 w.write_bit(false);
@@ -275,17 +323,38 @@ fn rice(z: &[u64], mut w: Option<&mut BitWriter>) -> usize {
             w.write(0b10, 2);
         } else {
             w.write(0b11, 2);
-            w.write_bit(p.zero_flag);
-            w.write(u64::from(p.k), 6);
-        }
-        for &v in part {
-            if p.zero_flag {
-                w.write_bit(v != 0);
-                if v != 0 {
-                    write_rice_value(w, v - 1, p.k);
+            match p.mode {
+                Mode::Rice | Mode::ZeroFlag => {
+                    w.write(if p.mode == Mode::Rice { 0 } else { 1 }, 2);
+                    w.write(u64::from(p.k), 6);
                 }
-            } else {
-                write_rice_value(w, v, p.k);
+                Mode::Bounded => {
+                    let bl = bit_len(p.max);
+                    w.write(2, 2);
+                    w.write(u64::from(bl - 1), 6);
+                    w.write(p.max, bl - 1);
+                }
+            }
+        }
+        match p.mode {
+            Mode::Rice => part.iter().for_each(|&v| write_rice_value(w, v, p.k)),
+            Mode::ZeroFlag => {
+                for &v in part {
+                    w.write_bit(v != 0);
+                    if v != 0 {
+                        write_rice_value(w, v - 1, p.k);
+                    }
+                }
+            }
+            Mode::Bounded => {
+                let (k, u) = truncated(p.max);
+                for &v in part {
+                    if v < u {
+                        w.write(v, k);
+                    } else {
+                        w.write(v + u, k + 1);
+                    }
+                }
             }
         }
     }
@@ -452,8 +521,31 @@ pub(crate) fn decode_ints(br: &mut ByteReader<'_>, n: usize, mut emit: impl FnMu
             continue;
         }
         if r.read_bit() {
-            p.zero_flag = r.read_bit();
-            p.k = r.read(6) as u32;
+            p = match r.read(2) {
+                0 => Param {
+                    mode: Mode::Rice,
+                    k: r.read(6) as u32,
+                    max: 0,
+                },
+                1 => Param {
+                    mode: Mode::ZeroFlag,
+                    k: r.read(6) as u32,
+                    max: 0,
+                },
+                2 => {
+                    let bl = r.read(6) as u32 + 1;
+                    let max = (1u64 << (bl - 1)) | r.read(bl - 1);
+                    if max >= BOUNDED_LIMIT {
+                        return Err(Error::Corrupt("bounded partition range too large"));
+                    }
+                    Param {
+                        mode: Mode::Bounded,
+                        k: 0,
+                        max,
+                    }
+                }
+                _ => return Err(Error::Corrupt("unknown partition mode")),
+            };
         }
         let k = p.k;
         let read_value = |r: &mut BitReader<'_>| {
@@ -464,19 +556,32 @@ pub(crate) fn decode_ints(br: &mut ByteReader<'_>, n: usize, mut emit: impl FnMu
             }
             (q << k) | r.read(k)
         };
-        if p.zero_flag {
-            for _ in 0..len {
-                let z = if r.read_bit() {
-                    read_value(&mut r).wrapping_add(1)
-                } else {
-                    0
-                };
-                emit(undo.apply(unzigzag(z).wrapping_mul(factor)));
+        match p.mode {
+            Mode::Rice => {
+                for _ in 0..len {
+                    let z = read_value(&mut r);
+                    emit(undo.apply(unzigzag(z).wrapping_mul(factor)));
+                }
             }
-        } else {
-            for _ in 0..len {
-                let z = read_value(&mut r);
-                emit(undo.apply(unzigzag(z).wrapping_mul(factor)));
+            Mode::ZeroFlag => {
+                for _ in 0..len {
+                    let z = if r.read_bit() {
+                        read_value(&mut r).wrapping_add(1)
+                    } else {
+                        0
+                    };
+                    emit(undo.apply(unzigzag(z).wrapping_mul(factor)));
+                }
+            }
+            Mode::Bounded => {
+                let (tk, u) = truncated(p.max);
+                for _ in 0..len {
+                    let mut z = r.read(tk);
+                    if z >= u {
+                        z = ((z << 1) | r.read(1)) - u;
+                    }
+                    emit(undo.apply(unzigzag(z).wrapping_mul(factor)));
+                }
             }
         }
         // A corrupt stream reads zeros past its end; stop at the first partition that did.

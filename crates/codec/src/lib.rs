@@ -3,6 +3,15 @@
 //!
 //! Everything here decodes bytes that may come from a damaged disk, so indexing and `unwrap` are
 //! denied: corrupt input must surface as an [`Error`], never as a panic.
+//!
+//! Sizing, as measured (see [`block`] and [`head`](HeadChunk)):
+//! - Seal a [`HeadChunk`] at 120 points: the noisiest numeric series then hold ~1.1 KiB of
+//!   heap (240 points would pass 2 KiB).
+//! - Store blocks of at least 720 points (2 h at 10 s, 12 min at 1 s): a block carries ~20-25
+//!   bytes of fixed overhead, so the host mix costs 0.92 bytes/sample at 720 points but 1.07 at
+//!   120 and 1.62 at 30. Short blocks from frequent checkpoints should be merged (decode and
+//!   re-encode) when compacting.
+//! - Decoding runs at ~12-17 ns per point for numeric blocks, ~1.0-1.5 ms for a day of 1 s data.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod bits;

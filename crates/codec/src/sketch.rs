@@ -318,18 +318,18 @@ impl Sketch {
         let rank = (q * (self.count - 1) as f64).floor();
         let mut seen = 0u64;
         for (idx, c) in self.neg.bins().rev() {
-            seen += c;
+            seen = seen.saturating_add(c);
             if seen as f64 > rank {
                 return Some(-self.value(idx));
             }
         }
-        seen += self.zero;
+        seen = seen.saturating_add(self.zero);
         if seen as f64 > rank {
             return Some(0.0);
         }
         let mut last = None;
         for (idx, c) in self.pos.bins() {
-            seen += c;
+            seen = seen.saturating_add(c);
             last = Some(idx);
             if seen as f64 > rank {
                 return Some(self.value(idx));

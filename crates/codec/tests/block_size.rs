@@ -94,8 +94,9 @@ fn shape_name(s: Shape) -> String {
 #[ignore = "measurement; run in release with --nocapture"]
 fn report() {
     let day_ms = 86_400_000;
-    let variants: [(&str, usize, BlockOptions); 8] = [
+    let variants: [(&str, usize, BlockOptions); 9] = [
         ("auto/720", 720, BlockOptions::default()),
+        ("auto/30", 30, BlockOptions::default()),
         ("auto/120", 120, BlockOptions::default()),
         ("auto/240", 240, BlockOptions::default()),
         ("auto/1000", 1000, BlockOptions::default()),

@@ -25,8 +25,13 @@ use crate::record::{BatchBuilder, put_def, read_def, replay_batch};
 use crate::wal::{self, Ack, Wal};
 use crate::{Error, Result};
 
-/// Parts of one partition beyond which they are merged into one.
+/// Parts of similar size (the same power of four in points) in one partition that are merged
+/// into one: size-tiered, so each point is rewritten about log4(partition / checkpoint) times,
+/// not once per checkpoint.
 const COMPACT_AT: usize = 4;
+/// A partition that ended this long ago is merged into a single part (large blocks compress
+/// best: the codec needs hundreds of points per block to reach its size).
+const COLD_AFTER_MS: i64 = 3_600_000;
 /// How often retention and compaction run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
 /// Points one raw query may return.
@@ -503,7 +508,7 @@ impl Store {
     pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
         let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
         let from = from.max((self.shared.clock)() - retention.as_millis() as i64);
-        let view = self.shared.view.read().clone();
+        let (view, live) = self.view_and_head(id, meta);
         let mut runs: Vec<(Vec<i64>, Values)> = Vec::new();
         let mut parts: Vec<&Arc<LivePart>> = view
             .parts
@@ -525,18 +530,13 @@ impl Store {
             }
             runs.push((ts, values));
         }
-        let mut heads: Vec<(Vec<i64>, Values)> = view
+        let heads: Vec<(Vec<i64>, Values)> = view
             .frozen
             .iter()
             .filter(|h| h.has(id))
             .map(|h| h.read(id, meta.kind))
+            .chain(live)
             .collect();
-        {
-            let st = self.shared.state.lock();
-            if st.head.has(id) {
-                heads.push(st.head.read(id, meta.kind));
-            }
-        }
         for (ts, values) in heads {
             let (ts, values) = clip(ts, values, from, to);
             runs.push((ts, values));
@@ -670,10 +670,21 @@ impl Store {
         Tier::Raw
     }
 
+    /// The parts and frozen heads to read, and the live head's points of one series, as of one
+    /// moment. A checkpoint moves the live head into the frozen heads under the state lock, so
+    /// both are taken under it: a view taken before a checkpoint froze the head, with the live
+    /// head read after, would hold the head's points in neither.
+    fn view_and_head(&self, id: SeriesId, meta: &SeriesMeta) -> (Arc<View>, Option<(Vec<i64>, Values)>) {
+        let st = self.shared.state.lock();
+        let view = self.shared.view.read().clone();
+        let live = st.head.has(id).then(|| st.head.read(id, meta.kind));
+        (view, live)
+    }
+
     /// Rollup summaries of one series from `tier` parts plus the unsealed heads, at the tier's
     /// resolution.
     fn summaries(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> Result<Vec<(i64, Summary)>> {
-        let view = self.shared.view.read().clone();
+        let (view, live) = self.view_and_head(id, meta);
         let mut out = Vec::new();
         for p in view
             .parts
@@ -682,18 +693,13 @@ impl Store {
         {
             p.part.read_summaries(id, lo, hi, &mut out)?;
         }
-        let mut heads: Vec<(Vec<i64>, Values)> = view
+        let heads: Vec<(Vec<i64>, Values)> = view
             .frozen
             .iter()
             .filter(|h| h.has(id))
             .map(|h| h.read(id, meta.kind))
+            .chain(live)
             .collect();
-        {
-            let st = self.shared.state.lock();
-            if st.head.has(id) {
-                heads.push(st.head.read(id, meta.kind));
-            }
-        }
         for (ts, values) in heads {
             let (ts, values) = clip(ts, values, lo, hi);
             let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
@@ -1021,8 +1027,12 @@ impl Shared {
                 if !expired_ids.is_empty() {
                     self.compact(tier, partition, &entries, &expired_ids)?;
                 }
-            } else if entries.len() >= COMPACT_AT {
-                self.compact(tier, partition, &entries, &[])?;
+            } else {
+                // The view guard must be gone before compacting, which swaps the view.
+                let view = self.view.read().clone();
+                if let Some(merge) = compaction_pick(&view, &entries, end < now - COLD_AFTER_MS) {
+                    self.compact(tier, partition, &merge, &[])?;
+                }
             }
         }
         Ok(())
@@ -1040,7 +1050,9 @@ impl Shared {
         ids.sort_unstable();
         ids.dedup();
         let mut manifest = self.manifest.lock().clone();
-        let entry = new_entry(&mut manifest, tier, partition);
+        let mut entry = new_entry(&mut manifest, tier, partition);
+        // The merged part stands where its newest input stood in the order of precedence.
+        entry.seq = entries.iter().map(|e| e.seq).max().unwrap_or(entry.seq);
         let path = self.dir.join("parts").join(&entry.file);
         let mut w = PartWriter::create(&path)?;
         let result = (|| {
@@ -1120,6 +1132,39 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// Which parts of one partition to merge now, if any: all of them once the partition is cold,
+/// else a run of four or more parts of the same size class that are consecutive in sequence
+/// (so the merged part can take the run's newest sequence without changing which write wins
+/// at an equal timestamp against the parts outside the run).
+fn compaction_pick(view: &View, entries: &[PartEntry], cold: bool) -> Option<Vec<PartEntry>> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut sorted = entries.to_vec();
+    sorted.sort_by_key(|e| e.seq);
+    if cold {
+        return Some(sorted);
+    }
+    let level = |e: &PartEntry| {
+        view.parts
+            .iter()
+            .find(|p| p.entry == *e)
+            .map_or(1, |p| p.part.points().max(1))
+            .ilog(4)
+    };
+    let levels: Vec<u32> = sorted.iter().map(level).collect();
+    let mut start = 0;
+    for i in 1..=sorted.len() {
+        if i == sorted.len() || levels.get(i) != levels.get(start) {
+            if i - start >= COMPACT_AT {
+                return sorted.get(start..i).map(<[PartEntry]>::to_vec);
+            }
+            start = i;
+        }
+    }
+    None
 }
 
 fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {

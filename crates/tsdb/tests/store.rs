@@ -335,3 +335,61 @@ proptest! {
         }
     }
 }
+
+fn part_files(dir: &std::path::Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir.join("parts"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn compaction_merges_parts_and_keeps_the_latest_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    let t0 = NOW - 2 * HOUR;
+    // Six checkpoints of one point each, every one overwriting the same timestamp as well.
+    let mut want = Vec::new();
+    for i in 0..6i64 {
+        write(
+            &store,
+            "db",
+            vec![
+                line("m", &[], vec![("f", FieldValue::Float(i as f64))], t0),
+                line(
+                    "m",
+                    &[],
+                    vec![("f", FieldValue::Float(100.0 + i as f64))],
+                    t0 + 1000 * (i + 1),
+                ),
+            ],
+        );
+        want.push((t0 + 1000 * (i + 1), 100.0 + i as f64));
+        store.checkpoint().unwrap();
+    }
+    want.insert(0, (t0, 5.0));
+    assert_eq!(part_files(dir.path(), "raw-"), 6);
+    assert_eq!(raw(&store, "m.f")[0].1, want);
+    store.maintain().unwrap();
+    // Six parts of one size class: four consecutive ones merged, then the result and the rest.
+    assert!(part_files(dir.path(), "raw-") < 6);
+    assert_eq!(raw(&store, "m.f")[0].1, want);
+    // Once the day is over and an hour has passed, the partition is one part.
+    now.store(NOW + DAY, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(part_files(dir.path(), "raw-"), 1);
+    assert_eq!(raw(&store, "m.f")[0].1, want);
+    let (id, meta) = store
+        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+        .pop()
+        .unwrap();
+    let (_, sums) = store
+        .aggregate(id, &meta, t0, t0 + HOUR, HOUR, Agg::Count, false)
+        .unwrap();
+    // Rollups count every write, overwrites included (documented).
+    assert_eq!(sums[0].value, 12.0);
+    drop(store);
+    let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + DAY)).unwrap();
+    assert_eq!(raw(&store, "m.f")[0].1, want);
+}

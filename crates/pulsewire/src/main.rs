@@ -1,6 +1,8 @@
 //! The `pulsewire` binary: command line, configuration loading, logging, signals, and wiring of
 //! the server. Everything it runs lives in the library crates.
 
+mod backup;
+mod restore;
 mod settings;
 
 use std::process::ExitCode;
@@ -29,6 +31,10 @@ enum Command {
     /// Load generators and benchmark scenarios.
     #[command(subcommand)]
     Bench(pulsewire_bench::BenchCommand),
+    /// Back up a running node over HTTP into a new directory.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the data directory of a stopped node.
+    Restore(restore::RestoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +78,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Backup(args) => exit_code("backup", backup::run(args)),
+        Command::Restore(args) => exit_code("restore", restore::run(args)),
+    }
+}
+
+fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pulsewire {command}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 

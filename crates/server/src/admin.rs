@@ -27,6 +27,11 @@ fn valid_id(id: &str) -> bool {
 
 /// `POST /api/v1/admin/snapshots`: checkpoints and snapshots the store.
 pub async fn create(State(state): State<AppState>) -> Response {
+    // A poisoned store may hold acknowledged points in a head that no checkpoint could seal;
+    // its snapshot would silently lack them.
+    if let Some(why) = state.store().poisoned() {
+        return failure(StatusCode::SERVICE_UNAVAILABLE, format!("cannot snapshot: {why}"));
+    }
     let id = format!(
         "{}-{:04x}",
         std::time::SystemTime::now()
@@ -37,9 +42,18 @@ pub async fn create(State(state): State<AppState>) -> Response {
     let dir = snapshots_dir(&state).join(&id);
     let store = state.store().clone();
     let target = dir.clone();
-    let result = tokio::task::spawn_blocking(move || store.snapshot(&target)).await;
-    match result {
-        Ok(Ok(files)) => {
+    let outcome = match tokio::task::spawn_blocking(move || store.snapshot(&target)).await {
+        Ok(Ok(files)) => match state.store().poisoned() {
+            None => Ok(files),
+            // A checkpoint that failed while this one waited poisoned the store before the
+            // snapshot read the manifest, and the points it held are not in the snapshot.
+            Some(why) => Err(why),
+        },
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the snapshot task failed".to_string()),
+    };
+    match outcome {
+        Ok(files) => {
             let list: Vec<Value> = files
                 .iter()
                 .map(|f| {
@@ -49,11 +63,10 @@ pub async fn create(State(state): State<AppState>) -> Response {
                 .collect();
             (StatusCode::CREATED, Json(json!({ "id": id, "files": list }))).into_response()
         }
-        Ok(Err(e)) => {
+        Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             failure(StatusCode::INTERNAL_SERVER_ERROR, format!("snapshot failed: {e}"))
         }
-        Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "snapshot task failed"),
     }
 }
 

@@ -39,6 +39,9 @@ pub struct Server {
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
     state: AppState,
+    /// Held for the server's lifetime so that no second node and no `pulsewire restore` uses
+    /// the data directory underneath it.
+    _data_lock: std::fs::File,
 }
 
 impl Server {
@@ -54,6 +57,7 @@ impl Server {
         let addr = listener.local_addr()?;
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+        let data_lock = lock_data_dir(&config.data_dir)?;
         let metrics = Arc::new(HubMetrics::default());
         let broker = Arc::new(MemoryBroker::new(config.hub.clone()));
         let hub = Hub::new(broker.clone(), config.hub.clone(), metrics.clone());
@@ -139,6 +143,7 @@ impl Server {
             shutdown,
             task,
             state,
+            _data_lock: data_lock,
         })
     }
 
@@ -157,6 +162,27 @@ impl Server {
 
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await.context("server task panicked")?
+    }
+}
+
+/// Takes the exclusive lock on `<data_dir>/LOCK` that marks a data directory as in use; it is
+/// released when the returned file is dropped, and by the OS when the process ends, even by a
+/// crash, so a stale LOCK file never blocks a restart.
+pub fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another Pulsewire process",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }
 

@@ -58,6 +58,15 @@ impl Server {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
         let data_lock = lock_data_dir(&config.data_dir)?;
+        // Snapshots belong to backups in progress; none can be in progress before we start, so
+        // what is left was abandoned (a killed backup) and only pins disk space.
+        let snapshots = config.data_dir.join("snapshots");
+        if snapshots.exists() {
+            match std::fs::remove_dir_all(&snapshots) {
+                Ok(()) => tracing::info!("removed snapshots left by interrupted backups"),
+                Err(e) => tracing::warn!("cannot remove {}: {e}", snapshots.display()),
+            }
+        }
         let metrics = Arc::new(HubMetrics::default());
         let broker = Arc::new(MemoryBroker::new(config.hub.clone()));
         let hub = Hub::new(broker.clone(), config.hub.clone(), metrics.clone());

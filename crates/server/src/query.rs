@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use pulsewire_codec::{Kind, ValueRef};
 use pulsewire_model::TenantId;
 use pulsewire_proto::{QueryError, parse_duration, parse_query};
-use pulsewire_tsdb::{SeriesId, SeriesMeta, Store, Tier, kind_name};
+use pulsewire_tsdb::{Aggregation, SeriesId, SeriesMeta, Store, Tier, kind_name};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -140,8 +140,17 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
                     let agg = agg.unwrap_or(pulsewire_proto::Agg::Avg);
                     match step {
                         Some(step) => {
-                            let (tier, buckets) =
-                                store.aggregate(*id, meta, p.from_ms, p.to_ms, step, agg, force_raw)?;
+                            let (tier, buckets) = store.aggregate(
+                                *id,
+                                meta,
+                                &Aggregation {
+                                    from: p.from_ms,
+                                    to: p.to_ms,
+                                    step,
+                                    agg,
+                                    force_raw,
+                                },
+                            )?;
                             let pts = buckets
                                 .iter()
                                 .map(|b| json!([b.start, serde_json::Number::from_f64(b.value)]))

@@ -173,7 +173,7 @@ mod days {
     const DAY: u64 = 86_400;
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        if d.subsec_nanos() == 0 && d.as_secs() % DAY == 0 && d.as_secs() > 0 {
+        if d.subsec_nanos() == 0 && d.as_secs().is_multiple_of(DAY) && d.as_secs() > 0 {
             s.serialize_str(&format!("{}d", d.as_secs() / DAY))
         } else {
             s.serialize_str(&humantime::format_duration(*d).to_string())

@@ -180,6 +180,7 @@ pub fn rebucket(runs: Vec<(i64, Summary)>, step: i64) -> Vec<(i64, Summary)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

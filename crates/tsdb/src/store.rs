@@ -70,6 +70,17 @@ pub struct WriteOutcome {
     pub now_ms: i64,
 }
 
+/// An aggregated read: `agg` per bucket of `step` ms over `[from, to)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Aggregation {
+    pub from: i64,
+    pub to: i64,
+    pub step: i64,
+    pub agg: Agg,
+    /// Aggregate raw points even where a rollup tier could answer.
+    pub force_raw: bool,
+}
+
 pub struct SeriesPoints {
     pub id: SeriesId,
     pub meta: SeriesMeta,
@@ -560,16 +571,14 @@ impl Store {
     /// bucket that overlaps `[from, to)`. Uses the coarsest rollup tier whose resolution divides
     /// the step (when its retention covers the range), the raw points otherwise (or always,
     /// with `force_raw`).
-    pub fn aggregate(
-        &self,
-        id: SeriesId,
-        meta: &SeriesMeta,
-        from: i64,
-        to: i64,
-        step: i64,
-        agg: Agg,
-        force_raw: bool,
-    ) -> Result<(Tier, Vec<Bucket>)> {
+    pub fn aggregate(&self, id: SeriesId, meta: &SeriesMeta, q: &Aggregation) -> Result<(Tier, Vec<Bucket>)> {
+        let Aggregation {
+            from,
+            to,
+            step,
+            agg,
+            force_raw,
+        } = *q;
         if step <= 0 {
             return Err(Error::Invalid("step must be positive".into()));
         }
@@ -839,10 +848,13 @@ fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) 
     (ts.get(start..end).map(<[i64]>::to_vec).unwrap_or_default(), out)
 }
 
+/// One series' rollup buckets, ascending.
+type SeriesBuckets = (SeriesId, Vec<(i64, Summary)>);
+
 /// Points of one frozen series split by raw partition, plus its 1m rollups.
 struct Sealed {
     raw: BTreeMap<i64, Vec<(SeriesId, Vec<i64>, Values)>>,
-    rollups: BTreeMap<(Tier, i64), Vec<(SeriesId, Vec<(i64, Summary)>)>>,
+    rollups: BTreeMap<(Tier, i64), Vec<SeriesBuckets>>,
 }
 
 impl Shared {

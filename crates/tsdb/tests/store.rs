@@ -9,7 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use pulsewire_model::TenantId;
 use pulsewire_proto::{Agg, FieldValue, Line, Precision, parse_selector};
-use pulsewire_tsdb::{Clock, RefusalKind, RetentionRule, Store, StoreConfig, Tier};
+use pulsewire_tsdb::{Aggregation, Clock, RefusalKind, RetentionRule, Store, StoreConfig, Tier};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -275,7 +275,7 @@ proptest! {
         let (id, meta) = store.select(&TenantId::default_tenant(), None, &sel).pop().unwrap();
         for (step, tier) in [(60_000, Tier::M1), (300_000, Tier::M5), (HOUR, Tier::H1), (2 * HOUR, Tier::H1), (30_000, Tier::Raw)] {
             for agg in Agg::ALL {
-                let (used, got) = store.aggregate(id, &meta, base, base + 4 * HOUR, step, agg, false).unwrap();
+                let (used, got) = store.aggregate(id, &meta, &Aggregation { from: base, to: base + 4 * HOUR, step, agg, force_raw: false }).unwrap();
                 prop_assert_eq!(used, tier);
                 let want = brute(agg, &pts, step);
                 prop_assert_eq!(got.len(), want.len(), "{:?} step {}", agg, step);
@@ -385,7 +385,17 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
         .pop()
         .unwrap();
     let (_, sums) = store
-        .aggregate(id, &meta, t0, t0 + HOUR, HOUR, Agg::Count, false)
+        .aggregate(
+            id,
+            &meta,
+            &Aggregation {
+                from: t0,
+                to: t0 + HOUR,
+                step: HOUR,
+                agg: Agg::Count,
+                force_raw: false,
+            },
+        )
         .unwrap();
     // Rollups count every write, overwrites included (documented).
     assert_eq!(sums[0].value, 12.0);

@@ -318,7 +318,7 @@ async fn ingested_points_are_published_live_and_coalesced() {
             {"measurement":"cpu","tags":{"host":"a"},"fields":{"usage":3.0},"ts":1795600001000i64}
         ])
     );
-    let mut got = vec![
+    let mut got = [
         tokio::time::timeout(WAIT, pattern.recv())
             .await
             .expect("pattern message"),

@@ -268,8 +268,27 @@ pub async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery
     Ok(json_response(frame))
 }
 
-pub async fn health() -> &'static str {
-    "ok"
+/// Liveness, in the shape InfluxDB 2.x clients read from `/health` (they check `status`).
+pub async fn health() -> Response {
+    Json(serde_json::json!({
+        "name": "pulsewire",
+        "message": "ready for queries and writes",
+        "status": "pass",
+        "version": env!("CARGO_PKG_VERSION"),
+        "checks": [],
+    }))
+    .into_response()
+}
+
+/// `GET|HEAD /ping`, which InfluxDB client libraries call before writing: 204 with the version
+/// header they read.
+pub async fn ping() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    let version = header::HeaderValue::from_static(concat!("pulsewire-", env!("CARGO_PKG_VERSION")));
+    resp.headers_mut().insert("x-influxdb-version", version.clone());
+    resp.headers_mut()
+        .insert("x-influxdb-build", header::HeaderValue::from_static("OSS"));
+    resp
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {

@@ -55,6 +55,7 @@ impl IntoResponse for IngestError {
                     StatusCode::PAYLOAD_TOO_LARGE => "request too large",
                     StatusCode::TOO_MANY_REQUESTS => "too many requests",
                     StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+                    StatusCode::UNPROCESSABLE_ENTITY => "unprocessable entity",
                     StatusCode::INTERNAL_SERVER_ERROR => "internal error",
                     _ => "invalid",
                 };
@@ -160,7 +161,7 @@ pub async fn ingest_json(
         .iter()
         .map(|r| serde_json::json!({ "index": r.line, "message": r.message }))
         .collect();
-    let status = status_for(&refused).unwrap_or(StatusCode::OK);
+    let status = status_for(d, &refused).unwrap_or(StatusCode::OK);
     Ok((
         status,
         Json(serde_json::json!({ "accepted": written, "rejected": errors })),
@@ -218,7 +219,7 @@ async fn write_line_protocol(
     .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
     wait_durable(d, ack).await?;
     state.live().push(live);
-    match status_for(&refused) {
+    match status_for(d, &refused) {
         None => Ok(StatusCode::NO_CONTENT),
         Some(status) => {
             let mut e = IngestError::new(d, status, partial_write_message(&refused));
@@ -271,12 +272,16 @@ async fn wait_durable(d: Dialect, ack: Option<pulsewire_tsdb::Ack>) -> Result<()
     }
 }
 
-/// 400 if any line was wrong, 429 if the only refusals were the new-series rate limit.
-fn status_for(refused: &[Refusal]) -> Option<StatusCode> {
+/// 429 if the only refusals were the new-series rate limit; for the 2.x API, 422 if every
+/// refused line was well-formed but could not be stored (type conflict, retention, limits), as
+/// InfluxDB 2.x answers; otherwise 400.
+fn status_for(d: Dialect, refused: &[Refusal]) -> Option<StatusCode> {
     if refused.is_empty() {
         None
     } else if refused.iter().all(|r| r.kind == RefusalKind::RateLimited) {
         Some(StatusCode::TOO_MANY_REQUESTS)
+    } else if d == Dialect::V2 && refused.iter().all(|r| r.kind != RefusalKind::Invalid) {
+        Some(StatusCode::UNPROCESSABLE_ENTITY)
     } else {
         Some(StatusCode::BAD_REQUEST)
     }

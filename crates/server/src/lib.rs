@@ -237,6 +237,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/channels", get(api::channels))
         .route("/api/v1/clients", get(api::clients))
         .route("/health", get(api::health))
+        .route("/ping", get(api::ping).head(api::ping))
         .route("/ready", get(api::ready))
         .route("/metrics", get(api::metrics))
         .route("/write", post(ingest::write_v1))

@@ -346,7 +346,7 @@ impl Part {
 }
 
 /// A copy of `values[range]` (blocks are encoded from slices of one series' run).
-fn slice_values(values: &Values, range: std::ops::Range<usize>) -> Values {
+pub(crate) fn slice_values(values: &Values, range: std::ops::Range<usize>) -> Values {
     fn cut<T: Clone>(v: &[T], range: std::ops::Range<usize>) -> Vec<T> {
         v.get(range).map(<[T]>::to_vec).unwrap_or_default()
     }

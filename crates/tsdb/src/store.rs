@@ -19,7 +19,7 @@ use crate::config::StoreConfig;
 use crate::head::{Head, merge};
 use crate::index::{Index, LineKey, SeriesId, SeriesMeta, line_lookup_key};
 use crate::manifest::{Manifest, PartEntry};
-use crate::part::{Part, PartWriter};
+use crate::part::{Part, PartWriter, slice_values};
 use crate::query::{Bucket, Tier, aggregate_raw, bucket_of, eval_summary, rebucket, summarize_raw};
 use crate::record::{BatchBuilder, put_def, read_def, replay_batch};
 use crate::wal::{self, Ack, Wal};
@@ -48,8 +48,10 @@ pub struct Refusal {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalKind {
-    /// The line itself is wrong (type conflict, timestamp out of range, too many tags).
+    /// The line itself is wrong (timestamp out of range).
     Invalid,
+    /// A field's type differs from the type the field already has.
+    Conflict,
     /// The point is older than its retention.
     Retention,
     /// A series limit of the database is reached.
@@ -428,7 +430,7 @@ impl Store {
                 }
             }
             if let Some(p) = problem {
-                refused.push(refuse(RefusalKind::Invalid, p));
+                refused.push(refuse(RefusalKind::Conflict, p));
                 continue;
             }
             if new_fields > 0 {
@@ -848,15 +850,6 @@ fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) 
     (ts.get(start..end).map(<[i64]>::to_vec).unwrap_or_default(), out)
 }
 
-/// One series' rollup buckets, ascending.
-type SeriesBuckets = (SeriesId, Vec<(i64, Summary)>);
-
-/// Points of one frozen series split by raw partition, plus its 1m rollups.
-struct Sealed {
-    raw: BTreeMap<i64, Vec<(SeriesId, Vec<i64>, Values)>>,
-    rollups: BTreeMap<(Tier, i64), Vec<SeriesBuckets>>,
-}
-
 impl Shared {
     fn run_background(self: Arc<Self>) {
         let mut last_checkpoint = Instant::now();
@@ -923,28 +916,9 @@ impl Shared {
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
             self.append_series_log(&defs)?;
-            let sealed = seal(&frozen, &metas);
             let mut manifest = self.manifest.lock().clone();
-            let mut added = Vec::new();
             let parts_dir = self.dir.join("parts");
-            for (partition, series) in &sealed.raw {
-                let entry = new_entry(&mut manifest, Tier::Raw, *partition);
-                let mut w = PartWriter::create(&parts_dir.join(&entry.file))?;
-                for (id, ts, values) in series {
-                    w.add_raw(*id, ts, values)?;
-                }
-                w.finish()?;
-                added.push(entry);
-            }
-            for ((tier, partition), series) in &sealed.rollups {
-                let entry = new_entry(&mut manifest, *tier, *partition);
-                let mut w = PartWriter::create(&parts_dir.join(&entry.file))?;
-                for (id, buckets) in series {
-                    w.add_summaries(*id, buckets)?;
-                }
-                w.finish()?;
-                added.push(entry);
-            }
+            let added = seal(&frozen, &metas, &parts_dir, &mut manifest)?;
             wal::sync_dir(&parts_dir)?;
             manifest.parts.extend(added.iter().cloned());
             manifest.wal_checkpoint = closed;
@@ -1190,42 +1164,83 @@ fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {
     }
 }
 
-/// Cuts a frozen head into raw partitions and rollup buckets.
-fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)]) -> Sealed {
-    let mut sealed = Sealed {
-        raw: BTreeMap::new(),
-        rollups: BTreeMap::new(),
-    };
-    for (id, meta) in metas {
-        let (ts, values) = head.read(*id, meta.kind);
-        if ts.is_empty() {
-            continue;
+/// The part writers of one checkpoint, opened as the series reach a tier and partition.
+struct Writers<'a> {
+    dir: &'a Path,
+    manifest: &'a mut Manifest,
+    open: BTreeMap<(Tier, i64), (PartEntry, PartWriter)>,
+}
+
+impl Writers<'_> {
+    fn get(&mut self, tier: Tier, partition: i64) -> Result<&mut PartWriter> {
+        use std::collections::btree_map::Entry;
+        match self.open.entry((tier, partition)) {
+            Entry::Occupied(e) => Ok(&mut e.into_mut().1),
+            Entry::Vacant(v) => {
+                let entry = new_entry(self.manifest, tier, partition);
+                let w = PartWriter::create(&self.dir.join(&entry.file))?;
+                Ok(&mut v.insert((entry, w)).1)
+            }
         }
-        if let Some(vals) = numeric(&values) {
+    }
+}
+
+/// Writes a frozen head into raw parts per day partition and 1m/5m/1h rollup parts, one series
+/// at a time (ascending ids, as parts require), so memory stays that of one series; returns the
+/// entries of the parts written (synced and renamed, not yet in the manifest).
+fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, manifest: &mut Manifest) -> Result<Vec<PartEntry>> {
+    let mut writers = Writers {
+        dir,
+        manifest,
+        open: BTreeMap::new(),
+    };
+    let result = (|| {
+        for (id, meta) in metas {
+            let (ts, values) = head.read(*id, meta.kind);
+            let mut start = 0;
+            while let Some(&t0) = ts.get(start) {
+                let p = Tier::Raw.partition_of(t0);
+                let end = start
+                    + ts.get(start..)
+                        .map_or(0, |r| r.partition_point(|&t| t < p + Tier::Raw.partition_ms()));
+                let run = ts.get(start..end).unwrap_or_default();
+                writers
+                    .get(Tier::Raw, p)?
+                    .add_raw(*id, run, &slice_values(&values, start..end))?;
+                start = end.max(start + 1);
+            }
+            let Some(vals) = numeric(&values) else { continue };
             let m1 = summarize_raw(&ts, &vals, Tier::M1.resolution_ms());
             let m5 = rebucket(m1.clone(), Tier::M5.resolution_ms());
             let h1 = rebucket(m5.clone(), Tier::H1.resolution_ms());
             for (tier, buckets) in [(Tier::M1, m1), (Tier::M5, m5), (Tier::H1, h1)] {
-                let mut by_partition: BTreeMap<i64, Vec<(i64, Summary)>> = BTreeMap::new();
-                for (b, s) in buckets {
-                    by_partition.entry(tier.partition_of(b)).or_default().push((b, s));
-                }
-                for (p, buckets) in by_partition {
-                    sealed.rollups.entry((tier, p)).or_default().push((*id, buckets));
+                let mut start = 0;
+                while let Some(&(b0, _)) = buckets.get(start) {
+                    let p = tier.partition_of(b0);
+                    let end = start
+                        + buckets
+                            .get(start..)
+                            .map_or(0, |r| r.partition_point(|(b, _)| *b < p + tier.partition_ms()));
+                    writers
+                        .get(tier, p)?
+                        .add_summaries(*id, buckets.get(start..end).unwrap_or_default())?;
+                    start = end.max(start + 1);
                 }
             }
         }
-        let mut start = 0;
-        while start < ts.len() {
-            let Some(&t0) = ts.get(start) else { break };
-            let p = Tier::Raw.partition_of(t0);
-            let end = start
-                + ts.get(start..)
-                    .map_or(0, |r| r.partition_point(|&t| t < p + Tier::Raw.partition_ms()));
-            let (pts, pvals) = clip(ts.clone(), values.clone(), p, p + Tier::Raw.partition_ms());
-            sealed.raw.entry(p).or_default().push((*id, pts, pvals));
-            start = end.max(start + 1);
+        Ok::<_, Error>(())
+    })();
+    let open = std::mem::take(&mut writers.open);
+    if let Err(e) = result {
+        for (_, w) in open.into_values() {
+            w.abandon();
         }
+        return Err(e);
     }
-    sealed
+    let mut added = Vec::new();
+    for (entry, w) in open.into_values() {
+        w.finish()?;
+        added.push(entry);
+    }
+    Ok(added)
 }

@@ -167,8 +167,8 @@ fn refusals_name_the_reason_and_spare_the_other_lines() {
     assert_eq!(
         kinds,
         vec![
-            (2, RefusalKind::Invalid),
-            (3, RefusalKind::Invalid),
+            (2, RefusalKind::Conflict),
+            (3, RefusalKind::Conflict),
             (4, RefusalKind::Retention),
             (6, RefusalKind::RateLimited)
         ],

@@ -122,8 +122,10 @@ async fn stats_and_metrics_match_what_happened() {
         1.0
     );
 
-    let (_, health) = s.get_text("/health").await;
-    assert_eq!(health, "ok");
+    let health = s.get_json("/health").await;
+    assert_eq!(health["status"], "pass");
+    let (status, _) = s.get_text("/ping").await;
+    assert_eq!(status, 204);
     let ready = s.get_json("/ready").await;
     assert_eq!(ready["status"], "ready");
 }

@@ -17,8 +17,10 @@ mod fanout;
 mod idle;
 mod ingest;
 mod lineproto;
+mod live;
 mod procstat;
 mod publish;
+mod query;
 mod scan;
 mod session;
 mod stats;
@@ -28,6 +30,8 @@ use std::net::SocketAddr;
 pub use fanout::FanoutArgs;
 pub use idle::IdleArgs;
 pub use ingest::IngestArgs;
+pub use live::LiveArgs;
+pub use query::QueryArgs;
 pub use session::Target;
 
 /// Benchmark scenarios (`pulsewire bench <scenario> ...`).
@@ -39,6 +43,10 @@ pub enum BenchCommand {
     Idle(IdleArgs),
     /// Ingest throughput: concurrent writers of InfluxDB line protocol to one write URL.
     Ingest(IngestArgs),
+    /// Query latency over one stored series: one day of 1 s data aggregated to 1-minute steps.
+    Query(QueryArgs),
+    /// Ingest-to-subscriber latency of points written over HTTP, under background load.
+    Live(LiveArgs),
 }
 
 /// Options shared by every scenario.
@@ -107,6 +115,7 @@ impl BenchCommand {
             BenchCommand::Fanout(a) => a.common.threads,
             BenchCommand::Idle(a) => a.common.threads,
             BenchCommand::Ingest(a) => a.threads,
+            BenchCommand::Query(_) | BenchCommand::Live(_) => 1,
         }
     }
 }
@@ -136,6 +145,8 @@ pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
             BenchCommand::Fanout(args) => fanout::run(args).await,
             BenchCommand::Idle(args) => idle::run(args).await,
             BenchCommand::Ingest(args) => ingest::run(args).await,
+            BenchCommand::Query(args) => query::run(args).await,
+            BenchCommand::Live(args) => live::run(args).await,
         }
     });
     // Connection tasks are aborted by the scenarios; don't wait for stragglers.

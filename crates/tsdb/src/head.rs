@@ -103,11 +103,46 @@ impl Head {
 /// Merges several runs of points (each in any order) into one ascending run; at equal
 /// timestamps the point from the later run wins, and within a run the later point.
 pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
-    // Fast path: one run already strictly ascending.
-    if let [(ts, values)] = runs
-        && ts.windows(2).all(|w| matches!(w, [a, b] if a < b))
+    let ascending = |ts: &[i64]| ts.windows(2).all(|w| matches!(w, [a, b] if a < b));
+    // Fast path: runs each strictly ascending and following one another in time (the common
+    // case: parts of consecutive partitions, then the head) concatenate without sorting.
+    let mut order_by_start: Vec<usize> = (0..runs.len())
+        .filter(|&r| runs.get(r).is_some_and(|(t, _)| !t.is_empty()))
+        .collect();
+    order_by_start.sort_by_key(|&r| runs.get(r).and_then(|(t, _)| t.first().copied()));
+    let disjoint = order_by_start.windows(2).all(|w| {
+        let last = w
+            .first()
+            .and_then(|&r| runs.get(r))
+            .and_then(|(t, _)| t.last().copied());
+        let next = w
+            .get(1)
+            .and_then(|&r| runs.get(r))
+            .and_then(|(t, _)| t.first().copied());
+        matches!((last, next), (Some(a), Some(b)) if a < b)
+    });
+    if disjoint
+        && order_by_start
+            .iter()
+            .all(|&r| runs.get(r).is_some_and(|(t, _)| ascending(t)))
     {
-        return (ts.to_vec(), (*values).clone());
+        let total = order_by_start
+            .iter()
+            .filter_map(|&r| runs.get(r))
+            .map(|(t, _)| t.len())
+            .sum();
+        let mut out_ts = Vec::with_capacity(total);
+        let mut out = Values::new(kind);
+        for &r in &order_by_start {
+            let Some((ts, values)) = runs.get(r) else { continue };
+            out_ts.extend_from_slice(ts);
+            for i in 0..ts.len() {
+                if let Some(v) = values.get(i) {
+                    let _ = out.push(v);
+                }
+            }
+        }
+        return (out_ts, out);
     }
     let mut order: Vec<(i64, usize, usize)> = Vec::new();
     for (r, (ts, _)) in runs.iter().enumerate() {

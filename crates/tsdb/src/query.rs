@@ -117,10 +117,12 @@ pub fn eval_raw(agg: Agg, values: &[f64], step_ms: i64, scratch: &mut Vec<f64>) 
         Agg::Median | Agg::P95 | Agg::P99 => {
             scratch.clear();
             scratch.extend_from_slice(values);
-            scratch.sort_unstable_by(f64::total_cmp);
             let q = agg.quantile().unwrap_or(0.5);
             let rank = (q * (scratch.len() - 1) as f64).floor() as usize;
-            scratch.get(rank).copied()?
+            if rank >= scratch.len() {
+                return None;
+            }
+            *scratch.select_nth_unstable_by(rank, f64::total_cmp).1
         }
     })
 }

@@ -1,0 +1,107 @@
+//! `bench query`: query latency over one stored series. Loads one day of 1 s data for one
+//! series (86,400 points) through `/write`, seals it (`POST /api/v1/admin/checkpoint`), then
+//! times `GET /api/v1/query` aggregating the day to 1-minute steps, from raw points
+//! (`tier=raw`) and from the 1-minute rollup tier, and prints latency percentiles.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::stats::{LatencySummary, latency_histogram};
+
+/// Arguments of `bench query`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueryArgs {
+    /// Server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Queries timed per case (after 20 untimed ones).
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+    /// Points of the series, one per second, ending now.
+    #[arg(long, default_value_t = 86_400)]
+    pub points: usize,
+    /// Aggregation to time.
+    #[arg(long, default_value = "avg")]
+    pub agg: String,
+}
+
+pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", args.addr);
+    let now_s = (crate::stats::now_us() / 1_000_000) as i64;
+    let first = now_s - args.points as i64;
+    // A gauge with two decimals and noise, like a CPU percentage.
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % 1000) as f64 / 100.0
+    };
+    let loading = Instant::now();
+    for chunk in (0..args.points).collect::<Vec<_>>().chunks(10_000) {
+        let mut body = String::with_capacity(chunk.len() * 48);
+        for &i in chunk {
+            let v = 40.0 + 10.0 * ((i as f64) / 3600.0).sin() + noise();
+            body.push_str(&format!("qbench,host=q1 v={v:.2} {}\n", first + i as i64));
+        }
+        let resp = http
+            .post(format!("{base}/write?db=qbench&precision=s"))
+            .body(body)
+            .send()
+            .await?;
+        if resp.status().as_u16() != 204 {
+            bail!(
+                "write failed: {} {}",
+                resp.status(),
+                resp.text().await.unwrap_or_default()
+            );
+        }
+    }
+    let resp = http.post(format!("{base}/api/v1/admin/checkpoint")).send().await?;
+    if !resp.status().is_success() {
+        bail!("checkpoint failed: {}", resp.status());
+    }
+    println!(
+        "loaded              {} points of one series (1 s apart) in {:.1} s, sealed into parts",
+        args.points,
+        loading.elapsed().as_secs_f64()
+    );
+    let from_ms = first * 1000;
+    let to_ms = (first + args.points as i64) * 1000;
+    let mut summary = serde_json::Map::new();
+    for (case, extra) in [("raw", "&tier=raw"), ("1m tier", "")] {
+        let url = format!(
+            "{base}/api/v1/query?q=qbench.v%7Bhost%3D%22q1%22%7D&from={from_ms}&to={to_ms}&step=1m&agg={}{extra}",
+            args.agg
+        );
+        let mut hist = latency_histogram();
+        let mut buckets = 0;
+        let mut source = String::new();
+        for i in 0..args.queries + 20 {
+            let start = Instant::now();
+            let resp = http.get(&url).send().await.context("query")?;
+            let status = resp.status();
+            let body: serde_json::Value = resp.json().await.context("query body")?;
+            let took = start.elapsed();
+            if !status.is_success() {
+                bail!("query failed: {status} {body}");
+            }
+            if i >= 20 {
+                hist.record(took.as_micros().max(1) as u64)?;
+            }
+            buckets = body["series"][0]["points"].as_array().map_or(0, Vec::len);
+            source = body["series"][0]["source"].as_str().unwrap_or("").to_string();
+        }
+        let lat = LatencySummary::from_us(&hist);
+        println!("{case:<19} {} buckets from {source}: {}", buckets, lat.line());
+        summary.insert(case.replace(' ', "_"), serde_json::to_value(&lat)?);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    summary.insert("bench".into(), "query".into());
+    summary.insert("points".into(), args.points.into());
+    summary.insert("agg".into(), args.agg.clone().into());
+    println!("{}", serde_json::Value::Object(summary));
+    Ok(())
+}

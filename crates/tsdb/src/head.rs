@@ -136,11 +136,7 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
         for &r in &order_by_start {
             let Some((ts, values)) = runs.get(r) else { continue };
             out_ts.extend_from_slice(ts);
-            for i in 0..ts.len() {
-                if let Some(v) = values.get(i) {
-                    let _ = out.push(v);
-                }
-            }
+            let _ = crate::part::extend_values(&mut out, values, 0..ts.len());
         }
         return (out_ts, out);
     }

@@ -307,16 +307,11 @@ impl Part {
         for b in self.blocks(id, from, to) {
             self.read_block(b, &mut buf)?;
             decode_block(&buf, &mut bts, &mut bvals).map_err(|e| Error::Corrupt(format!("decoding a block: {e}")))?;
-            for (i, &t) in bts.iter().enumerate() {
-                if t >= from
-                    && t < to
-                    && let Some(v) = bvals.get(i)
-                {
-                    values
-                        .push(v)
-                        .map_err(|e| Error::Corrupt(format!("block of another kind: {e}")))?;
-                    ts.push(t);
-                }
+            let start = bts.partition_point(|&t| t < from);
+            let end = bts.partition_point(|&t| t < to);
+            if start < end {
+                extend_values(values, &bvals, start..end)?;
+                ts.extend_from_slice(bts.get(start..end).unwrap_or_default());
             }
         }
         Ok(())
@@ -357,4 +352,20 @@ pub(crate) fn slice_values(values: &Values, range: std::ops::Range<usize>) -> Va
         Values::Bool(v) => Values::Bool(cut(v, range)),
         Values::Str(v) => Values::Str(cut(v, range)),
     }
+}
+
+/// Appends `src[range]` to `dst` (same kind), a typed slice copy rather than value by value.
+pub(crate) fn extend_values(dst: &mut Values, src: &Values, range: std::ops::Range<usize>) -> Result<()> {
+    fn ext<T: Clone>(d: &mut Vec<T>, s: &[T], range: std::ops::Range<usize>) {
+        d.extend_from_slice(s.get(range).unwrap_or_default());
+    }
+    match (dst, src) {
+        (Values::Float(d), Values::Float(s)) => ext(d, s, range),
+        (Values::Int(d), Values::Int(s)) => ext(d, s, range),
+        (Values::UInt(d), Values::UInt(s)) => ext(d, s, range),
+        (Values::Bool(d), Values::Bool(s)) => ext(d, s, range),
+        (Values::Str(d), Values::Str(s)) => ext(d, s, range),
+        _ => return Err(Error::Corrupt("block of another kind than its series".into())),
+    }
+    Ok(())
 }

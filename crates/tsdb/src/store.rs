@@ -208,7 +208,10 @@ pub fn to_ms(ts: i64, precision: Precision) -> Option<i64> {
 }
 
 fn numeric(values: &Values) -> Option<Vec<f64>> {
-    (0..values.len()).map(|i| values.as_f64(i)).collect()
+    match values {
+        Values::Float(v) => Some(v.clone()),
+        _ => (0..values.len()).map(|i| values.as_f64(i)).collect(),
+    }
 }
 
 impl Store {
@@ -842,11 +845,7 @@ fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) 
         return (ts, values);
     }
     let mut out = Values::new(values.kind());
-    for i in start..end {
-        if let Some(v) = values.get(i) {
-            let _ = out.push(v);
-        }
-    }
+    let _ = crate::part::extend_values(&mut out, &values, start..end);
     (ts.get(start..end).map(<[i64]>::to_vec).unwrap_or_default(), out)
 }
 

@@ -57,14 +57,13 @@
 //! (its entropy alone is 0.29), which is why aligning scrape timestamps to the grid, as
 //! Prometheus does within 2 ms, matters more than any value codec.
 
-use std::cell::RefCell;
-
-use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint};
+use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint, varint_into};
 use crate::error::{Error, Result};
 use crate::gorilla::{XorDecoder, XorEncoder};
 use crate::ints::{IntChoice, decode_ints, encode_ints};
 pub use crate::ints::{IntTransform, ResidualCoding};
 use crate::value::{Kind, Values};
+use crate::zstd_ctx;
 
 /// Byte layout of a sealed block (version 1), for docs/storage.md. Varints are LEB128; "zz"
 /// means zigzag-mapped first; bit streams are MSB first.
@@ -220,30 +219,30 @@ pub fn encode_block_with(ts: &[i64], values: &Values, opts: &BlockOptions, out: 
         Values::Str(v) => encode_strings(v, &ints, &mut body),
     }
 
-    let zstd = match opts.zstd {
-        Some(false) => None,
+    let compressed = match opts.zstd {
+        Some(false) => false,
         force => {
             let level = if values.kind() == Kind::Str {
                 ZSTD_LEVEL_STR
             } else {
                 ZSTD_LEVEL
             };
-            let frame = zstd::bulk::compress(&body, level).map_err(|e| Error::Compress(e.to_string()))?;
-            let mut len = Vec::new();
-            put_uvarint(&mut len, body.len() as u64);
-            (force == Some(true) || len.len() + frame.len() < body.len()).then_some((len, frame))
+            zstd_ctx::compress(&body, level, |frame| {
+                let mut len = [0u8; 10];
+                let len = varint_into(&mut len, body.len() as u64);
+                let keep = force == Some(true) || len.len() + frame.len() < body.len();
+                if keep {
+                    out.push(TAG_ZSTD);
+                    out.extend_from_slice(len);
+                    out.extend_from_slice(frame);
+                }
+                keep
+            })?
         }
     };
-    match zstd {
-        Some((len, frame)) => {
-            out.push(TAG_ZSTD);
-            out.extend_from_slice(&len);
-            out.extend_from_slice(&frame);
-        }
-        None => {
-            out.push(TAG_PLAIN);
-            out.extend_from_slice(&body);
-        }
+    if !compressed {
+        out.push(TAG_PLAIN);
+        out.extend_from_slice(&body);
     }
     Ok(())
 }
@@ -337,11 +336,6 @@ fn encode_strings(v: &[String], ints: &IntChoice, out: &mut Vec<u8>) {
     encode_ints(&ids, ints, out);
 }
 
-thread_local! {
-    /// Reused per thread: creating a zstd context per block would cost more than decoding it.
-    static INFLATE: RefCell<(Option<zstd::bulk::Decompressor<'static>>, Vec<u8>)> = const { RefCell::new((None, Vec::new())) };
-}
-
 /// Decodes a block written by [`encode_block`] into `ts` and `values` (both cleared first;
 /// `values` takes the block's kind).
 pub fn decode_block(bytes: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Result<()> {
@@ -354,30 +348,7 @@ pub fn decode_block(bytes: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Res
             // A body never needs more than ~10 bytes per point for timestamps and values, plus
             // strings; bounding it keeps a corrupt length from allocating without limit.
             let len = br.len(64 << 20)?;
-            INFLATE.with(|cell| {
-                let mut guard = cell
-                    .try_borrow_mut()
-                    .map_err(|_| Error::Compress("re-entrant decode".into()))?;
-                let (ctx, buf) = &mut *guard;
-                if ctx.is_none() {
-                    *ctx = Some(zstd::bulk::Decompressor::new().map_err(|e| Error::Compress(e.to_string()))?);
-                }
-                let ctx = ctx.as_mut().ok_or(Error::Compress("no zstd context".into()))?;
-                buf.clear();
-                buf.reserve(len);
-                let got = ctx
-                    .decompress_to_buffer(br.remaining(), buf)
-                    .map_err(|_| Error::Corrupt("zstd frame"))?;
-                if got != len {
-                    return Err(Error::Corrupt("zstd body length"));
-                }
-                let res = decode_body(buf, ts, values);
-                // Do not let one large block pin memory in every worker thread.
-                if buf.capacity() > 1 << 20 {
-                    *buf = Vec::new();
-                }
-                res
-            })
+            zstd_ctx::decompress(br.remaining(), len, |body| decode_body(body, ts, values))
         }
         tag => Err(Error::UnknownTag(tag)),
     }

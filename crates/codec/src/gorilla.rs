@@ -16,9 +16,6 @@ pub(crate) struct XorEncoder {
     started: bool,
 }
 
-/// Worst-case bits for one value: control (2) + lead (5) + length (6) + 64.
-pub(crate) const MAX_XOR_BITS: usize = 77;
-
 impl XorEncoder {
     pub(crate) fn new() -> Self {
         Self {
@@ -31,35 +28,40 @@ impl XorEncoder {
 
     #[inline]
     pub(crate) fn encode(&mut self, w: &mut BitWriter, v: f64) {
+        let (code, n) = self.code(v);
+        w.write_wide(code, n);
+    }
+
+    /// The bits for `v` (at most 77) as `(code, bit count)`, updating the state; callers can join
+    /// them with other codes into one write.
+    #[inline(always)]
+    pub(crate) fn code(&mut self, v: f64) -> (u128, u32) {
         let bits = v.to_bits();
         if !self.started {
             self.started = true;
             self.prev = bits;
-            w.write(bits, 64);
-            return;
+            return (u128::from(bits), 64);
         }
         let x = bits ^ self.prev;
         self.prev = bits;
         if x == 0 {
-            w.write_bit(false);
-            return;
+            return (0, 1);
         }
-        // The lead field has 5 bits, so at most 31 leading zeros are recorded.
-        let lz = x.leading_zeros().min(31) as u8;
-        let tz = x.trailing_zeros() as u8;
-        if self.lead != 0xff && lz >= self.lead && tz >= self.trail {
-            let sig = 64 - u32::from(self.lead) - u32::from(self.trail);
-            w.write(0b10, 2);
-            w.write(x >> self.trail, sig);
+        // The lead field has 5 bits, so at most 31 leading zeros are recorded. Before the first
+        // window `lead` is 0xff, which no `lz` reaches.
+        let lz = x.leading_zeros().min(31);
+        let tz = x.trailing_zeros();
+        let (lead, trail) = (u32::from(self.lead), u32::from(self.trail));
+        if lz >= lead && tz >= trail {
+            let sig = 64 - lead - trail;
+            ((0b10 << sig) | u128::from(x >> trail), sig + 2)
         } else {
-            let sig = 64 - u32::from(lz) - u32::from(tz);
-            w.write(0b11, 2);
-            w.write(u64::from(lz), 5);
+            let sig = 64 - lz - tz;
+            self.lead = lz as u8;
+            self.trail = tz as u8;
             // A 64-bit window is written as 0; a window is never empty because x != 0.
-            w.write(u64::from(sig & 63), 6);
-            w.write(x >> tz, sig);
-            self.lead = lz;
-            self.trail = tz;
+            let header = (0b11 << 11) | (lz << 6) | (sig & 63);
+            ((u128::from(header) << sig) | u128::from(x >> tz), sig + 13)
         }
     }
 }

@@ -15,8 +15,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// Stable one-byte code used in encoded blocks.
-    pub(crate) fn code(self) -> u8 {
+    /// Stable one-byte code used in encoded blocks (and the store's records).
+    pub fn code(self) -> u8 {
         match self {
             Kind::Float => 0,
             Kind::Int => 1,
@@ -26,7 +26,7 @@ impl Kind {
         }
     }
 
-    pub(crate) fn from_code(code: u8) -> Result<Kind> {
+    pub fn from_code(code: u8) -> Result<Kind> {
         Ok(match code {
             0 => Kind::Float,
             1 => Kind::Int,

@@ -107,7 +107,6 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
         args.agg.as_deref(),
         now_ms(),
     )?;
-    let store = state.store().clone();
     let tenant = TenantId::default_tenant();
     let db = args.db.filter(|d| !d.is_empty());
     let force_raw = match args.tier.as_deref() {
@@ -120,7 +119,7 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
             ));
         }
     };
-    tokio::task::spawn_blocking(move || {
+    on_store(&state, move |store| {
         let matched = store.select(&tenant, db.as_deref(), &p.selector);
         if matched.len() > MAX_SERIES {
             return Err(QueryFailure(
@@ -178,7 +177,6 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
         Ok(Json(json!({ "series": out })))
     })
     .await
-    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
 }
 
 fn raw_points(store: &Store, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Vec<Value>, QueryFailure> {
@@ -260,9 +258,23 @@ fn overview(store: &Store, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) 
     Ok(Some(Value::Object(e)))
 }
 
-/// The tag that names an agent: `source` (the JSON format), or `host` (Telegraf).
+/// The tags that name an agent: `source` (the JSON format), or `host` (Telegraf).
+const SOURCE_TAGS: [&str; 2] = ["source", "host"];
+
 fn source_of(meta: &SeriesMeta) -> Option<&str> {
-    meta.line.tag("source").or_else(|| meta.line.tag("host"))
+    SOURCE_TAGS.iter().find_map(|t| meta.line.tag(t))
+}
+
+/// Runs a read against the store on a blocking thread (reads decode blocks and may take
+/// milliseconds; they must not stall the connections served on the runtime's threads).
+async fn on_store<T: Send + 'static>(
+    state: &AppState,
+    read: impl FnOnce(Store) -> Result<T, QueryFailure> + Send + 'static,
+) -> Result<T, QueryFailure> {
+    let store = state.store().clone();
+    tokio::task::spawn_blocking(move || read(store))
+        .await
+        .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
 }
 
 /// `GET /api/v1/metrics/realtime/{source}?range=1h`: every series of one source.
@@ -272,13 +284,12 @@ pub async fn realtime(
     Query(args): Query<RangeArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let range = range_ms(&args)?;
-    let store = state.store().clone();
-    tokio::task::spawn_blocking(move || {
+    on_store(&state, move |store| {
         let to = now_ms();
         let from = to - range;
         let tenant = TenantId::default_tenant();
         let mut out = Vec::new();
-        for (id, meta) in store.series_with_tag(&tenant, &["source", "host"], &source) {
+        for (id, meta) in store.series_with_tag(&tenant, &SOURCE_TAGS, &source) {
             if let Some(v) = overview(&store, id, &meta, from, to)? {
                 out.push(v);
             }
@@ -286,7 +297,6 @@ pub async fn realtime(
         Ok(Json(json!({ "source": source, "from": from, "to": to, "series": out })))
     })
     .await
-    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
 }
 
 /// `GET /api/v1/metrics/dashboard?range=1h`: the same overview for every source.
@@ -295,8 +305,7 @@ pub async fn dashboard(
     Query(args): Query<RangeArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let range = range_ms(&args)?;
-    let store = state.store().clone();
-    tokio::task::spawn_blocking(move || {
+    on_store(&state, move |store| {
         let to = now_ms();
         let from = to - range;
         let tenant = TenantId::default_tenant();
@@ -325,5 +334,4 @@ pub async fn dashboard(
         ))
     })
     .await
-    .map_err(|_| QueryFailure(StatusCode::INTERNAL_SERVER_ERROR, "query task failed".into()))?
 }

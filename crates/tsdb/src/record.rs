@@ -11,24 +11,11 @@ use crate::{Error, Result};
 const BATCH_V1: u8 = 1;
 
 pub fn kind_code(kind: Kind) -> u8 {
-    match kind {
-        Kind::Float => 0,
-        Kind::Int => 1,
-        Kind::UInt => 2,
-        Kind::Bool => 3,
-        Kind::Str => 4,
-    }
+    kind.code()
 }
 
 pub fn kind_from(code: u8) -> Result<Kind> {
-    Ok(match code {
-        0 => Kind::Float,
-        1 => Kind::Int,
-        2 => Kind::UInt,
-        3 => Kind::Bool,
-        4 => Kind::Str,
-        _ => return Err(Error::Corrupt(format!("unknown value kind {code}"))),
-    })
+    Kind::from_code(code).map_err(|_| Error::Corrupt(format!("unknown value kind {code}")))
 }
 
 pub fn put_def(out: &mut Vec<u8>, id: SeriesId, line: &LineKey, field: &str, kind: Kind) {

@@ -524,7 +524,7 @@ impl Store {
     pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
         let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
         let from = from.max((self.shared.clock)() - retention.as_millis() as i64);
-        let (view, live) = self.view_and_head(id, meta);
+        let (view, heads) = self.view_and_heads(id, meta, from, to);
         let mut runs: Vec<(Vec<i64>, Values)> = Vec::new();
         let mut parts: Vec<&Arc<LivePart>> = view
             .parts
@@ -546,17 +546,7 @@ impl Store {
             }
             runs.push((ts, values));
         }
-        let heads: Vec<(Vec<i64>, Values)> = view
-            .frozen
-            .iter()
-            .filter(|h| h.has(id))
-            .map(|h| h.read(id, meta.kind))
-            .chain(live)
-            .collect();
-        for (ts, values) in heads {
-            let (ts, values) = clip(ts, values, from, to);
-            runs.push((ts, values));
-        }
+        runs.extend(heads);
         runs.retain(|(ts, _)| !ts.is_empty());
         let out = match runs.len() {
             0 => (Vec::new(), Values::new(meta.kind)),
@@ -688,17 +678,37 @@ impl Store {
     /// moment. A checkpoint moves the live head into the frozen heads under the state lock, so
     /// both are taken under it: a view taken before a checkpoint froze the head, with the live
     /// head read after, would hold the head's points in neither.
-    fn view_and_head(&self, id: SeriesId, meta: &SeriesMeta) -> (Arc<View>, Option<(Vec<i64>, Values)>) {
-        let st = self.shared.state.lock();
-        let view = self.shared.view.read().clone();
-        let live = st.head.has(id).then(|| st.head.read(id, meta.kind));
-        (view, live)
+    /// The view, and the points of one series in `[from, to)` still in heads (frozen ones, then
+    /// the live one), taken under the state lock so that a checkpoint freezing the head in
+    /// between cannot hide them.
+    fn view_and_heads(
+        &self,
+        id: SeriesId,
+        meta: &SeriesMeta,
+        from: i64,
+        to: i64,
+    ) -> (Arc<View>, Vec<(Vec<i64>, Values)>) {
+        let (view, live) = {
+            let st = self.shared.state.lock();
+            let view = self.shared.view.read().clone();
+            let live = st.head.has(id).then(|| st.head.read(id, meta.kind));
+            (view, live)
+        };
+        let heads = view
+            .frozen
+            .iter()
+            .filter(|h| h.has(id))
+            .map(|h| h.read(id, meta.kind))
+            .chain(live)
+            .map(|(ts, values)| clip(ts, values, from, to))
+            .collect();
+        (view, heads)
     }
 
     /// Rollup summaries of one series from `tier` parts plus the unsealed heads, at the tier's
     /// resolution.
     fn summaries(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> Result<Vec<(i64, Summary)>> {
-        let (view, live) = self.view_and_head(id, meta);
+        let (view, heads) = self.view_and_heads(id, meta, lo, hi);
         let mut out = Vec::new();
         for p in view
             .parts
@@ -707,15 +717,7 @@ impl Store {
         {
             p.part.read_summaries(id, lo, hi, &mut out)?;
         }
-        let heads: Vec<(Vec<i64>, Values)> = view
-            .frozen
-            .iter()
-            .filter(|h| h.has(id))
-            .map(|h| h.read(id, meta.kind))
-            .chain(live)
-            .collect();
         for (ts, values) in heads {
-            let (ts, values) = clip(ts, values, lo, hi);
             let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
             out.extend(summarize_raw(&ts, &vals, tier.resolution_ms()));
         }

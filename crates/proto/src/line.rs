@@ -390,6 +390,8 @@ pub struct LineIter<'a> {
     /// 1-based number of the physical line holding `pos`, and the offset where it starts.
     line_no: usize,
     line_start: usize,
+    /// Line number and length in bytes of the entry last returned.
+    last_entry: (usize, usize),
     /// `body[utf8_start..utf8_start + utf8.len()]`, known to be valid UTF-8: checked once for the
     /// whole body, so that tokens inside it become `&str` without another check. It ends at the
     /// first invalid byte; tokens past that are checked one by one, and the next line starts a
@@ -412,6 +414,7 @@ impl<'a> LineIter<'a> {
             body,
             pos: 0,
             line_no: 1,
+            last_entry: (0, 0),
             line_start: 0,
             utf8_start: 0,
             utf8: "",
@@ -432,6 +435,13 @@ impl<'a> LineIter<'a> {
         self
     }
 
+    /// The line number where the entry last returned (parsed or refused) starts, and its length
+    /// in bytes up to the next entry (a quoted string may span several physical lines, so this
+    /// is how callers number good lines and apply a length limit per entry).
+    pub fn last_entry(&self) -> (usize, usize) {
+        self.last_entry
+    }
+
     /// Like [`Iterator::next`], but parses into `line`, reusing its vectors: the cheapest way to
     /// parse a large body when each line is consumed before the next is parsed. `line` is
     /// overwritten; on an error its contents are unspecified. None at the end of the body.
@@ -443,7 +453,10 @@ impl<'a> LineIter<'a> {
         line.tags.clear();
         line.fields.clear();
         line.timestamp = None;
-        Some(self.parse_or_recover(line))
+        let (first, start) = (self.line_no, self.pos);
+        let result = self.parse_or_recover(line);
+        self.last_entry = (first, self.pos.saturating_sub(start));
+        Some(result)
     }
 
     fn parse_or_recover(&mut self, line: &mut Line<'a>) -> Result<(), LineError> {
@@ -1074,7 +1087,10 @@ impl<'a> Iterator for LineIter<'a> {
             fields: Vec::with_capacity(self.field_hint),
             timestamp: None,
         };
-        Some(self.parse_or_recover(&mut line).map(|()| line))
+        let (first, start) = (self.line_no, self.pos);
+        let result = self.parse_or_recover(&mut line).map(|()| line);
+        self.last_entry = (first, self.pos.saturating_sub(start));
+        Some(result)
     }
 }
 

@@ -184,30 +184,27 @@ async fn write_line_protocol(
     let hub_state = state.clone();
     let (refused, ack, live) = tokio::task::spawn_blocking(move || {
         let mut refused = Vec::new();
-        let long = long_lines(&body, max_line);
-        // The parser numbers only its errors; every item it yields is the next line that is
-        // neither blank nor a comment, so the good lines are numbered by walking those.
-        let mut entries = entry_lines(&body);
         let mut numbered: Vec<(usize, Line<'_>)> = Vec::new();
-        for item in parse_lines(&body).with_precision(precision) {
-            let n = entries.next().unwrap_or(0);
+        let mut lines = parse_lines(&body).with_precision(precision);
+        while let Some(item) = lines.next() {
+            // Numbered and measured by the parser: a quoted string may span physical lines.
+            let (n, len) = lines.last_entry();
+            if len > max_line + 1 {
+                refused.push(Refusal {
+                    line: n,
+                    kind: RefusalKind::Limit,
+                    message: format!("line is longer than the limit of {max_line} bytes"),
+                });
+                continue;
+            }
             match item {
-                Ok(line) if !long.contains(&n) => numbered.push((n, line)),
-                Ok(_) => {}
-                Err(e) if !long.contains(&e.line) => refused.push(Refusal {
+                Ok(line) => numbered.push((n, line)),
+                Err(e) => refused.push(Refusal {
                     line: e.line,
                     kind: RefusalKind::Invalid,
                     message: e.message,
                 }),
-                Err(_) => {}
             }
-        }
-        for &n in &long {
-            refused.push(Refusal {
-                line: n,
-                kind: RefusalKind::Limit,
-                message: format!("line is longer than the limit of {max_line} bytes"),
-            });
         }
         let (accepted, more, ack, now) = store_lines(&store, d, &tenant, &db, precision, &numbered)?;
         refused.extend(more);
@@ -329,33 +326,17 @@ async fn decode_body(state: &AppState, d: Dialect, headers: &HeaderMap, body: Bo
     if !gzip {
         return Ok(body);
     }
-    let mut out = Vec::with_capacity(body.len() * 4);
-    let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
+    // Decompressing megabytes is CPU work: off the threads that serve connections.
+    let out = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::with_capacity(body.len() * 4);
+        let mut reader = flate2::read::MultiGzDecoder::new(&body[..]).take(max as u64 + 1);
+        reader.read_to_end(&mut out).map(|_| out)
+    })
+    .await
+    .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))?
+    .map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
     if out.len() > max {
         return Err(too_large());
     }
     Ok(Bytes::from(out))
-}
-
-/// 1-based numbers of the lines longer than `max` bytes.
-fn long_lines(body: &[u8], max: usize) -> Vec<usize> {
-    body.split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| l.len() > max)
-        .map(|(i, _)| i + 1)
-        .collect()
-}
-
-/// 1-based numbers of the lines that are neither blank nor comments, in order.
-fn entry_lines(body: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    body.split(|&b| b == b'\n').enumerate().filter_map(|(i, l)| {
-        // Blank means spaces and tabs only, with or without the `\r` of a CRLF ending, as the
-        // parser reads it.
-        let start = l.iter().position(|&b| b != b' ' && b != b'\t')?;
-        let rest = l.get(start..).unwrap_or_default();
-        (rest != b"\r" && rest.first() != Some(&b'#')).then_some(i + 1)
-    })
 }

@@ -204,9 +204,10 @@ pub async fn series(
         .ok_or_else(|| QueryFailure(StatusCode::BAD_REQUEST, "q: missing; expected a selector".into()))?;
     let selector = pulsewire_proto::parse_selector(&q)?;
     let db = args.db.filter(|d| !d.is_empty());
-    let matched = state
-        .store()
-        .select(&TenantId::default_tenant(), db.as_deref(), &selector);
+    let matched = on_store(&state, move |store| {
+        Ok(store.select(&TenantId::default_tenant(), db.as_deref(), &selector))
+    })
+    .await?;
     let out: Vec<Value> = matched
         .iter()
         .map(|(_, meta)| {

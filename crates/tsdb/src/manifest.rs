@@ -44,10 +44,25 @@ impl Manifest {
         let path = dir.join(FILE);
         match fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Manifest {
-                version: 1,
-                ..Manifest::default()
-            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Without a manifest every part would look like a leftover and be deleted: refuse
+                // to start instead of losing sealed data.
+                let parts = dir.join("parts");
+                let has_parts = fs::read_dir(&parts)
+                    .map(|mut d| d.any(|e| e.is_ok_and(|e| e.path().extension().is_some_and(|x| x == "pwp"))))
+                    .unwrap_or(false);
+                if has_parts {
+                    return Err(Error::Corrupt(format!(
+                        "{} is missing but {} holds parts; restore the manifest (or a backup) before starting",
+                        path.display(),
+                        parts.display()
+                    )));
+                }
+                Ok(Manifest {
+                    version: 1,
+                    ..Manifest::default()
+                })
+            }
             Err(e) => Err(Error::io(format!("reading {}", path.display()), e)),
         }
     }

@@ -135,16 +135,19 @@ struct Shared {
     wal: Wal,
     manifest: Mutex<Manifest>,
     /// Serialises checkpoints, compaction and retention.
-    maintenance: Mutex<MaintenanceStats>,
+    maintenance: Mutex<()>,
+    counters: MaintenanceStats,
     stop: AtomicBool,
     poisoned: Mutex<Option<String>>,
     clock: Clock,
 }
 
+/// Counters of the maintenance work, readable without waiting for it.
 #[derive(Default)]
 struct MaintenanceStats {
-    checkpoints: u64,
-    last_checkpoint_ms: Option<u64>,
+    checkpoints: std::sync::atomic::AtomicU64,
+    /// Duration of the last checkpoint in ms, plus one (0: none yet).
+    last_checkpoint_ms: std::sync::atomic::AtomicU64,
 }
 
 /// The store. Cheap to clone; [`Store::close`] checkpoints and stops the background work.
@@ -309,7 +312,8 @@ impl Store {
             })),
             wal,
             manifest: Mutex::new(manifest),
-            maintenance: Mutex::new(MaintenanceStats::default()),
+            maintenance: Mutex::new(()),
+            counters: MaintenanceStats::default(),
             stop: AtomicBool::new(false),
             poisoned: Mutex::new(None),
             clock,
@@ -583,9 +587,15 @@ impl Store {
                 meta.field
             )));
         }
+        // Far beyond any storable time, and clear of overflow in the bucket arithmetic.
+        const LIMIT: i64 = 1 << 60;
+        let (from, to) = (from.clamp(-LIMIT, LIMIT), to.clamp(-LIMIT, LIMIT));
+        if from >= to {
+            return Err(Error::Invalid("from must be before to".into()));
+        }
         let lo = bucket_of(from, step);
-        let hi = bucket_of(to - 1, step) + step;
-        let tier = if force_raw { Tier::Raw } else { self.tier_for(step, lo) };
+        let hi = bucket_of(to.saturating_sub(1), step).saturating_add(step);
+        let tier = if force_raw { Tier::Raw } else { self.tier_for(step) };
         if tier == Tier::Raw {
             let (ts, values) = self.read_raw(id, meta, lo, hi)?;
             let vals: Vec<f64> = match numeric(&values) {
@@ -619,7 +629,12 @@ impl Store {
         }
         let (ts, values) = self.read_raw(id, meta, from, to)?;
         let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
-        Ok(crate::query::eval_raw(agg, &vals, to - from, &mut Vec::new()))
+        Ok(crate::query::eval_raw(
+            agg,
+            &vals,
+            to.saturating_sub(from).max(1),
+            &mut Vec::new(),
+        ))
     }
 
     /// Series of a tenant carrying any of `keys` with value `value` (all measurements).
@@ -658,20 +673,14 @@ impl Store {
         Ok((s.count > 0).then_some(s))
     }
 
-    fn tier_for(&self, step: i64, lo: i64) -> Tier {
-        let r = &self.shared.config.retention;
-        let now = (self.shared.clock)();
-        for (tier, keep) in [
-            (Tier::H1, r.rollup_1h),
-            (Tier::M5, r.rollup_5m),
-            (Tier::M1, r.rollup_1m),
-        ] {
-            let res = tier.resolution_ms();
-            if step % res == 0 && lo >= now - keep.as_millis() as i64 {
-                return tier;
-            }
-        }
-        Tier::Raw
+    /// The coarsest rollup tier whose bucket divides the step. Coarser tiers are kept longer,
+    /// so no finer tier could answer more of an old range; a tier answers what its retention
+    /// still holds.
+    fn tier_for(&self, step: i64) -> Tier {
+        [Tier::H1, Tier::M5, Tier::M1]
+            .into_iter()
+            .find(|t| step % t.resolution_ms() == 0)
+            .unwrap_or(Tier::Raw)
     }
 
     /// The parts and frozen heads to read, and the live head's points of one series, as of one
@@ -735,7 +744,7 @@ impl Store {
             )
         };
         let view = self.shared.view.read().clone();
-        let m = self.shared.maintenance.lock();
+        let m = &self.shared.counters;
         StoreStats {
             series,
             head_series,
@@ -750,8 +759,8 @@ impl Store {
                 .map(|p| p.part.points())
                 .sum(),
             wal_bytes: self.shared.wal.segment_bytes(),
-            checkpoints: m.checkpoints,
-            last_checkpoint_ms: m.last_checkpoint_ms,
+            checkpoints: m.checkpoints.load(Ordering::Relaxed),
+            last_checkpoint_ms: m.last_checkpoint_ms.load(Ordering::Relaxed).checked_sub(1),
         }
     }
 
@@ -881,7 +890,8 @@ impl Shared {
     }
 
     fn checkpoint(&self) -> Result<()> {
-        let mut stats = self.maintenance.lock();
+        let _m = self.maintenance.lock();
+        let stats = &self.counters;
         let started = Instant::now();
         // Freeze: the live head becomes immutable and visible through the view, the WAL moves
         // to a new segment, all under the write lock so no write falls between the two.
@@ -941,8 +951,10 @@ impl Shared {
         })();
         match &result {
             Ok(()) => {
-                stats.checkpoints += 1;
-                stats.last_checkpoint_ms = Some(started.elapsed().as_millis() as u64);
+                stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .last_checkpoint_ms
+                    .store(started.elapsed().as_millis() as u64 + 1, Ordering::Relaxed);
                 tracing::info!(
                     points = frozen.points(),
                     series = metas.len(),

@@ -403,3 +403,75 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
     let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + DAY)).unwrap();
     assert_eq!(raw(&store, "m.f")[0].1, want);
 }
+
+#[test]
+fn old_ranges_are_answered_from_the_tier_that_still_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    let lines = (0..10)
+        .map(|i| line("m", &[], vec![("f", FieldValue::Float(i as f64))], NOW - 1000 * i))
+        .collect();
+    write(&store, "db", lines);
+    store.checkpoint().unwrap();
+    // Ten days later the raw points are past their 7 days; the rollups are not.
+    now.store(NOW + 10 * DAY, Ordering::SeqCst);
+    store.maintain().unwrap();
+    let (id, meta) = store
+        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+        .pop()
+        .unwrap();
+    for (from, step, tier) in [
+        (NOW - 3 * 365 * DAY, HOUR, Tier::H1),
+        (NOW - 40 * DAY, 300_000, Tier::M5),
+    ] {
+        let q = Aggregation {
+            from,
+            to: NOW + 10 * DAY,
+            step,
+            agg: Agg::Count,
+            force_raw: false,
+        };
+        let (used, buckets) = store.aggregate(id, &meta, &q).unwrap();
+        assert_eq!(used, tier);
+        assert_eq!(buckets.iter().map(|b| b.value).sum::<f64>(), 10.0, "{tier:?}");
+    }
+    assert!(store.read_raw(id, &meta, 0, i64::MAX).unwrap().0.is_empty());
+    let q = Aggregation {
+        from: i64::MIN,
+        to: i64::MAX,
+        step: HOUR,
+        agg: Agg::Count,
+        force_raw: false,
+    };
+    assert_eq!(
+        store
+            .aggregate(id, &meta, &q)
+            .unwrap()
+            .1
+            .iter()
+            .map(|b| b.value)
+            .sum::<f64>(),
+        10.0
+    );
+}
+
+#[test]
+fn a_missing_manifest_with_parts_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, _) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock.clone()).unwrap();
+    write(
+        &store,
+        "db",
+        vec![line("m", &[], vec![("f", FieldValue::Float(1.0))], NOW)],
+    );
+    store.close().unwrap();
+    drop(store);
+    std::fs::remove_file(dir.path().join("MANIFEST")).unwrap();
+    let err = Store::open_with_clock(dir.path(), config(), clock)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("MANIFEST is missing"), "{err}");
+    assert!(part_files(dir.path(), "raw-") > 0, "parts kept");
+}

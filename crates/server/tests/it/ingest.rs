@@ -434,3 +434,33 @@ async fn aggregation_and_overviews() {
     assert_eq!(v["sources"][0]["source"], "h1");
     assert_eq!(v["sources"][0]["series"][0]["count"], 120);
 }
+
+#[tokio::test]
+async fn line_numbers_count_the_physical_lines_of_multi_line_strings() {
+    let mut cfg = test_config();
+    cfg.ingest.max_line_bytes = 256;
+    let s = TestServer::start(cfg).await;
+    let long = "x".repeat(300);
+    let body = format!(
+        "log,h=a msg=\"first\nsecond\" 1795600000\nlog,h=a n=1 1795600010\nlog,h=a msg=1i 1795600020\nlog,h=b msg=\"a\n{long}\" 1795600030\nlog,h=c n=2 1795600040\n"
+    );
+    let (status, reply) = write(&s, "/write?db=d&precision=s", &body).await;
+    assert_eq!(status, 400);
+    let msg = reply["error"].as_str().unwrap();
+    assert!(msg.contains("line 4: field type conflict"), "{msg}");
+    assert!(
+        msg.contains("line 5: line is longer than the limit of 256 bytes"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("dropped=2"), "{msg}");
+    let series = query(&s, "log").await;
+    assert_eq!(
+        points_of(&series, "msg", ("h", "a")),
+        &json!([[1795600000000i64, "first\nsecond"]])
+    );
+    assert_eq!(points_of(&series, "n", ("h", "c")), &json!([[1795600040000i64, 2.0]]));
+    assert!(
+        series.iter().all(|s| s["tags"]["h"] != "b"),
+        "the long entry must not be stored: {series:?}"
+    );
+}

@@ -40,7 +40,9 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
         .await
         .context("connect")?;
     ws.send(Message::text(
-        r#"{"type":"subscribe","id":1,"channels":["metrics:liveprobe"]}"#,
+        // The background measurement too, so its points go through the same publication path
+        // (a measurement nobody watches is not published at all).
+        r#"{"type":"subscribe","id":1,"channels":["metrics:liveprobe","metrics:livebg"]}"#,
     ))
     .await?;
     let sent: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();

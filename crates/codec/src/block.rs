@@ -135,8 +135,8 @@ const ZSTD_LEVEL_STR: i32 = 9;
 const FLOAT_DECIMAL: u8 = 0;
 const FLOAT_XOR: u8 = 1;
 const FLOAT_BITS: u8 = 2;
-const MAX_DECIMALS: usize = 18;
-const POW10: [f64; MAX_DECIMALS + 1] = [
+pub(crate) const MAX_DECIMALS: usize = 18;
+pub(crate) const POW10: [f64; MAX_DECIMALS + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
 ];
 
@@ -248,7 +248,7 @@ pub fn encode_block_with(ts: &[i64], values: &Values, opts: &BlockOptions, out: 
 }
 
 #[inline]
-fn from_decimal(m: i64, d: usize) -> f64 {
+pub(crate) fn from_decimal(m: i64, d: usize) -> f64 {
     match POW10.get(d) {
         Some(&p) if d > 0 => m as f64 / p,
         _ => m as f64,
@@ -257,7 +257,7 @@ fn from_decimal(m: i64, d: usize) -> f64 {
 
 /// Mantissa of `v` at `d` decimals, if it round-trips bit for bit.
 #[inline]
-fn to_decimal(v: f64, d: usize) -> Option<i64> {
+pub(crate) fn to_decimal(v: f64, d: usize) -> Option<i64> {
     let scaled = (v * POW10.get(d)?).round();
     // Anything at or beyond 2^63 does not fit an i64.
     if !scaled.is_finite() || scaled.abs() >= 2f64.powi(63) {
@@ -268,7 +268,7 @@ fn to_decimal(v: f64, d: usize) -> Option<i64> {
 }
 
 /// Decimal mantissas of the whole block at one exponent, if every value round-trips.
-fn decimals(v: &[f64]) -> Option<(usize, Vec<i64>)> {
+pub(crate) fn decimals(v: &[f64]) -> Option<(usize, Vec<i64>)> {
     let mut d = 0;
     for &x in v {
         // Fewest decimals for this value, at least the block's current count.
@@ -281,7 +281,7 @@ fn decimals(v: &[f64]) -> Option<(usize, Vec<i64>)> {
 /// Maps a float's bits to an integer whose order follows the float's (negative values have
 /// their magnitude bits flipped), so close values give close integers. Its own inverse.
 #[inline]
-fn ordered_bits(bits: i64) -> i64 {
+pub(crate) fn ordered_bits(bits: i64) -> i64 {
     if bits < 0 { bits ^ i64::MAX } else { bits }
 }
 

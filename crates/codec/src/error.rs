@@ -30,6 +30,9 @@ pub enum Error {
     /// Two sketches with different relative accuracies cannot be merged exactly.
     #[error("sketch accuracies differ ({0} vs {1})")]
     AccuracyMismatch(f64, f64),
+    /// The encoder was given input it cannot represent.
+    #[error("invalid input: {0}")]
+    Invalid(&'static str),
     /// The general-purpose compressor failed.
     #[error("compression: {0}")]
     Compress(String),

@@ -1,5 +1,6 @@
 //! Time-series encodings shared by the store and the analysis code: compressed head chunks,
-//! the sealed-block codec, and mergeable summaries (quantile sketch and rollup aggregates).
+//! the sealed-block codec, mergeable summaries (quantile sketch and rollup aggregates) and the
+//! columnar codec for runs of rollup summaries.
 //!
 //! Everything here decodes bytes that may come from a damaged disk, so indexing and `unwrap` are
 //! denied: corrupt input must surface as an [`Error`], never as a panic.
@@ -12,6 +13,9 @@
 //!   120 and 1.62 at 30. Short blocks from frequent checkpoints should be merged (decode and
 //!   re-encode) when compacting.
 //! - Decoding runs at ~12-17 ns per point for numeric blocks, ~1.0-1.5 ms for a day of 1 s data.
+//! - Store rollups with [`encode_summaries`] (see [`summaries`]): the 1-minute tier of 10 s host
+//!   metrics then costs ~1.3 bytes per raw sample in blocks of 512 buckets (~0.2 at 1 s), where
+//!   [`Summary::encode`] back to back cost ~16 (~1.8 at 1 s).
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod bits;
@@ -21,6 +25,7 @@ mod gorilla;
 mod head;
 mod ints;
 mod sketch;
+pub mod summaries;
 mod summary;
 mod value;
 mod zstd_ctx;
@@ -29,5 +34,6 @@ pub use block::{BlockOptions, FloatCodec, MAX_BLOCK_POINTS, decode_block, encode
 pub use error::{Error, Result};
 pub use head::HeadChunk;
 pub use sketch::{DEFAULT_ALPHA, DEFAULT_MAX_BINS, Sketch};
+pub use summaries::{decode_summaries, encode_summaries};
 pub use summary::Summary;
 pub use value::{Kind, ValueRef, Values};

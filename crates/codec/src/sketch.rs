@@ -339,6 +339,82 @@ impl Sketch {
         last.map(|i| self.value(i)).or(Some(0.0))
     }
 
+    /// Whether `other` was made with the same accuracy and bin bound.
+    pub(crate) fn same_limits(&self, other: &Sketch) -> bool {
+        self.alpha.to_bits() == other.alpha.to_bits() && self.max_bins == other.max_bins
+    }
+
+    /// The cell `v` is counted in, as a key that orders cells as their values order: negative
+    /// bins from the largest magnitude up to `-1`, zero as `0`, positive bins from `1` up.
+    /// `None` for NaN, which is never counted.
+    pub(crate) fn key(&self, v: f64) -> Option<i64> {
+        if v.is_nan() {
+            return None;
+        }
+        let magnitude = v.abs();
+        if magnitude < f64::MIN_POSITIVE {
+            return Some(0);
+        }
+        let (lo, _) = self.index_range();
+        let offset = i64::from(self.index(magnitude)) - i64::from(lo);
+        Some(if v > 0.0 { 1 + offset } else { -1 - offset })
+    }
+
+    /// Every non-empty cell as `(key, count)` (see [`Sketch::key`]), keys ascending.
+    pub(crate) fn cells(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let lo = i64::from(self.index_range().0);
+        let neg = self.neg.bins().rev().map(move |(i, c)| (-1 - (i64::from(i) - lo), c));
+        let zero = (self.zero > 0).then_some((0, self.zero));
+        let pos = self.pos.bins().map(move |(i, c)| (1 + (i64::from(i) - lo), c));
+        neg.chain(zero).chain(pos)
+    }
+
+    /// An empty sketch with the accuracy and bin bound of `self`.
+    pub(crate) fn empty_like(&self) -> Sketch {
+        Sketch {
+            alpha: self.alpha,
+            ln_gamma: self.ln_gamma,
+            max_bins: self.max_bins,
+            zero: 0,
+            count: 0,
+            pos: Store::default(),
+            neg: Store::default(),
+        }
+    }
+
+    /// Adds `count` values to the cell `key`. Err if the key lies outside the sketch's range,
+    /// the count overflows, or a store would span more than its bin bound (a sketch built by
+    /// adding values never does, so decoded cells that would must be corrupt).
+    pub(crate) fn add_cell(&mut self, key: i64, count: u64) -> Result<()> {
+        let (lo, hi) = self.index_range();
+        let span = i64::from(hi) - i64::from(lo);
+        if key.unsigned_abs() > span.unsigned_abs() + 1 {
+            return Err(Error::Corrupt("sketch cell out of range"));
+        }
+        self.count = self
+            .count
+            .checked_add(count)
+            .ok_or(Error::Corrupt("sketch count overflows"))?;
+        let store = match key.cmp(&0) {
+            std::cmp::Ordering::Equal => {
+                self.zero += count;
+                return Ok(());
+            }
+            std::cmp::Ordering::Less => &mut self.neg,
+            std::cmp::Ordering::Greater => &mut self.pos,
+        };
+        // In range, so the bin fits i32.
+        let idx = (i64::from(lo) + key.abs() - 1) as i32;
+        if !store.counts.is_empty() {
+            let (first, last) = (i64::from(store.offset), store.hi());
+            if i64::from(idx).max(last) - i64::from(idx).min(first) >= i64::from(self.max_bins) {
+                return Err(Error::Corrupt("sketch wider than its bin bound"));
+            }
+        }
+        store.add(idx, count, self.max_bins);
+        Ok(())
+    }
+
     /// Bytes of heap held by the bin counters.
     pub fn heap_bytes(&self) -> usize {
         (self.pos.counts.capacity() + self.neg.counts.capacity()) * std::mem::size_of::<u64>()
@@ -348,16 +424,15 @@ impl Sketch {
     /// stores, each as its number of non-empty bins, the first bin index (zigzag varint) and
     /// count, then (gap to previous bin, count) varint pairs.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.alpha.to_le_bytes());
-        put_uvarint(out, u64::from(self.max_bins));
+        self.encode_limits(out);
         put_uvarint(out, self.zero);
         self.pos.encode(out);
         self.neg.encode(out);
     }
 
-    /// Reads a sketch written by [`Sketch::encode`]; returns it and the bytes consumed.
-    pub fn decode(bytes: &[u8]) -> Result<(Sketch, usize)> {
-        let mut br = ByteReader::new(bytes);
+    /// Reads an accuracy (f64 LE) and a bin bound (varint), rejecting values no sketch has, and
+    /// returns an empty sketch with them.
+    pub(crate) fn decode_limits(br: &mut ByteReader<'_>) -> Result<Sketch> {
         let alpha = br.f64()?;
         if !(MIN_ALPHA..=MAX_ALPHA).contains(&alpha) {
             return Err(Error::Corrupt("sketch accuracy out of range"));
@@ -366,7 +441,19 @@ impl Sketch {
         if max_bins == 0 || max_bins > MAX_SKETCH_BINS {
             return Err(Error::Corrupt("sketch bin bound out of range"));
         }
-        let mut s = Sketch::with_limits(alpha, max_bins as usize);
+        Ok(Sketch::with_limits(alpha, max_bins as usize))
+    }
+
+    /// Appends the accuracy and bin bound as [`Sketch::decode_limits`] reads them.
+    pub(crate) fn encode_limits(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.alpha.to_le_bytes());
+        put_uvarint(out, u64::from(self.max_bins));
+    }
+
+    /// Reads a sketch written by [`Sketch::encode`]; returns it and the bytes consumed.
+    pub fn decode(bytes: &[u8]) -> Result<(Sketch, usize)> {
+        let mut br = ByteReader::new(bytes);
+        let mut s = Sketch::decode_limits(&mut br)?;
         s.zero = br.uvarint()?;
         let range = s.index_range();
         let (pos, np) = Store::decode(&mut br, s.max_bins, range)?;

@@ -74,6 +74,13 @@ pub(crate) fn decompress<R>(frame: &[u8], len: usize, f: impl FnOnce(&[u8]) -> R
             *ctx = Some(zstd::bulk::Decompressor::new().map_err(compress_error)?);
         }
         let ctx = ctx.as_mut().ok_or(Error::Compress("no zstd context".into()))?;
+        // The frame header states its content size: a damaged length is caught before it
+        // allocates anything.
+        match zstd::zstd_safe::get_frame_content_size(frame) {
+            Ok(Some(size)) if size != len as u64 => return Err(Error::Corrupt("zstd body length")),
+            Err(_) => return Err(Error::Corrupt("zstd frame")),
+            _ => {}
+        }
         buf.clear();
         buf.reserve(len);
         let got = ctx

@@ -5,7 +5,8 @@
 # temporary directory, runs `bench ingest` (InfluxDB line protocol over HTTP)
 # against it with --server-pid, then has the server put everything on disk
 # and measures the data directory: bytes per sample = size / samples accepted.
-#   VictoriaMetrics: GET /internal/force_flush, then /internal/force_merge;
+#   VictoriaMetrics: GET /internal/force_flush, wait until its storage holds
+#     every accepted sample, then GET /internal/force_merge;
 #   InfluxDB 1.x: cache snapshot and full compaction once writes stop (the
 #     "cold" delays are shortened in its config, see lib.sh);
 #   Pulsewire: nothing beyond its own background work;
@@ -20,7 +21,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 if [[ $# -lt 1 ]]; then
-  sed -n '2,20p' "$0" >&2
+  awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" >&2
   exit 2
 fi
 TARGET="$1"
@@ -71,11 +72,22 @@ SAMPLES="$(jq -r '.total_samples_accepted' <<<"$SUMMARY")"
 # Server-side count of what it took in, as a cross-check of the generator's.
 case "$TARGET" in
   victoriametrics)
-    curl -fsS -m 60 "http://127.0.0.1:$PORT/internal/force_flush" >/dev/null || true
     SERVER_ROWS="$(curl -fsS "http://127.0.0.1:$PORT/metrics" |
       awk '/^vm_rows_inserted_total\{type="influx"\}/ {print $2}')"
     echo "server count        vm_rows_inserted_total{type=\"influx\"} = ${SERVER_ROWS:-?} samples (generator: $SAMPLES)" | tee -a "$REPORT"
-    # Merges every partition's parts into one, as background merging would in time.
+    # force_flush returns before every buffered row is in a part on disk, so
+    # wait (60 s at most) until the storage holds all accepted samples; only
+    # then does force_merge (merge each partition's parts into one, as
+    # background merging would in time) cover all the data.
+    curl -fsS -m 60 "http://127.0.0.1:$PORT/internal/force_flush" >/dev/null || true
+    rows=0
+    for _ in $(seq 1 120); do
+      rows="$(curl -fsS "http://127.0.0.1:$PORT/metrics" |
+        awk '/^vm_rows\{type="storage\/(small|big)"\}/ {n += $2} END {printf "%d", n}')"
+      (( rows >= SAMPLES )) && break
+      sleep 0.5
+    done
+    echo "server storage      vm_rows{type=\"storage/*\"} = $rows samples in parts before force_merge" | tee -a "$REPORT"
     curl -fsS -m 60 "http://127.0.0.1:$PORT/internal/force_merge" >/dev/null || true
     ;;
   influxdb)
@@ -106,20 +118,23 @@ stop_server
 STOP_S=$((SECONDS - stop_start))
 read -r SIZE_FINAL SIZE_APPARENT < <(du_bytes "$DATA")
 FILES="$(find "$DATA" -type f | wc -l)"
+# Where the bytes are (allocated, per top-level entry of the data dir).
+BREAKDOWN="$(cd "$DATA" && du -s --block-size=1 -- * 2>/dev/null | awk '$1 > 0 {printf "%s%s %d", sep, $2, $1; sep = ", "}')"
 
 bps() { awk -v b="$1" -v s="$SAMPLES" 'BEGIN { if (s > 0) printf "%.3f", b / s; else print "null" }'; }
 {
   echo "disk                $DATA (empty $EMPTY_ALLOC B): right after the run $SIZE_AFTER_RUN B, after ${SETTLE_S} s settling $SIZE_SETTLED B, after shutdown (${STOP_S} s) $SIZE_FINAL B allocated / $SIZE_APPARENT B apparent in $FILES files"
+  echo "disk breakdown      $BREAKDOWN (bytes)"
   echo "bytes/sample        $(bps "$SIZE_FINAL") on disk ($(bps "$SIZE_APPARENT") apparent; $(bps "$SIZE_AFTER_RUN") right after the run) for $SAMPLES samples accepted"
   echo "machine load        1/5/15-min load average $LOAD_BEFORE before the run, $LOAD_AFTER after it"
   jq -c --arg target "$TARGET" --argjson samples "$SAMPLES" \
     --argjson after_run "$SIZE_AFTER_RUN" --argjson settled "$SIZE_SETTLED" \
     --argjson final "$SIZE_FINAL" --argjson apparent "$SIZE_APPARENT" --argjson files "$FILES" \
     --argjson settle_s "$SETTLE_S" --argjson stop_s "$STOP_S" --arg load_before "$LOAD_BEFORE" --arg load_after "$LOAD_AFTER" \
-    --argjson rss_end "${RSS_END:-0}" \
+    --argjson rss_end "${RSS_END:-0}" --arg breakdown "$BREAKDOWN" \
     -n '{bench: "ingest-disk", target: $target, samples: $samples,
          bytes_after_run: $after_run, bytes_settled: $settled, bytes_final: $final,
-         bytes_apparent: $apparent, files: $files, settle_s: $settle_s, stop_s: $stop_s,
+         bytes_apparent: $apparent, files: $files, breakdown: $breakdown, settle_s: $settle_s, stop_s: $stop_s,
          bytes_per_sample: (if $samples > 0 then ($final / $samples * 1000 | round) / 1000 else null end),
          bytes_per_sample_after_run: (if $samples > 0 then ($after_run / $samples * 1000 | round) / 1000 else null end),
          server_rss_kib_settled: $rss_end, loadavg_before: $load_before, loadavg_after: $load_after}'

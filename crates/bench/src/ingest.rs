@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::lineproto::{Generator, Precision};
-use crate::procstat::Proc;
+use crate::procstat::{Proc, machine_cpu};
 use crate::stats::{LatencySummary, latency_histogram};
 
 /// Arguments of `bench ingest`.
@@ -166,6 +166,8 @@ struct Edge {
     at: Instant,
     self_cpu: Option<Duration>,
     server_cpu: Option<Duration>,
+    /// Whole machine (busy, total) CPU time.
+    machine: Option<(Duration, Duration)>,
 }
 
 fn edge(server: Option<Proc>) -> Edge {
@@ -173,6 +175,7 @@ fn edge(server: Option<Proc>) -> Edge {
         at: Instant::now(),
         self_cpu: Proc::Myself.cpu(),
         server_cpu: server.and_then(Proc::cpu),
+        machine: machine_cpu(),
     }
 }
 
@@ -515,6 +518,19 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     let self_cpu = cpu_secs(from.self_cpu, to.self_cpu);
     let server_cpu = cpu_secs(from.server_cpu, to.server_cpu);
     let self_cpu_pct = self_cpu.map(|c| 100.0 * c / wall);
+    // Machine busy time in the window, and the part neither the server nor
+    // the generator used (other processes: the disturbance). Both in % of one
+    // core, like the other CPU figures.
+    let (machine_busy_pct, machine_cores) = match (from.machine, to.machine) {
+        (Some((b0, t0)), Some((b1, t1))) => {
+            let total = t1.saturating_sub(t0).as_secs_f64();
+            let cores = (total / wall).round().max(1.0);
+            (Some(100.0 * b1.saturating_sub(b0).as_secs_f64() / wall), Some(cores))
+        }
+        _ => (None, None),
+    };
+    let others_cpu_pct = machine_busy_pct
+        .map(|m| (m - self_cpu.unwrap_or(0.0) * 100.0 / wall - server_cpu.unwrap_or(0.0) * 100.0 / wall).max(0.0));
     let server_cpu_pct = server_cpu.map(|c| 100.0 * c / wall);
     let measured_samples = s.measured.lines * fields;
     let server_ns_per_sample = server_cpu
@@ -622,6 +638,17 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
             self_rss.unwrap_or(0) / 1024
         );
     }
+    if let (Some(busy), Some(others), Some(cores)) = (machine_busy_pct, others_cpu_pct, machine_cores) {
+        println!(
+            "machine             busy {busy:.0}% of {:.0}% ({cores} cores) in the window; other processes {others:.0}%{}",
+            cores * 100.0,
+            if others > 20.0 {
+                "  << other processes took CPU: figures are skewed"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(pid) = args.server_pid {
         println!(
             "server pid {pid}      cpu {:.2} s = {:.0}%, {:.0} ns/sample; rss {} MiB before -> {} MiB end, peak {} MiB sampled / {} MiB VmHWM",
@@ -685,6 +712,9 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "generator_cpu_s": self_cpu.map(round),
         "generator_cpu_pct": self_cpu_pct.map(f64::round),
         "generator_rss_kib": self_rss,
+        "machine_busy_pct": machine_busy_pct.map(f64::round),
+        "machine_cores": machine_cores,
+        "others_cpu_pct": others_cpu_pct.map(f64::round),
         "server_cpu_s": server_cpu.map(round),
         "server_cpu_pct": server_cpu_pct.map(f64::round),
         "server_cpu_ns_per_sample": server_ns_per_sample.map(f64::round),

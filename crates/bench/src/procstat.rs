@@ -66,6 +66,24 @@ impl Proc {
     }
 }
 
+/// CPU time of the whole machine so far, summed over all cores: (busy, total)
+/// from the first line of `/proc/stat`. The difference of two readings minus
+/// what the server and the generator used is what other processes took, i.e.
+/// how far a measurement was disturbed.
+pub fn machine_cpu() -> Option<(Duration, Duration)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let v: Vec<u64> = line.split_whitespace().take(8).filter_map(|x| x.parse().ok()).collect();
+    if v.len() < 8 {
+        return None;
+    }
+    let idle = v[3] + v[4];
+    let total: u64 = v.iter().sum();
+    let secs = |t: u64| Duration::from_secs_f64(t as f64 / CLK_TCK);
+    Some((secs(total - idle), secs(total)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,6 +96,8 @@ mod tests {
             assert!(Proc::Myself.open_fds().unwrap() > 0);
             assert!(Proc::Myself.rss_peak_kib().unwrap() >= Proc::Myself.rss_kib().unwrap());
             assert!(Proc::ThisThread.cpu().is_some());
+            let (busy, total) = machine_cpu().unwrap();
+            assert!(busy <= total && total > Duration::ZERO);
         }
     }
 }

@@ -75,12 +75,15 @@ pub(crate) struct IntChoice {
     pub coding: Option<ResidualCoding>,
 }
 
-fn median(mut v: Vec<i64>) -> i64 {
-    if v.is_empty() {
+/// Median of `items`, using `scratch` for the selection.
+fn median(scratch: &mut Vec<i64>, items: impl Iterator<Item = i64>) -> i64 {
+    scratch.clear();
+    scratch.extend(items);
+    if scratch.is_empty() {
         return 0;
     }
-    let mid = v.len() / 2;
-    let (_, m, _) = v.select_nth_unstable(mid);
+    let mid = scratch.len() / 2;
+    let (_, m, _) = scratch.select_nth_unstable(mid);
     *m
 }
 
@@ -111,24 +114,20 @@ fn slope(vals: &[i64]) -> i64 {
 }
 
 /// Parameters `(c, b)` of transform `t` for `vals`.
-fn params_for(t: IntTransform, vals: &[i64]) -> (i64, i64) {
+fn params_for(t: IntTransform, vals: &[i64], scratch: &mut Vec<i64>) -> (i64, i64) {
     let Some(&first) = vals.first() else { return (0, 0) };
     match t {
-        IntTransform::Raw => (median(vals.iter().skip(1).copied().collect()), 0),
-        IntTransform::Delta => (median(deltas(vals).collect()), 0),
+        IntTransform::Raw => (median(scratch, vals.iter().skip(1).copied()), 0),
+        IntTransform::Delta => (median(scratch, deltas(vals)), 0),
         IntTransform::DoD => (vals.get(1).map_or(0, |&second| second.wrapping_sub(first)), 0),
         IntTransform::Linear => {
             let c = slope(vals);
             let mut line = first;
-            let offsets = vals
-                .iter()
-                .skip(1)
-                .map(|&v| {
-                    line = line.wrapping_add(c);
-                    v.wrapping_sub(line)
-                })
-                .collect();
-            (c, median(offsets))
+            let offsets = vals.iter().skip(1).map(|&v| {
+                line = line.wrapping_add(c);
+                v.wrapping_sub(line)
+            });
+            (c, median(scratch, offsets))
         }
     }
 }
@@ -158,11 +157,24 @@ fn residuals(t: IntTransform, (c, b): (i64, i64), vals: &[i64], out: &mut Vec<i6
     }
 }
 
+/// Binary GCD (Stein): shifts and subtractions instead of 64-bit divisions, which made the
+/// common-factor scan a large part of encoding short sections.
 fn gcd(mut a: u64, mut b: u64) -> u64 {
-    while b != 0 {
-        (a, b) = (b, a % b);
+    if a == 0 || b == 0 {
+        return a | b;
     }
-    a
+    let shift = (a | b).trailing_zeros();
+    a >>= a.trailing_zeros();
+    loop {
+        b >>= b.trailing_zeros();
+        if a > b {
+            std::mem::swap(&mut a, &mut b);
+        }
+        b -= a;
+        if b == 0 {
+            return a << shift;
+        }
+    }
 }
 
 /// Greatest common divisor of the residuals (0 if all are zero).
@@ -430,13 +442,51 @@ pub(crate) fn encode_ints_among(
     if vals.len() == 1 {
         return;
     }
-    let mut res = Vec::with_capacity(vals.len());
-    let mut zz = Vec::with_capacity(vals.len());
+    // Scratch vectors are kept per thread: summaries blocks encode dozens of short sections,
+    // where allocating them each time cost more than the coding.
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let (res, zz, tmp) = &mut *scratch;
+            encode_with(vals, transforms, codings, search, (res, zz, tmp), out);
+            if res.capacity() > SCRATCH_KEEP {
+                *scratch = Default::default();
+            }
+        }
+        Err(_) => encode_with(
+            vals,
+            transforms,
+            codings,
+            search,
+            (&mut Vec::new(), &mut Vec::new(), &mut Vec::new()),
+            out,
+        ),
+    });
+}
+
+type Scratch = (Vec<i64>, Vec<u64>, Vec<i64>);
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = Default::default();
+}
+
+/// Scratch vectors longer than this are released after use.
+const SCRATCH_KEEP: usize = 1 << 16;
+
+fn encode_with(
+    vals: &[i64],
+    transforms: &[IntTransform],
+    codings: &[ResidualCoding],
+    search: Search,
+    (res, zz, tmp): (&mut Vec<i64>, &mut Vec<u64>, &mut Vec<i64>),
+    out: &mut Vec<u8>,
+) {
+    res.clear();
+    zz.clear();
     let mut best: Option<Plan> = None;
     for &t in transforms {
-        let params = params_for(t, vals);
-        residuals(t, params, vals, &mut res);
-        let factor = common_factor(&res);
+        let params = params_for(t, vals, tmp);
+        residuals(t, params, vals, res);
+        let factor = common_factor(res);
         zz.clear();
         zz.extend(
             res.iter()
@@ -455,8 +505,8 @@ pub(crate) fn encode_ints_among(
                 0
             } else {
                 match coding {
-                    ResidualCoding::Rice if search == Search::Quick => rice_estimate(&zz),
-                    ResidualCoding::Rice => rice(&zz, None),
+                    ResidualCoding::Rice if search == Search::Quick => rice_estimate(zz),
+                    ResidualCoding::Rice => rice(zz, None),
                     ResidualCoding::Varint => zz.iter().map(|&z| varint_len(z)).sum(),
                 }
             };
@@ -495,14 +545,14 @@ pub(crate) fn encode_ints_among(
     if plan.factor == 0 {
         return;
     }
-    residuals(plan.t, plan.params, vals, &mut res);
+    residuals(plan.t, plan.params, vals, res);
     let f = plan.factor.max(1) as i64;
     zz.clear();
     zz.extend(res.iter().map(|&r| zigzag(r / f)));
     match plan.coding {
         ResidualCoding::Rice => {
             let mut w = BitWriter::from_vec(std::mem::take(out));
-            rice(&zz, Some(&mut w));
+            rice(zz, Some(&mut w));
             *out = w.finish();
         }
         ResidualCoding::Varint => zz.iter().for_each(|&z| put_uvarint(out, z)),
@@ -654,5 +704,29 @@ impl Undo {
         };
         self.prev = v;
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gcd;
+
+    #[test]
+    fn binary_gcd_matches_euclid() {
+        let euclid = |mut a: u64, mut b: u64| {
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..10_000u64 {
+            x = x.rotate_left(17) ^ x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            let (a, b) = (x >> (i % 64), (x.rotate_left(29) >> (12 + i % 52)).wrapping_mul(4096));
+            assert_eq!(gcd(a, b), euclid(a, b), "{a} {b}");
+        }
+        for (a, b) in [(0, 0), (0, 7), (7, 0), (u64::MAX, u64::MAX), (1 << 63, 1 << 40)] {
+            assert_eq!(gcd(a, b), euclid(a, b));
+        }
     }
 }

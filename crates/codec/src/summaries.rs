@@ -45,19 +45,19 @@
 //!
 //! ```text
 //! 10 s grid            1m/512          5m/512          1h/512          1m/5            per-summary
-//! Percent2dp           12.5 / 2.09     19.0 / 0.64     35.3 / 0.10     28.9 / 4.83     102 / 17.0
-//! FloatNoise           41.5 / 6.93     49.0 / 1.64     64.5 / 0.19     56.0 / 9.34     102 / 17.0
-//! Duration9dp          24.3 / 4.05     36.9 / 1.24     79.1 / 0.23     41.1 / 6.85     106 / 17.6
-//! MemBytes             11.8 / 1.96     14.7 / 0.49     21.2 / 0.06     29.0 / 4.84      96 / 16.0
-//! CounterCpuSeconds     8.9 / 1.48      9.6 / 0.32     14.6 / 0.04     21.5 / 3.59      96 / 16.0
+//! Percent2dp           12.6 / 2.10     19.0 / 0.64     35.3 / 0.10     29.1 / 4.86     102 / 17.0
+//! FloatNoise           43.1 / 7.19     49.0 / 1.64     64.5 / 0.19     57.3 / 9.55     102 / 17.0
+//! Duration9dp          24.4 / 4.06     36.9 / 1.24     79.1 / 0.23     41.9 / 6.99     106 / 17.6
+//! MemBytes             11.4 / 1.90     14.7 / 0.49     21.2 / 0.06     29.3 / 4.89      96 / 16.0
+//! CounterCpuSeconds     8.9 / 1.48      9.6 / 0.32     14.7 / 0.04     21.9 / 3.65      96 / 16.0
 //! Constant              0.1 / 0.02      0.2 / 0.01      2.4 / 0.01      8.0 / 1.34      96 / 16.0
 //! host mix              7.5 / 1.26      9.8 / 0.33     19.0 / 0.06     18.7 / 3.12      98 / 16.3
 //! host mix ±2 ms       10.5 / 1.75     13.0 / 0.43     23.6 / 0.07     22.4 / 3.74      98 / 16.3
 //!
 //! 1 s grid
-//! Percent2dp           22.4 / 0.37     29.4 / 0.10     47.9 / 0.01     39.9 / 0.67     122 / 2.04
-//! FloatNoise           51.5 / 0.86     57.5 / 0.19     75.8 / 0.02     67.9 / 1.13     122 / 2.04
-//! Duration9dp          45.5 / 0.76     72.0 / 0.24    114.5 / 0.03     64.3 / 1.07     176 / 2.94
+//! Percent2dp           22.4 / 0.37     29.4 / 0.10     48.0 / 0.01     40.3 / 0.67     122 / 2.04
+//! FloatNoise           51.5 / 0.86     57.5 / 0.19     75.8 / 0.02     68.9 / 1.15     122 / 2.04
+//! Duration9dp          45.5 / 0.76     72.0 / 0.24    114.6 / 0.03     65.6 / 1.09     176 / 2.94
 //! host mix             10.5 / 0.18     14.0 / 0.05     23.7 / 0.01     22.5 / 0.38     106 / 1.76
 //! host mix ±2 ms       13.1 / 0.22     16.9 / 0.06     28.4 / 0.01     25.5 / 0.43     107 / 1.78
 //! ```
@@ -69,9 +69,10 @@
 //! bucket, so counts and first offsets vary. Blocks of a few buckets pay ~30 bytes of fixed
 //! cost (absolute start, first values of each column); compaction merges them.
 //!
-//! Encoding takes ~1-2 µs per bucket in blocks of 512 (~3-4 µs in blocks of 5), decoding
-//! ~0.35-0.6 µs (`speed` in the same test file); the per-summary encoding took ~0.1-0.2 µs
-//! either way, for 7-13 times the bytes.
+//! Encoding takes ~1-1.7 µs per bucket in blocks of 512 (~2.5-3.7 µs in blocks of 5: the
+//! search over codings per column has a fixed cost), decoding ~0.35-0.6 µs (~0.6-0.9); the
+//! per-summary encoding took ~0.1-0.2 µs either way, for 7-13 times the bytes (`speed` in the
+//! same test file, on the development VM).
 
 use crate::bits::{BitReader, BitWriter, ByteReader, bit_len, put_uvarint, varint_into, zigzag};
 use crate::block::{MAX_DECIMALS, POW10, decimals, from_decimal, ordered_bits};
@@ -517,13 +518,13 @@ fn estimate_bits(r: &[i64]) -> u64 {
 /// only when its estimate is within an eighth of the best's.
 const TRIED: usize = 2;
 
-/// One way to code a float column as integers: header, residuals and an extra section.
-struct Candidate<'a> {
-    header: [u8; 2],
-    header_len: usize,
-    residuals: Vec<i64>,
-    extra: &'a [u8],
-    decimals: Option<usize>,
+/// One way to code a float column as integers (see [`FORMAT`]).
+#[derive(Clone, Copy)]
+struct Candidate {
+    kind: u8,
+    pred: usize,
+    /// Decimal exponent, for the decimal kinds.
+    d: usize,
     estimate: u64,
 }
 
@@ -554,56 +555,23 @@ fn encode_fcol(vals: &[f64], preds: &[&[f64]], hint: Option<usize>, out: &mut Ve
         out.extend_from_slice(&first.to_le_bytes());
         return None;
     }
-    let mut cands: Vec<Candidate<'_>> = Vec::new();
-    let mut add = |header: [u8; 2], header_len: usize, residuals: Vec<i64>, extra, decimals| {
-        let estimate = estimate_bits(&residuals) + 8 * (header_len + <[u8]>::len(extra)) as u64;
-        cands.push(Candidate {
-            header,
-            header_len,
-            residuals,
-            extra,
-            decimals,
-            estimate,
-        });
-    };
 
-    for p in 0..=preds.len() {
-        let res = vals
-            .iter()
-            .enumerate()
-            .map(|(i, &v)| ord(v).wrapping_sub(ord(pred_at(p, i))));
-        add([KIND_BITS | (p as u8) << 4, 0], 1, res.collect(), &[], None);
-    }
     let exact = decimals(vals);
-    if let Some((d, mant)) = &exact {
-        for p in 0..=preds.len() {
-            let res = mant
-                .iter()
-                .enumerate()
-                .map(|(i, &m)| m.wrapping_sub(pred_mantissa(pred_at(p, i), *d)));
-            add(
-                [KIND_DECIMAL | (p as u8) << 4, *d as u8],
-                2,
-                res.collect(),
-                &[],
-                Some(*d),
-            );
-        }
-    }
     // Float sums of decimals are decimals give or take a few ulps (or exact only at 15-17
     // decimals, which costs more than the ulps).
+    let ulp_mant: Option<(usize, Vec<i64>)> = hint
+        .filter(|&d| exact.as_ref().is_none_or(|(exact_d, _)| *exact_d > d))
+        .and_then(|d| {
+            vals.iter()
+                .map(|&v| {
+                    let scaled = (v * POW10.get(d)?).round();
+                    (scaled.is_finite() && scaled.abs() < 2f64.powi(63)).then_some(scaled as i64)
+                })
+                .collect::<Option<Vec<i64>>>()
+                .map(|m| (d, m))
+        });
     let mut ulp_section = Vec::new();
-    let dec_ulp = hint.filter(|&d| exact.as_ref().is_none_or(|(exact_d, _)| *exact_d > d));
-    let mant_ulp = dec_ulp.and_then(|d| {
-        vals.iter()
-            .map(|&v| {
-                let scaled = (v * POW10.get(d)?).round();
-                (scaled.is_finite() && scaled.abs() < 2f64.powi(63)).then_some(scaled as i64)
-            })
-            .collect::<Option<Vec<i64>>>()
-            .map(|m| (d, m))
-    });
-    if let Some((d, mant)) = &mant_ulp {
+    if let Some((d, mant)) = &ulp_mant {
         let ulps: Vec<i64> = vals
             .iter()
             .zip(mant)
@@ -611,24 +579,54 @@ fn encode_fcol(vals: &[f64], preds: &[&[f64]], hint: Option<usize>, out: &mut Ve
             .collect();
         put_ints(&ulps, &mut ulp_section);
     }
-    if let Some((d, mant)) = &mant_ulp {
-        for p in 0..=preds.len() {
-            let res = mant
-                .iter()
-                .enumerate()
-                .map(|(i, &m)| m.wrapping_sub(pred_mantissa(pred_at(p, i), *d)));
-            add(
-                [KIND_DEC_ULP | (p as u8) << 4, *d as u8],
-                2,
-                res.collect(),
-                &ulp_section,
-                None,
-            );
+    // The integers a candidate codes, into `buf`.
+    let fill = |c: &Candidate, buf: &mut Vec<i64>| {
+        buf.clear();
+        let mant = match c.kind {
+            KIND_DECIMAL => exact.as_ref().map(|e| e.1.as_slice()),
+            KIND_DEC_ULP => ulp_mant.as_ref().map(|e| e.1.as_slice()),
+            _ => None,
+        };
+        match mant {
+            Some(mant) => buf.extend(
+                mant.iter()
+                    .enumerate()
+                    .map(|(i, &m)| m.wrapping_sub(pred_mantissa(pred_at(c.pred, i), c.d))),
+            ),
+            None => buf.extend(
+                vals.iter()
+                    .enumerate()
+                    .map(|(i, &v)| ord(v).wrapping_sub(ord(pred_at(c.pred, i)))),
+            ),
+        }
+    };
+
+    let mut cands: Vec<Candidate> = Vec::new();
+    let mut kinds = vec![(KIND_BITS, 0, 0)];
+    if let Some((d, _)) = &exact {
+        kinds.push((KIND_DECIMAL, *d, 0));
+    }
+    if let Some((d, _)) = &ulp_mant {
+        kinds.push((KIND_DEC_ULP, *d, ulp_section.len()));
+    }
+    let mut buf = Vec::with_capacity(vals.len());
+    for (kind, d, extra) in kinds {
+        for pred in 0..=preds.len() {
+            let mut c = Candidate {
+                kind,
+                pred,
+                d,
+                estimate: 0,
+            };
+            fill(&c, &mut buf);
+            c.estimate = estimate_bits(&buf) + 8 * extra as u64;
+            cands.push(c);
         }
     }
 
     // Gorilla XOR is sized exactly: writing it costs less than estimating it.
-    let mut w = BitWriter::from_vec(vec![KIND_XOR]);
+    let mut w = BitWriter::from_vec(Vec::with_capacity(8 + vals.len() * 4));
+    w.write(u64::from(KIND_XOR), 8);
     let mut enc = XorEncoder::new();
     for &v in vals {
         enc.encode(&mut w, v);
@@ -636,12 +634,20 @@ fn encode_fcol(vals: &[f64], preds: &[&[f64]], hint: Option<usize>, out: &mut Ve
     let mut best: (Vec<u8>, Option<usize>) = (w.finish(), None);
     cands.sort_by_key(|c| c.estimate);
     let cutoff = cands.first().map_or(0, |c| c.estimate + c.estimate / 8);
+    let mut bytes = Vec::new();
     for c in cands.iter().take(TRIED).filter(|c| c.estimate <= cutoff) {
-        let mut bytes = c.header.get(..c.header_len).unwrap_or(&[]).to_vec();
-        put_ints(&c.residuals, &mut bytes);
-        bytes.extend_from_slice(c.extra);
+        bytes.clear();
+        bytes.push(c.kind | (c.pred as u8) << 4);
+        if c.kind != KIND_BITS {
+            bytes.push(c.d as u8);
+        }
+        fill(c, &mut buf);
+        put_ints(&buf, &mut bytes);
+        if c.kind == KIND_DEC_ULP {
+            bytes.extend_from_slice(&ulp_section);
+        }
         if bytes.len() < best.0.len() {
-            best = (bytes, c.decimals);
+            best = (std::mem::take(&mut bytes), (c.kind == KIND_DECIMAL).then_some(c.d));
         }
     }
     out.extend_from_slice(&best.0);

@@ -36,10 +36,6 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
-    pub fn position(&self) -> usize {
-        self.pos
-    }
-
     fn corrupt(&self, why: &str) -> Error {
         Error::Corrupt(format!("{}: {why} at byte {}", self.what, self.pos))
     }

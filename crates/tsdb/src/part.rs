@@ -6,15 +6,15 @@
 //! Index: for each series (ascending id) `id, kind, block count` and per block
 //! `min_ts, max_ts, count, offset, len, crc32` (varints). Footer: index offset (u64 LE), index
 //! length (u32 LE), crc32 of the index (u32 LE), `"PWPEND01"`. Raw blocks are
-//! `pulsewire_codec` blocks; rollup blocks are a count, then per bucket its start (delta from
-//! the previous, zigzag varint) and its encoded `Summary`.
+//! `pulsewire_codec` blocks; rollup blocks are `pulsewire_codec::encode_summaries` columns (bucket
+//! starts, counts, sums, extremes, first/last points, increases, sketches).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use pulsewire_codec::{Kind, Summary, Values, decode_block, encode_block};
+use pulsewire_codec::{Kind, Summary, Values, decode_block, decode_summaries, encode_block, encode_summaries};
 
 use crate::bytes::{Reader, put_ivarint, put_uvarint};
 use crate::index::SeriesId;
@@ -132,13 +132,7 @@ impl PartWriter {
         self.start_series(id, SUMMARY_KIND, buckets.len().div_ceil(BLOCK_BUCKETS))?;
         for chunk in buckets.chunks(BLOCK_BUCKETS) {
             self.buf.clear();
-            put_uvarint(&mut self.buf, chunk.len() as u64);
-            let mut prev = 0i64;
-            for (ts, s) in chunk {
-                put_ivarint(&mut self.buf, ts.wrapping_sub(prev));
-                prev = *ts;
-                s.encode(&mut self.buf);
-            }
+            encode_summaries(chunk, &mut self.buf).map_err(|e| Error::Invalid(format!("encoding rollups: {e}")))?;
             let (Some(lo), Some(hi)) = (chunk.first(), chunk.last()) else {
                 continue;
             };
@@ -322,19 +316,9 @@ impl Part {
         let mut buf = Vec::new();
         for b in self.blocks(id, from, to) {
             self.read_block(b, &mut buf)?;
-            let mut r = Reader::new(&buf, "rollup block");
-            let n = r.len()?;
-            let mut prev = 0i64;
-            for _ in 0..n {
-                let ts = prev.wrapping_add(r.ivarint()?);
-                prev = ts;
-                let rest = buf.get(r.position()..).unwrap_or(&[]);
-                let (s, used) = Summary::decode(rest).map_err(|e| Error::Corrupt(format!("decoding a rollup: {e}")))?;
-                r.bytes(used)?;
-                if ts >= from && ts < to {
-                    out.push((ts, s));
-                }
-            }
+            let mut block = Vec::new();
+            decode_summaries(&buf, &mut block).map_err(|e| Error::Corrupt(format!("decoding a rollup block: {e}")))?;
+            out.extend(block.into_iter().filter(|(ts, _)| *ts >= from && *ts < to));
         }
         Ok(())
     }

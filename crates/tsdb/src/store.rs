@@ -33,7 +33,7 @@ const COMPACT_AT: usize = 4;
 /// best: the codec needs hundreds of points per block to reach its size).
 const COLD_AFTER_MS: i64 = 3_600_000;
 /// How often retention and compaction run.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(60);
+const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 /// Points one raw query may return.
 pub const MAX_RAW_POINTS: usize = 1_000_000;
 
@@ -140,6 +140,8 @@ struct Shared {
     stop: AtomicBool,
     poisoned: Mutex<Option<String>>,
     clock: Clock,
+    /// Signalled when a checkpoint ends, for writers held back by [`Shared::wait_for_room`].
+    checkpoint_done: (Mutex<()>, parking_lot::Condvar),
 }
 
 /// Counters of the maintenance work, readable without waiting for it.
@@ -317,6 +319,7 @@ impl Store {
             stop: AtomicBool::new(false),
             poisoned: Mutex::new(None),
             clock,
+            checkpoint_done: (Mutex::new(()), parking_lot::Condvar::new()),
         });
         let bg = shared.clone();
         let background = std::thread::Builder::new()
@@ -354,6 +357,7 @@ impl Store {
         if let Some(msg) = self.poisoned() {
             return Err(Error::Poisoned(msg));
         }
+        self.shared.wait_for_room();
         let cfg = &self.shared.config;
         let now = (self.shared.clock)();
         let minute = now.div_euclid(60_000);
@@ -889,7 +893,31 @@ impl Shared {
         self.poisoned.lock().get_or_insert(msg);
     }
 
+    /// Back-pressure: while a checkpoint is sealing one head and the live head has already grown
+    /// to the size that starts the next one, writers wait for the checkpoint to end. Memory
+    /// then stays bounded by two heads, and ingest settles at the rate the node can also seal,
+    /// instead of outrunning checkpoints until memory runs out.
+    fn wait_for_room(&self) {
+        let (lock, cond) = &self.checkpoint_done;
+        let mut guard = lock.lock();
+        while !self.stop.load(Ordering::Relaxed)
+            && !self.view.read().frozen.is_empty()
+            && self.wal.segment_bytes() >= self.config.checkpoint_wal_bytes
+        {
+            // Timed, so a missed signal only delays a writer, never blocks it for good.
+            cond.wait_for(&mut guard, Duration::from_millis(50));
+        }
+    }
+
     fn checkpoint(&self) -> Result<()> {
+        let result = self.checkpoint_inner();
+        let (lock, cond) = &self.checkpoint_done;
+        let _g = lock.lock();
+        cond.notify_all();
+        result
+    }
+
+    fn checkpoint_inner(&self) -> Result<()> {
         let _m = self.maintenance.lock();
         let stats = &self.counters;
         let started = Instant::now();

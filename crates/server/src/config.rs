@@ -193,7 +193,7 @@ impl Default for IngestConfig {
         Self {
             max_body_bytes: 32 << 20,
             max_line_bytes: 64 << 10,
-            live_window: Duration::from_millis(10),
+            live_window: Duration::from_millis(3),
             live_max_points: 5000,
         }
     }

@@ -16,7 +16,7 @@
 //!
 //! Bytes per sample on disk, timestamps (ms) included, for one day of synthetic series per shape
 //! (generators in `tests/common`), printed by
-//! `cargo test -p pulsewire-codec --release --test block_size -- --ignored --nocapture report`.
+//! `cargo run -p pulsewire-codec --release --example codec_report`.
 //! Columns: this codec with blocks of 720 / 30 / 120 / 1000 points; then at 720 points, pinned
 //! to delta-of-delta + Rice without zstd, pinned to delta-of-delta + varint + zstd (`dod+vi+zs`,
 //! VictoriaMetrics-like), and floats pinned to Gorilla XOR; last, the head chunk's own
@@ -57,9 +57,9 @@
 //! (its entropy alone is 0.29), which is why aligning scrape timestamps to the grid, as
 //! Prometheus does within 2 ms, matters more than any value codec.
 
-use crate::bits::{BitReader, BitWriter, ByteReader, put_uvarint, varint_into};
+use crate::bits::{BitWriter, ByteReader, put_uvarint, varint_into};
 use crate::error::{Error, Result};
-use crate::gorilla::{XorDecoder, XorEncoder};
+use crate::gorilla::XorEncoder;
 use crate::ints::{IntChoice, decode_ints, encode_ints};
 pub use crate::ints::{IntTransform, ResidualCoding};
 use crate::value::{Kind, Values};
@@ -373,15 +373,7 @@ fn decode_body(body: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Result<()
                     }
                     decode_ints(&mut br, n, |m| out.push(from_decimal(m, d)))?;
                 }
-                FLOAT_XOR => {
-                    let mut r = BitReader::new(br.remaining());
-                    let mut dec = XorDecoder::new();
-                    for _ in 0..n {
-                        out.push(dec.decode(&mut r)?);
-                    }
-                    r.check()?;
-                    br.advance(r.bytes_consumed())?;
-                }
+                FLOAT_XOR => crate::gorilla::decode_xor_section(&mut br, n, out)?,
                 FLOAT_BITS => {
                     decode_ints(&mut br, n, |b| out.push(f64::from_bits(ordered_bits(b) as u64)))?;
                 }

@@ -112,3 +112,15 @@ impl XorDecoder {
         Ok(f64::from_bits(self.prev))
     }
 }
+
+/// Decodes `n` Gorilla XOR floats from the byte-aligned section at the reader's position,
+/// appending them to `out`, and moves the reader past the section.
+pub(crate) fn decode_xor_section(br: &mut crate::bits::ByteReader<'_>, n: usize, out: &mut Vec<f64>) -> Result<()> {
+    let mut r = crate::bits::BitReader::new(br.remaining());
+    let mut dec = XorDecoder::new();
+    for _ in 0..n {
+        out.push(dec.decode(&mut r)?);
+    }
+    r.check()?;
+    br.advance(r.bytes_consumed())
+}

@@ -41,7 +41,7 @@
 //! merging them, as the store does, in blocks of 512 buckets (the store's compacted parts) and,
 //! for 1-minute buckets, of 5 (a part written by a 5-minute checkpoint); last, the per-summary
 //! encoding. Printed by
-//! `cargo test -p pulsewire-codec --release --test summary_size -- --ignored --nocapture report`.
+//! `cargo run -p pulsewire-codec --release --example codec_report`.
 //!
 //! ```text
 //! 10 s grid            1m/512          5m/512          1h/512          1m/5            per-summary
@@ -74,10 +74,10 @@
 //! per-summary encoding took ~0.1-0.2 µs either way, for 7-13 times the bytes (`speed` in the
 //! same test file, on the development VM).
 
-use crate::bits::{BitReader, BitWriter, ByteReader, bit_len, put_uvarint, varint_into, zigzag};
+use crate::bits::{BitWriter, ByteReader, bit_len, put_uvarint, varint_into, zigzag};
 use crate::block::{MAX_DECIMALS, POW10, decimals, from_decimal, ordered_bits};
 use crate::error::{Error, Result};
-use crate::gorilla::{XorDecoder, XorEncoder};
+use crate::gorilla::XorEncoder;
 use crate::ints::{IntTransform, ResidualCoding, Search, decode_ints, encode_ints_among};
 use crate::sketch::{DEFAULT_ALPHA, DEFAULT_MAX_BINS, Sketch};
 use crate::summary::Summary;
@@ -666,15 +666,7 @@ fn decode_fcol(br: &mut ByteReader<'_>, n: usize, preds: &[&[f64]]) -> Result<Ve
     };
     let mut out = Vec::with_capacity(n);
     match kind {
-        KIND_XOR => {
-            let mut r = BitReader::new(br.remaining());
-            let mut dec = XorDecoder::new();
-            for _ in 0..n {
-                out.push(dec.decode(&mut r)?);
-            }
-            r.check()?;
-            br.advance(r.bytes_consumed())?;
-        }
+        KIND_XOR => crate::gorilla::decode_xor_section(br, n, &mut out)?,
         KIND_BITS => {
             let mut i = 0;
             decode_ints(br, n, |x| {

@@ -1,8 +1,8 @@
-//! Size and speed of the sealed-block codec on synthetic host metrics. The non-ignored test
+//! Size and speed of the sealed-block codec on synthetic host metrics. The test
 //! holds the storage target (at most 1 byte per sample, timestamps included, over a realistic
-//! mix of host series sealed in blocks of the recommended size), so a regression fails CI. The
-//! ignored `report` prints the per-shape table quoted in the block module docs:
-//! `cargo test -p pulsewire-codec --release --test block_size -- --ignored --nocapture report`.
+//! mix of host series sealed in blocks of the recommended size), so a regression fails CI. `report`
+//! (not a test; the `codec_report` example runs it) prints the per-shape table quoted in the block module docs:
+//! `cargo run -p pulsewire-codec --release --example codec_report`.
 
 mod common;
 
@@ -90,9 +90,9 @@ fn shape_name(s: Shape) -> String {
     format!("{s:?}")
 }
 
-#[test]
-#[ignore = "measurement; run in release with --nocapture"]
-fn report() {
+/// A measurement, not a test: `cargo run -p pulsewire-codec --release --example codec_report`.
+#[allow(dead_code)]
+pub fn report() {
     let day_ms = 86_400_000;
     let variants: [(&str, usize, BlockOptions); 9] = [
         ("auto/720", 720, BlockOptions::default()),

@@ -142,7 +142,7 @@ start_tsdb() {
   mkdir -p "$dir"
   case "$target" in
     pulsewire)
-      local bin="${PULSEWIRE_BIN:-$ROOT/target/release/pulsewire}"
+      local bin="${SERVER_BIN:-$ROOT/target/release/pulsewire}"
       [[ -x "$bin" ]] || { echo "missing $bin: run 'cargo build --release -p pulsewire' in $ROOT" >&2; return 1; }
       (cd "$dir" && exec "$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir") >"$log" 2>&1 &
       SERVER_PID=$!

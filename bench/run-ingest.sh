@@ -6,7 +6,8 @@
 # against it with --server-pid, then has the server put everything on disk
 # and measures the data directory: bytes per sample = size / samples accepted.
 #   VictoriaMetrics: GET /internal/force_flush, wait until its storage holds
-#     every accepted sample, then GET /internal/force_merge;
+#     every accepted sample, then GET /internal/force_merge until each
+#     partition is a single part;
 #   InfluxDB 1.x: cache snapshot and full compaction once writes stop (the
 #     "cold" delays are shortened in its config, see lib.sh);
 #   Pulsewire: nothing beyond its own background work;
@@ -16,7 +17,8 @@
 # Environment: PORT (first port tried: 18080 pulsewire, 18428 victoriametrics,
 #   18086 influxdb), DURATION (30), WARMUP (5), WRITERS (4), BATCH (5000),
 #   SERIES (10000), FIELDS (10), SETTLE_MAX (180), KEEP_DATA (1 keeps the
-#   data dir), BENCH_BIN, PULSEWIRE_BIN, LOG_DIR (bench/logs).
+#   data dir), BENCH_BIN, SERVER_BIN (the pulsewire binary; not PULSEWIRE_*,
+#   which Pulsewire reads as configuration), LOG_DIR (bench/logs).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -88,7 +90,27 @@ case "$TARGET" in
       sleep 0.5
     done
     echo "server storage      vm_rows{type=\"storage/*\"} = $rows samples in parts before force_merge" | tee -a "$REPORT"
-    curl -fsS -m 60 "http://127.0.0.1:$PORT/internal/force_merge" >/dev/null || true
+    # force_merge leaves out the parts a background merge holds at that
+    # moment, so repeat it (after waiting for running merges) until each
+    # monthly partition is one part, or 5 tries.
+    vm_metric() {
+      curl -fsS "http://127.0.0.1:$PORT/metrics" |
+        awk -v m="$1" 'index($0, m "{type=\"storage/small\"} ") == 1 || index($0, m "{type=\"storage/big\"} ") == 1 {
+          n += $2
+        } END { printf "%d", n }'
+    }
+    partitions="$(find "$DATA/data/small" -mindepth 1 -maxdepth 1 -type d ! -name snapshots | wc -l)"
+    for try in 1 2 3 4 5; do
+      for _ in $(seq 1 120); do
+        (( $(vm_metric vm_active_merges) == 0 )) && break
+        sleep 1
+      done
+      parts="$(vm_metric vm_parts)"
+      (( parts <= partitions )) && break
+      curl -fsS -m 60 "http://127.0.0.1:$PORT/internal/force_merge" >/dev/null || true
+      sleep 2
+    done
+    echo "server storage      $parts part(s) in $partitions partition(s) after $((try - 1)) force_merge call(s)" | tee -a "$REPORT"
     ;;
   influxdb)
     SERVER_ROWS="$(curl -fsS "http://127.0.0.1:$PORT/debug/vars" | jq -r '.write.values.pointReq // empty' 2>/dev/null || true)"

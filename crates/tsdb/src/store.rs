@@ -1208,7 +1208,8 @@ fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {
 /// The part writers of one checkpoint, opened as the series reach a tier and partition.
 struct Writers<'a> {
     dir: &'a Path,
-    manifest: &'a mut Manifest,
+    /// Part sequence numbers, shared by the threads sealing one head.
+    next_seq: &'a std::sync::atomic::AtomicU64,
     open: BTreeMap<(Tier, i64), (PartEntry, PartWriter)>,
 }
 
@@ -1218,7 +1219,13 @@ impl Writers<'_> {
         match self.open.entry((tier, partition)) {
             Entry::Occupied(e) => Ok(&mut e.into_mut().1),
             Entry::Vacant(v) => {
-                let entry = new_entry(self.manifest, tier, partition);
+                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+                let entry = PartEntry {
+                    file: PartEntry::file_name(tier, partition, seq),
+                    tier,
+                    partition,
+                    seq,
+                };
                 let w = PartWriter::create(&self.dir.join(&entry.file))?;
                 Ok(&mut v.insert((entry, w)).1)
             }
@@ -1230,9 +1237,56 @@ impl Writers<'_> {
 /// at a time (ascending ids, as parts require), so memory stays that of one series; returns the
 /// entries of the parts written (synced and renamed, not yet in the manifest).
 fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, manifest: &mut Manifest) -> Result<Vec<PartEntry>> {
+    // Sealing (block and rollup encoding) is CPU work that writers may be waiting on: split the
+    // series over one thread per core. Each thread writes its own parts; parts of one
+    // checkpoint hold disjoint series, so their order of precedence does not matter.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+    let next_seq = std::sync::atomic::AtomicU64::new(manifest.next_seq);
+    let chunk = metas.len().div_ceil(threads).max(1);
+    let results: Vec<Result<Vec<PartEntry>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = metas
+            .chunks(chunk)
+            .map(|part| {
+                let next_seq = &next_seq;
+                scope.spawn(move || seal_series(head, part, dir, next_seq))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Invalid("a sealing thread panicked".into())))
+            })
+            .collect()
+    });
+    manifest.next_seq = next_seq.load(Ordering::Relaxed);
+    let mut added = Vec::new();
+    let mut failure = None;
+    for r in results {
+        match r {
+            Ok(entries) => added.extend(entries),
+            Err(e) => failure = Some(e),
+        }
+    }
+    if let Some(e) = failure {
+        // The manifest will not name them: remove what the other threads finished.
+        for entry in &added {
+            let _ = fs::remove_file(dir.join(&entry.file));
+        }
+        return Err(e);
+    }
+    Ok(added)
+}
+
+fn seal_series(
+    head: &Head,
+    metas: &[(SeriesId, SeriesMeta)],
+    dir: &Path,
+    next_seq: &std::sync::atomic::AtomicU64,
+) -> Result<Vec<PartEntry>> {
     let mut writers = Writers {
         dir,
-        manifest,
+        next_seq,
         open: BTreeMap::new(),
     };
     let result = (|| {

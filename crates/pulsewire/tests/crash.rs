@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -113,19 +115,14 @@ impl Node {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        loop {
-            if let Ok(resp) = http.get(format!("http://{addr}/ready")).send().await
-                && resp.status().as_u16() == 200
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cycle {cycle}: /ready did not answer 200 within {START_TIMEOUT:?}; log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_ready(
+            http,
+            &format!("http://{addr}"),
+            deadline,
+            &format!("cycle {cycle}"),
+            || self.log_text(),
+        )
+        .await;
         addr
     }
 

@@ -23,6 +23,8 @@ use std::fs::{self, OpenOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -240,19 +242,7 @@ async fn official_influxdb_clients_write_through_both_endpoints() {
     let base = format!("http://{addr}");
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http.get(format!("{base}/ready")).send().await
-            && r.status().as_u16() == 200
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/ready never answered 200:\n{}",
-            node.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_ready(&http, &base, deadline, "server start", || node.log_text()).await;
 
     let written_path = node.dir.join("written.json");
     let script = workspace().join("crates/pulsewire/tests/influx_clients.py");

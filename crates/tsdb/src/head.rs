@@ -17,8 +17,6 @@ pub struct Head {
     series: Vec<Option<HeadSeries>>,
     points: u64,
     active: usize,
-    min_ts: Option<i64>,
-    max_ts: Option<i64>,
 }
 
 impl Head {
@@ -52,8 +50,6 @@ impl Head {
             }
         }
         self.points += 1;
-        self.min_ts = Some(self.min_ts.map_or(ts, |m| m.min(ts)));
-        self.max_ts = Some(self.max_ts.map_or(ts, |m| m.max(ts)));
     }
 
     pub fn has(&self, id: SeriesId) -> bool {

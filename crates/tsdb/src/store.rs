@@ -83,13 +83,6 @@ pub struct Aggregation {
     pub force_raw: bool,
 }
 
-pub struct SeriesPoints {
-    pub id: SeriesId,
-    pub meta: SeriesMeta,
-    pub ts: Vec<i64>,
-    pub values: Values,
-}
-
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct StoreStats {
     pub series: usize,

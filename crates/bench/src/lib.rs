@@ -9,6 +9,8 @@
 //!   HTTP POST, publish-to-receive latency in HDR histograms, delivery counts
 //!   and gaps, generator and (with `--server-pid`) server CPU/RSS.
 //! * `idle`: N subscribed connections held open, server RSS per connection.
+//! * `nab`: the anomaly detectors of `pulsewire-analysis` over the Numenta Anomaly Benchmark,
+//!   scored as NAB scores them, with their cost per point and state per series.
 //! * `ingest`: concurrent HTTP writers of InfluxDB line protocol (synthetic
 //!   host metrics), accepted samples/s, request latency, rejections by status,
 //!   generator CPU and (with `--server-pid`) server CPU/RSS.
@@ -18,6 +20,7 @@ mod idle;
 mod ingest;
 mod lineproto;
 mod live;
+pub mod nab;
 mod procstat;
 mod publish;
 mod query;
@@ -31,6 +34,7 @@ pub use fanout::FanoutArgs;
 pub use idle::IdleArgs;
 pub use ingest::IngestArgs;
 pub use live::LiveArgs;
+pub use nab::NabArgs;
 pub use query::QueryArgs;
 pub use session::Target;
 
@@ -47,6 +51,8 @@ pub enum BenchCommand {
     Query(QueryArgs),
     /// Ingest-to-subscriber latency of points written over HTTP, under background load.
     Live(LiveArgs),
+    /// Anomaly detectors on the Numenta Anomaly Benchmark: NAB scores per profile, cost per point.
+    Nab(NabArgs),
 }
 
 /// Options shared by every scenario.
@@ -115,7 +121,7 @@ impl BenchCommand {
             BenchCommand::Fanout(a) => a.common.threads,
             BenchCommand::Idle(a) => a.common.threads,
             BenchCommand::Ingest(a) => a.threads,
-            BenchCommand::Query(_) | BenchCommand::Live(_) => 1,
+            BenchCommand::Query(_) | BenchCommand::Live(_) | BenchCommand::Nab(_) => 1,
         }
     }
 }
@@ -134,6 +140,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 /// Blocking variant of [`run`]: builds the runtime and runs the scenario.
 /// Must not be called from inside a tokio runtime.
 pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
+    // Pure computation: no runtime, and no worker thread competing with the timed loop.
+    let cmd = match cmd {
+        BenchCommand::Nab(args) => return nab::run(args),
+        other => other,
+    };
     let threads = cmd.threads().max(1);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
@@ -147,6 +158,7 @@ pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
             BenchCommand::Ingest(args) => ingest::run(args).await,
             BenchCommand::Query(args) => query::run(args).await,
             BenchCommand::Live(args) => live::run(args).await,
+            BenchCommand::Nab(args) => nab::run(args),
         }
     });
     // Connection tasks are aborted by the scenarios; don't wait for stragglers.

@@ -219,13 +219,17 @@ impl Detector for AnyDetector {
 }
 
 /// Maps a deviation measured in units of the detector's threshold (1.0 = at the threshold) to a
-/// score: 1 - 2^-x, so the threshold lands on 0.5, twice the threshold on 0.75, and the score
-/// keeps rising (never saturating early) for larger deviations. NaN and negatives give 0.
+/// score: x / (1 + x), so the threshold lands on 0.5, twice the threshold on 2/3, and the score
+/// keeps rising for larger deviations instead of saturating (a benchmark sweeping a threshold
+/// must still tell 50 sigmas from 500). NaN and negatives give 0, infinity gives 1.
 pub(crate) fn ratio_score(x: f64) -> f64 {
     if x.is_nan() || x <= 0.0 {
         return 0.0;
     }
-    (1.0 - (-x).exp2()).clamp(0.0, 1.0)
+    if x.is_infinite() {
+        return 1.0;
+    }
+    (x / (1.0 + x)).clamp(0.0, 1.0)
 }
 
 /// Severity of a deviation `d` in the detector's units.
@@ -318,8 +322,9 @@ mod tests {
         assert_eq!(ratio_score(0.0), 0.0);
         assert_eq!(ratio_score(f64::NAN), 0.0);
         assert_eq!(ratio_score(1.0), 0.5);
-        assert_eq!(ratio_score(2.0), 0.75);
+        assert_eq!(ratio_score(3.0), 0.75);
         assert_eq!(ratio_score(f64::INFINITY), 1.0);
         assert!(ratio_score(3.0) < ratio_score(3.1));
+        assert!(ratio_score(1e6) < ratio_score(1e7));
     }
 }

@@ -30,27 +30,34 @@ pub struct SurpriseConfig {
     pub range_tolerance: f64,
     /// Score (before the final mapping) at which an alarm is raised.
     pub alarm: f64,
-    /// Points after an alarm during which scores are damped.
+    /// Points after an alarm during which scores are damped; an alarm-worthy point inside the
+    /// quiet period starts it again, so a long event stays one alarm.
     pub quiet: u32,
     /// Factor applied to scores during the quiet period.
     pub damp: f64,
     /// Floor of the window's standard deviation relative to |mean|.
     pub min_relative_spread: f64,
+    /// Bins the value range is cut into for the context signal (0 turns it off, at most 16).
+    pub bins: usize,
+    /// Raw signal given to a never-seen context (three consecutive bins).
+    pub novelty: f64,
 }
 
 impl Default for SurpriseConfig {
     fn default() -> Self {
         SurpriseConfig {
-            window: 64,
+            window: 48,
             warmup: 64,
             raw_scale: 3.0,
             short_alpha: 0.2,
-            long_alpha: 0.001,
-            range_tolerance: 0.05,
+            long_alpha: 0.0005,
+            range_tolerance: 0.01,
             alarm: 0.5,
-            quiet: 0,
-            damp: 1.0,
+            quiet: 30,
+            damp: 0.0,
             min_relative_spread: 1e-3,
+            bins: 6,
+            novelty: 1.0,
         }
     }
 }
@@ -97,6 +104,14 @@ pub struct Surprise {
     min: f64,
     max: f64,
     quiet_left: u32,
+    /// Grid of the context signal: its low edge and bin width, fixed when learning starts and
+    /// redrawn (forgetting every context) only when the series leaves it by a wide margin.
+    grid_low: f64,
+    grid_width: f64,
+    /// The last two bins, as the start of the next context.
+    last_bins: [u8; 2],
+    /// One bit per context seen (bins^3 bits).
+    contexts: Box<[u64]>,
 }
 
 /// Lower bounds of the long-run statistics, as in HTM's anomaly likelihood: without them a
@@ -109,6 +124,7 @@ const MIN_TAIL: f64 = 1e-10;
 impl Surprise {
     pub fn new(config: SurpriseConfig) -> Self {
         let window = Rolling::new(config.window, false);
+        let contexts = vec![0; config.bins.pow(3).div_ceil(64)].into_boxed_slice();
         Surprise {
             config,
             window,
@@ -121,7 +137,43 @@ impl Surprise {
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             quiet_left: 0,
+            grid_low: 0.0,
+            grid_width: 0.0,
+            last_bins: [0; 2],
+            contexts,
         }
+    }
+
+    /// Bins `value` and reports whether the context it closes was never seen before. The grid
+    /// is drawn over the range seen so far; a value far outside it redraws the grid.
+    fn novel_context(&mut self, value: f64) -> bool {
+        let bins = self.config.bins;
+        if bins == 0 || self.contexts.is_empty() {
+            return false;
+        }
+        let range = self.max - self.min;
+        let fresh = !(self.grid_width > 0.0);
+        let outside = value < self.grid_low - self.grid_width * bins as f64
+            || value > self.grid_low + 2.0 * self.grid_width * bins as f64;
+        if (fresh || outside) && range > 0.0 && range.is_finite() {
+            self.grid_low = self.min;
+            self.grid_width = range / bins as f64;
+            self.contexts.fill(0);
+        }
+        if !(self.grid_width > 0.0) {
+            return false;
+        }
+        let b = ((value - self.grid_low) / self.grid_width)
+            .floor()
+            .clamp(0.0, (bins - 1) as f64) as usize;
+        let key = (self.last_bins[0] as usize * bins + self.last_bins[1] as usize) * bins + b;
+        let (word, bit) = (key / 64, key % 64);
+        let novel = self.contexts.get(word).is_some_and(|w| w & (1 << bit) == 0);
+        if let Some(w) = self.contexts.get_mut(word) {
+            *w |= 1 << bit;
+        }
+        self.last_bins = [self.last_bins[1], b as u8];
+        novel
     }
 
     fn raw(&self, value: f64) -> (f64, f64, f64) {
@@ -146,10 +198,13 @@ impl Detector for Surprise {
         if !value.is_finite() {
             return Score::none("surprise");
         }
-        let c = &self.config;
+        let (warmup, window) = (self.config.warmup as u64, self.config.window as u64);
         let mut result = Score::none("surprise");
-        if self.seen >= c.warmup as u64 {
+        if self.seen >= warmup {
             let (raw, mean, sd) = self.raw(value);
+            let novel = self.novel_context(value);
+            let c = &self.config;
+            let raw = if novel { raw.max(c.novelty) } else { raw };
             self.short += c.short_alpha * (raw - self.short);
             let lm = self.long_mean.max(MIN_LONG_MEAN);
             let lsd = self.long_var.max(MIN_LONG_VAR).sqrt();
@@ -166,6 +221,9 @@ impl Detector for Surprise {
             self.long_var = (1.0 - c.long_alpha) * (self.long_var + d * c.long_alpha * d);
             if self.quiet_left > 0 {
                 self.quiet_left -= 1;
+                if s >= c.alarm {
+                    self.quiet_left = c.quiet;
+                }
                 s *= c.damp;
             } else if s >= c.alarm {
                 self.quiet_left = c.quiet;
@@ -191,10 +249,10 @@ impl Detector for Surprise {
         if self.seen > 0 {
             let step = (value - self.prev).abs();
             if step.is_finite() {
-                self.step_mean += (step - self.step_mean) / (self.seen.min(c.window as u64)) as f64;
+                self.step_mean += (step - self.step_mean) / self.seen.min(window) as f64;
             }
         }
-        if self.seen >= c.warmup as u64 / 2 {
+        if self.seen >= warmup / 2 {
             self.min = self.min.min(value);
             self.max = self.max.max(value);
         }
@@ -209,7 +267,7 @@ impl Detector for Surprise {
     }
 
     fn state_bytes(&self) -> usize {
-        std::mem::size_of_val(self) + self.window.heap_bytes()
+        std::mem::size_of_val(self) + self.window.heap_bytes() + std::mem::size_of_val(&*self.contexts)
     }
 }
 

@@ -34,6 +34,6 @@ pub use block::{BlockOptions, FloatCodec, MAX_BLOCK_POINTS, decode_block, encode
 pub use error::{Error, Result};
 pub use head::HeadChunk;
 pub use sketch::{DEFAULT_ALPHA, DEFAULT_MAX_BINS, Sketch};
-pub use summaries::{decode_summaries, encode_summaries};
+pub use summaries::{Sketches, decode_summaries, decode_summaries_with, encode_summaries};
 pub use summary::Summary;
 pub use value::{Kind, ValueRef, Values};

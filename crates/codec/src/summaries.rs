@@ -238,43 +238,59 @@ pub fn encode_summaries(buckets: &[(i64, Summary)], out: &mut Vec<u8>) -> Result
     Ok(())
 }
 
+/// Whether a decode rebuilds each bucket's quantile sketch. The sketches are the last and by
+/// far the costliest section to decode (about 0.3 us a bucket, most of a block's decode time),
+/// and only quantile aggregations read them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sketches {
+    Decode,
+    /// Leave every sketch empty (its count then differs from the summary's): for readers that
+    /// use no quantiles. The sketch section is not read, so it is not checked either.
+    Skip,
+}
+
 /// Decodes a block written by [`encode_summaries`], appending its buckets to `out`. On error
 /// `out` is left as it was.
 pub fn decode_summaries(bytes: &[u8], out: &mut Vec<(i64, Summary)>) -> Result<()> {
+    decode_summaries_with(bytes, Sketches::Decode, out)
+}
+
+/// [`decode_summaries`], with the sketches decoded or skipped.
+pub fn decode_summaries_with(bytes: &[u8], sketches: Sketches, out: &mut Vec<(i64, Summary)>) -> Result<()> {
     let before = out.len();
-    let res = decode_tagged(bytes, out);
+    let res = decode_tagged(bytes, sketches, out);
     if res.is_err() {
         out.truncate(before);
     }
     res
 }
 
-fn decode_tagged(bytes: &[u8], out: &mut Vec<(i64, Summary)>) -> Result<()> {
+fn decode_tagged(bytes: &[u8], sketches: Sketches, out: &mut Vec<(i64, Summary)>) -> Result<()> {
     let mut br = ByteReader::new(bytes);
     match br.u8()? {
-        TAG_PLAIN => decode_body(br.remaining(), out),
+        TAG_PLAIN => decode_body(br.remaining(), sketches, out),
         TAG_ZSTD => {
             // Far above any real block; the frame's own size header is checked against it too.
             let len = br.len(64 << 20)?;
-            zstd_ctx::decompress(br.remaining(), len, |body| decode_body(body, out))
+            zstd_ctx::decompress(br.remaining(), len, |body| decode_body(body, sketches, out))
         }
         tag => Err(Error::UnknownTag(tag)),
     }
 }
 
-fn decode_body(body: &[u8], out: &mut Vec<(i64, Summary)>) -> Result<()> {
+fn decode_body(body: &[u8], sketches: Sketches, out: &mut Vec<(i64, Summary)>) -> Result<()> {
     let mut br = ByteReader::new(body);
     let n = br.len(MAX_BUCKETS)?;
     let starts = read_ints(&mut br, n)?;
     let counts = read_ints(&mut br, n)?;
     let m = counts.iter().filter(|&&c| c != 0).count();
     let mut full = if m > 0 {
-        decode_columns(&mut br, &counts, &starts, m)?
+        decode_columns(&mut br, &counts, &starts, m, sketches)?
     } else {
         Vec::new()
     }
     .into_iter();
-    if br.position() != body.len() {
+    if sketches == Sketches::Decode && br.position() != body.len() {
         return Err(Error::Corrupt("trailing bytes after summaries"));
     }
     out.reserve(n);
@@ -423,7 +439,13 @@ impl Preds {
     }
 }
 
-fn decode_columns(br: &mut ByteReader<'_>, counts: &[i64], starts: &[i64], m: usize) -> Result<Vec<Summary>> {
+fn decode_columns(
+    br: &mut ByteReader<'_>,
+    counts: &[i64],
+    starts: &[i64],
+    m: usize,
+    sketches: Sketches,
+) -> Result<Vec<Summary>> {
     let first_off = read_ints(br, m)?;
     let last_off = read_ints(br, m)?;
     let nonzero: Vec<(i64, u64)> = starts
@@ -465,7 +487,9 @@ fn decode_columns(br: &mut ByteReader<'_>, counts: &[i64], starts: &[i64], m: us
         s.m2 = at(&m2)?;
         out.push(s);
     }
-    decode_sketches(br, &mut out)?;
+    if sketches == Sketches::Decode {
+        decode_sketches(br, &mut out)?;
+    }
     Ok(out)
 }
 

@@ -5,7 +5,7 @@
 //! every truncation of a block is an error and no damaged block panics.
 
 use proptest::prelude::*;
-use pulsewire_codec::{Error, Sketch, Summary, decode_summaries, encode_summaries};
+use pulsewire_codec::{Error, Sketch, Sketches, Summary, decode_summaries, decode_summaries_with, encode_summaries};
 
 /// How a run's values are drawn.
 #[derive(Clone, Copy, Debug)]
@@ -190,6 +190,22 @@ proptest! {
             let mut back = vec![(-1, Summary::new())];
             decode_summaries(&out, &mut back).unwrap();
             assert_same(&back[1..], chunk);
+        }
+    }
+
+    /// Skipping the sketches gives the same summaries with empty sketches.
+    #[test]
+    fn summaries_without_sketches(b in run(), block in prop::sample::select(vec![1usize, 5, 512])) {
+        for chunk in b.chunks(block) {
+            let mut out = vec![];
+            encode_summaries(chunk, &mut out).unwrap();
+            let mut back = vec![];
+            decode_summaries_with(&out, Sketches::Skip, &mut back).unwrap();
+            let mut expected = chunk.to_vec();
+            for (_, s) in &mut expected {
+                s.sketch = Sketch::new();
+            }
+            assert_same(&back, &expected);
         }
     }
 

@@ -8,11 +8,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use pulsewire_codec::{Kind, ValueRef};
+use pulsewire_codec::{Kind, ValueRef, Values};
 use pulsewire_model::TenantId;
 use pulsewire_proto::{QueryError, parse_duration, parse_query};
-use pulsewire_tsdb::{Aggregation, SeriesId, SeriesMeta, Store, Tier, kind_name};
-use serde::Deserialize;
+use pulsewire_tsdb::{Aggregation, Bucket, SeriesId, SeriesMeta, Store, Tier, kind_name};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -98,7 +98,10 @@ fn series_head(meta: &SeriesMeta) -> serde_json::Map<String, Value> {
 const MAX_SERIES: usize = 10_000;
 
 /// `GET /api/v1/query?q=&from=&to=&step=&agg=[&db=]`.
-pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>) -> Result<Json<Value>, QueryFailure> {
+pub async fn query(
+    State(state): State<AppState>,
+    Query(args): Query<QueryArgs>,
+) -> Result<Json<QueryAnswer>, QueryFailure> {
     let p = parse_query(
         args.q.as_deref(),
         args.from.as_deref(),
@@ -132,9 +135,11 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
         }
         let mut out = Vec::with_capacity(matched.len());
         for (id, meta) in &matched {
-            let mut entry = series_head(meta);
             let (source, points) = match (p.step_ms, p.agg) {
-                (None, None) => ("raw", raw_points(&store, *id, meta, p.from_ms, p.to_ms)?),
+                (None, None) => {
+                    let (ts, values) = store.read_raw(*id, meta, p.from_ms, p.to_ms)?;
+                    ("raw", Points::Raw(ts, values))
+                }
                 (step, agg) => {
                     let agg = agg.unwrap_or(pulsewire_proto::Agg::Avg);
                     match step {
@@ -150,19 +155,15 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
                                     force_raw,
                                 },
                             )?;
-                            let pts = buckets
-                                .iter()
-                                .map(|b| json!([b.start, serde_json::Number::from_f64(b.value)]))
-                                .collect::<Vec<_>>();
-                            (tier.name(), pts)
+                            (tier.name(), Points::Buckets(buckets))
                         }
                         None => {
                             let v = store.aggregate_range(*id, meta, p.from_ms, p.to_ms, agg)?;
-                            let pts = v
-                                .map(|v| json!([p.from_ms, serde_json::Number::from_f64(v)]))
-                                .into_iter()
-                                .collect();
-                            (Tier::Raw.name(), pts)
+                            let one = v.map(|value| Bucket {
+                                start: p.from_ms,
+                                value,
+                            });
+                            (Tier::Raw.name(), Points::Buckets(one.into_iter().collect()))
                         }
                     }
                 }
@@ -170,22 +171,86 @@ pub async fn query(State(state): State<AppState>, Query(args): Query<QueryArgs>)
             if points.is_empty() {
                 continue;
             }
-            entry.insert("source".into(), Value::String(source.into()));
-            entry.insert("points".into(), Value::Array(points));
-            out.push(Value::Object(entry));
+            out.push(AnsweredSeries {
+                head: series_head(meta),
+                source,
+                points,
+            });
         }
-        Ok(Json(json!({ "series": out })))
+        Ok(Json(QueryAnswer { series: out }))
     })
     .await
 }
 
-fn raw_points(store: &Store, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Vec<Value>, QueryFailure> {
-    let (ts, values) = store.read_raw(id, meta, from, to)?;
-    Ok(ts
-        .iter()
-        .enumerate()
-        .filter_map(|(i, t)| values.get(i).map(|v| json!([t, value_json(v)])))
-        .collect())
+/// The body of a `/api/v1/query` answer. Serialized straight from the store's output: building
+/// a JSON value tree first (two allocations per point) cost a fifth of a 1,441-bucket query.
+#[derive(Serialize)]
+pub struct QueryAnswer {
+    series: Vec<AnsweredSeries>,
+}
+
+#[derive(Serialize)]
+struct AnsweredSeries {
+    #[serde(flatten)]
+    head: serde_json::Map<String, Value>,
+    source: &'static str,
+    points: Points,
+}
+
+/// `[[ms, value], ...]` of one series: raw points, or aggregated buckets (a non-finite
+/// aggregate is `null`).
+enum Points {
+    Raw(Vec<i64>, Values),
+    Buckets(Vec<Bucket>),
+}
+
+impl Points {
+    fn is_empty(&self) -> bool {
+        match self {
+            Points::Raw(ts, _) => ts.is_empty(),
+            Points::Buckets(b) => b.is_empty(),
+        }
+    }
+}
+
+impl Serialize for Points {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        match self {
+            Points::Raw(ts, values) => {
+                let mut seq = ser.serialize_seq(Some(ts.len()))?;
+                for (i, t) in ts.iter().enumerate() {
+                    if let Some(v) = values.get(i) {
+                        seq.serialize_element(&(t, RawValue(v)))?;
+                    }
+                }
+                seq.end()
+            }
+            Points::Buckets(buckets) => {
+                let mut seq = ser.serialize_seq(Some(buckets.len()))?;
+                for b in buckets {
+                    seq.serialize_element(&(b.start, b.value.is_finite().then_some(b.value)))?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// One stored value as JSON (a non-finite float is `null`).
+struct RawValue<'a>(ValueRef<'a>);
+
+impl Serialize for RawValue<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            ValueRef::Float(f) if f.is_finite() => ser.serialize_f64(f),
+            ValueRef::Float(_) => ser.serialize_none(),
+            ValueRef::Int(i) => ser.serialize_i64(i),
+            ValueRef::UInt(u) => ser.serialize_u64(u),
+            ValueRef::Bool(b) => ser.serialize_bool(b),
+            ValueRef::Str(s) => ser.serialize_str(s),
+        }
+    }
 }
 
 #[derive(Deserialize)]

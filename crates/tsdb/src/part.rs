@@ -14,7 +14,9 @@ use std::io::{BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use pulsewire_codec::{Kind, Summary, Values, decode_block, decode_summaries, encode_block, encode_summaries};
+use pulsewire_codec::{
+    Kind, Sketches, Summary, Values, decode_block, decode_summaries_with, encode_block, encode_summaries,
+};
 
 use crate::bytes::{Reader, put_ivarint, put_uvarint};
 use crate::index::SeriesId;
@@ -311,14 +313,29 @@ impl Part {
         Ok(())
     }
 
-    /// Appends the rollup buckets of one series starting in `[from, to)`.
-    pub fn read_summaries(&self, id: SeriesId, from: i64, to: i64, out: &mut Vec<(i64, Summary)>) -> Result<()> {
+    /// Appends the rollup buckets of one series starting in `[from, to)`, with or without
+    /// their quantile sketches.
+    pub fn read_summaries(
+        &self,
+        id: SeriesId,
+        from: i64,
+        to: i64,
+        sketches: Sketches,
+        out: &mut Vec<(i64, Summary)>,
+    ) -> Result<()> {
         let mut buf = Vec::new();
         for b in self.blocks(id, from, to) {
             self.read_block(b, &mut buf)?;
-            let mut block = Vec::new();
-            decode_summaries(&buf, &mut block).map_err(|e| Error::Corrupt(format!("decoding a rollup block: {e}")))?;
-            out.extend(block.into_iter().filter(|(ts, _)| *ts >= from && *ts < to));
+            // Decoded in place and trimmed to the range: a summary is a few hundred bytes, and
+            // copying each from a block vector into `out` cost as much as decoding it.
+            let before = out.len();
+            decode_summaries_with(&buf, sketches, out)
+                .map_err(|e| Error::Corrupt(format!("decoding a rollup block: {e}")))?;
+            let tail = out.get(before..).unwrap_or_default();
+            let lo = before + tail.partition_point(|(ts, _)| *ts < from);
+            let hi = before + tail.partition_point(|(ts, _)| *ts < to);
+            out.truncate(hi);
+            out.drain(before..lo);
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
-use pulsewire_codec::{Kind, Summary, ValueRef, Values};
+use pulsewire_codec::{Kind, Sketches, Summary, ValueRef, Values};
 use pulsewire_model::TenantId;
 use pulsewire_proto::{Agg, FieldValue, Line, Precision, Selector};
 
@@ -601,7 +601,12 @@ impl Store {
             };
             return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
         }
-        let summaries = self.summaries(id, meta, tier, lo, hi)?;
+        let sketches = if agg.quantile().is_some() {
+            Sketches::Decode
+        } else {
+            Sketches::Skip
+        };
+        let summaries = self.summaries(id, meta, tier, lo, hi, sketches)?;
         let buckets = rebucket(summaries, step)
             .into_iter()
             .filter_map(|(start, s)| eval_summary(agg, &s, step).map(|value| Bucket { start, value }))
@@ -713,7 +718,15 @@ impl Store {
 
     /// Rollup summaries of one series from `tier` parts plus the unsealed heads, at the tier's
     /// resolution.
-    fn summaries(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> Result<Vec<(i64, Summary)>> {
+    fn summaries(
+        &self,
+        id: SeriesId,
+        meta: &SeriesMeta,
+        tier: Tier,
+        lo: i64,
+        hi: i64,
+        sketches: Sketches,
+    ) -> Result<Vec<(i64, Summary)>> {
         let (view, heads) = self.view_and_heads(id, meta, lo, hi);
         let mut out = Vec::new();
         for p in view
@@ -721,7 +734,7 @@ impl Store {
             .iter()
             .filter(|p| p.entry.tier == tier && p.part.max_ts >= lo && p.part.min_ts < hi)
         {
-            p.part.read_summaries(id, lo, hi, &mut out)?;
+            p.part.read_summaries(id, lo, hi, sketches, &mut out)?;
         }
         for (ts, values) in heads {
             let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
@@ -1097,7 +1110,8 @@ impl Shared {
                 } else {
                     let mut all = Vec::new();
                     for p in &parts {
-                        p.part.read_summaries(id, i64::MIN, i64::MAX, &mut all)?;
+                        p.part
+                            .read_summaries(id, i64::MIN, i64::MAX, Sketches::Decode, &mut all)?;
                     }
                     w.add_summaries(id, &rebucket(all, tier.resolution_ms()))?;
                 }

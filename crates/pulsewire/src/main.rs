@@ -1,6 +1,7 @@
 //! The `pulsewire` binary: command line, configuration loading, logging, signals, and wiring of
 //! the server. Everything it runs lives in the library crates.
 
+mod analyze;
 mod backup;
 mod restore;
 mod settings;
@@ -35,6 +36,8 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Restore a backup into the data directory of a stopped node.
     Restore(restore::RestoreArgs),
+    /// Run an anomaly detector over a `timestamp,value` CSV as the server would, writing scores.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         },
         Command::Backup(args) => exit_code("backup", backup::run(args)),
         Command::Restore(args) => exit_code("restore", restore::run(args)),
+        Command::Analyze(args) => exit_code("analyze", analyze::run(args)),
     }
 }
 

@@ -209,8 +209,13 @@ impl Detector for Surprise {
             let lm = self.long_mean.max(MIN_LONG_MEAN);
             let lsd = self.long_var.max(MIN_LONG_VAR).sqrt();
             let z = (self.short - lm) / lsd;
-            let tail = gaussian_tail(z);
-            let mut s = (tail + MIN_TAIL).ln() / MIN_TAIL.ln();
+            // Behaving as usual or calmer than usual is no surprise at all (the log-likelihood
+            // would still give a small positive score to a series at rest).
+            let mut s = if z > 0.0 {
+                (gaussian_tail(z) + MIN_TAIL).ln() / MIN_TAIL.ln()
+            } else {
+                0.0
+            };
             let range = self.max - self.min;
             let margin = c.range_tolerance * range;
             if value > self.max + margin || value < self.min - margin {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -126,8 +126,17 @@ struct Shared {
     state: Mutex<State>,
     view: RwLock<Arc<View>>,
     wal: Wal,
+    /// The live manifest. Checkpoints and compactions write their parts without it and take it
+    /// only to apply their change to the current set (so neither waits for the other's
+    /// sealing or merging).
     manifest: Mutex<Manifest>,
-    /// Serialises checkpoints, compaction and retention.
+    /// Sequence number of the next part, shared by checkpoints and compactions.
+    next_seq: AtomicU64,
+    /// Serialises checkpoints.
+    checkpointing: Mutex<()>,
+    /// Serialises compaction and retention. Held apart from checkpoints: a compaction can take
+    /// many seconds, and a checkpoint waiting behind it let the head and the WAL grow without
+    /// bound (and writers stall for as long).
     maintenance: Mutex<()>,
     counters: MaintenanceStats,
     stop: AtomicBool,
@@ -149,7 +158,7 @@ struct MaintenanceStats {
 #[derive(Clone)]
 pub struct Store {
     shared: Arc<Shared>,
-    background: Arc<Mutex<Option<JoinHandle<()>>>>,
+    background: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 /// The store's source of "now" (unix ms): the system clock, or a test's own.
@@ -306,7 +315,9 @@ impl Store {
                 frozen: Vec::new(),
             })),
             wal,
+            next_seq: AtomicU64::new(manifest.next_seq),
             manifest: Mutex::new(manifest),
+            checkpointing: Mutex::new(()),
             maintenance: Mutex::new(()),
             counters: MaintenanceStats::default(),
             stop: AtomicBool::new(false),
@@ -314,14 +325,21 @@ impl Store {
             clock,
             checkpoint_done: (Mutex::new(()), parking_lot::Condvar::new()),
         });
-        let bg = shared.clone();
-        let background = std::thread::Builder::new()
-            .name("tsdb-maintenance".into())
-            .spawn(move || bg.run_background())
-            .map_err(|e| Error::io("starting the maintenance thread", e))?;
+        let mut background = Vec::new();
+        for (name, job) in [
+            ("tsdb-checkpoint", Shared::run_checkpoints as fn(Arc<Shared>)),
+            ("tsdb-maintenance", Shared::run_maintenance),
+        ] {
+            let bg = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || job(bg))
+                .map_err(|e| Error::io("starting a background thread", e))?;
+            background.push(handle);
+        }
         Ok(Store {
             shared,
-            background: Arc::new(Mutex::new(Some(background))),
+            background: Arc::new(Mutex::new(background)),
         })
     }
 
@@ -789,7 +807,9 @@ impl Store {
     /// while holding off other maintenance so the set cannot change underneath.
     pub fn snapshot(&self, dest: &Path) -> Result<Vec<PathBuf>> {
         self.shared.checkpoint()?;
+        // Neither compaction nor a checkpoint may change the set while its files are linked.
         let _m = self.shared.maintenance.lock();
+        let _c = self.shared.checkpointing.lock();
         let manifest = self.shared.manifest.lock().clone();
         fs::create_dir_all(dest.join("parts")).map_err(|e| Error::io("creating the snapshot directory", e))?;
         let mut files = Vec::new();
@@ -819,7 +839,7 @@ impl Store {
     /// Checkpoints what is in memory and stops the background work and the WAL.
     pub fn close(&self) -> Result<()> {
         self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.background.lock().take() {
+        for t in std::mem::take(&mut *self.background.lock()) {
             let _ = t.join();
         }
         let result = self.shared.checkpoint();
@@ -871,11 +891,10 @@ fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) 
 }
 
 impl Shared {
-    fn run_background(self: Arc<Self>) {
+    fn run_checkpoints(self: Arc<Self>) {
         let mut last_checkpoint = Instant::now();
-        let mut last_maintenance = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(100));
             let due = last_checkpoint.elapsed() >= self.config.checkpoint_interval
                 || self.wal.segment_bytes() >= self.config.checkpoint_wal_bytes;
             if due {
@@ -884,6 +903,13 @@ impl Shared {
                     tracing::error!(error = %e, "checkpoint failed");
                 }
             }
+        }
+    }
+
+    fn run_maintenance(self: Arc<Self>) {
+        let mut last_maintenance = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
             if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
                 last_maintenance = Instant::now();
                 if let Err(e) = self.maintain((self.clock)()) {
@@ -924,7 +950,7 @@ impl Shared {
     }
 
     fn checkpoint_inner(&self) -> Result<()> {
-        let _m = self.maintenance.lock();
+        let _c = self.checkpointing.lock();
         let stats = &self.counters;
         let started = Instant::now();
         // Freeze: the live head becomes immutable and visible through the view, the WAL moves
@@ -961,25 +987,34 @@ impl Shared {
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
             self.append_series_log(&defs)?;
-            let mut manifest = self.manifest.lock().clone();
             let parts_dir = self.dir.join("parts");
-            let added = seal(&frozen, &metas, &parts_dir, &mut manifest)?;
+            let added = seal(&frozen, &metas, &parts_dir, &self.next_seq)?;
             wal::sync_dir(&parts_dir)?;
-            manifest.parts.extend(added.iter().cloned());
-            manifest.wal_checkpoint = closed;
-            manifest.save(&self.dir)?;
             let opened: Vec<Arc<LivePart>> = added
-                .into_iter()
-                .map(|entry| Part::open(&parts_dir.join(&entry.file)).map(|part| Arc::new(LivePart { entry, part })))
+                .iter()
+                .map(|entry| {
+                    Part::open(&parts_dir.join(&entry.file)).map(|part| {
+                        Arc::new(LivePart {
+                            entry: entry.clone(),
+                            part,
+                        })
+                    })
+                })
                 .collect::<Result<_>>()?;
             {
+                let mut current = self.manifest.lock();
+                let mut manifest = current.clone();
+                manifest.parts.extend(added);
+                manifest.wal_checkpoint = closed;
+                manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
+                manifest.save(&self.dir)?;
                 let mut view = self.view.write();
                 let mut next = (**view).clone();
                 next.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
                 next.parts.extend(opened);
                 *view = Arc::new(next);
+                *current = manifest;
             }
-            *self.manifest.lock() = manifest;
             self.wal.remove_through(closed)?;
             Ok(())
         })();
@@ -1082,8 +1117,7 @@ impl Shared {
             .collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut manifest = self.manifest.lock().clone();
-        let mut entry = new_entry(&mut manifest, tier, partition);
+        let mut entry = new_entry(&self.next_seq, tier, partition);
         // The merged part stands where its newest input stood in the order of precedence.
         entry.seq = entries.iter().map(|e| e.seq).max().unwrap_or(entry.seq);
         let path = self.dir.join("parts").join(&entry.file);
@@ -1129,38 +1163,36 @@ impl Shared {
             w.finish()?;
             Some(entry)
         };
-        self.replace_with_manifest(manifest, entries, new)
-    }
-
-    fn replace(&self, old: &[PartEntry], new: Option<PartEntry>) -> Result<()> {
-        let manifest = self.manifest.lock().clone();
-        self.replace_with_manifest(manifest, old, new)
+        self.replace(entries, new)
     }
 
     /// Swaps `old` parts for `new` in the manifest and the view, then deletes the old files.
-    fn replace_with_manifest(&self, mut manifest: Manifest, old: &[PartEntry], new: Option<PartEntry>) -> Result<()> {
+    fn replace(&self, old: &[PartEntry], new: Option<PartEntry>) -> Result<()> {
         let parts_dir = self.dir.join("parts");
-        manifest.parts.retain(|p| !old.contains(p));
-        let opened = match new {
+        let opened = match &new {
             Some(entry) => {
                 wal::sync_dir(&parts_dir)?;
-                manifest.parts.push(entry.clone());
                 Some(Arc::new(LivePart {
                     part: Part::open(&parts_dir.join(&entry.file))?,
-                    entry,
+                    entry: entry.clone(),
                 }))
             }
             None => None,
         };
-        manifest.save(&self.dir)?;
         {
+            let mut current = self.manifest.lock();
+            let mut manifest = current.clone();
+            manifest.parts.retain(|p| !old.contains(p));
+            manifest.parts.extend(new);
+            manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
+            manifest.save(&self.dir)?;
             let mut view = self.view.write();
             let mut next = (**view).clone();
             next.parts.retain(|p| !old.contains(&p.entry));
             next.parts.extend(opened);
             *view = Arc::new(next);
+            *current = manifest;
         }
-        *self.manifest.lock() = manifest;
         for e in old {
             let _ = fs::remove_file(parts_dir.join(&e.file));
         }
@@ -1201,9 +1233,8 @@ fn compaction_pick(view: &View, entries: &[PartEntry], cold: bool) -> Option<Vec
     None
 }
 
-fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {
-    let seq = manifest.next_seq;
-    manifest.next_seq += 1;
+fn new_entry(next_seq: &AtomicU64, tier: Tier, partition: i64) -> PartEntry {
+    let seq = next_seq.fetch_add(1, Ordering::Relaxed);
     PartEntry {
         file: PartEntry::file_name(tier, partition, seq),
         tier,
@@ -1216,7 +1247,7 @@ fn new_entry(manifest: &mut Manifest, tier: Tier, partition: i64) -> PartEntry {
 struct Writers<'a> {
     dir: &'a Path,
     /// Part sequence numbers, shared by the threads sealing one head.
-    next_seq: &'a std::sync::atomic::AtomicU64,
+    next_seq: &'a AtomicU64,
     open: BTreeMap<(Tier, i64), (PartEntry, PartWriter)>,
 }
 
@@ -1226,13 +1257,7 @@ impl Writers<'_> {
         match self.open.entry((tier, partition)) {
             Entry::Occupied(e) => Ok(&mut e.into_mut().1),
             Entry::Vacant(v) => {
-                let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-                let entry = PartEntry {
-                    file: PartEntry::file_name(tier, partition, seq),
-                    tier,
-                    partition,
-                    seq,
-                };
+                let entry = new_entry(self.next_seq, tier, partition);
                 let w = PartWriter::create(&self.dir.join(&entry.file))?;
                 Ok(&mut v.insert((entry, w)).1)
             }
@@ -1243,20 +1268,16 @@ impl Writers<'_> {
 /// Writes a frozen head into raw parts per day partition and 1m/5m/1h rollup parts, one series
 /// at a time (ascending ids, as parts require), so memory stays that of one series; returns the
 /// entries of the parts written (synced and renamed, not yet in the manifest).
-fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, manifest: &mut Manifest) -> Result<Vec<PartEntry>> {
+fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, next_seq: &AtomicU64) -> Result<Vec<PartEntry>> {
     // Sealing (block and rollup encoding) is CPU work that writers may be waiting on: split the
     // series over one thread per core. Each thread writes its own parts; parts of one
     // checkpoint hold disjoint series, so their order of precedence does not matter.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-    let next_seq = std::sync::atomic::AtomicU64::new(manifest.next_seq);
     let chunk = metas.len().div_ceil(threads).max(1);
     let results: Vec<Result<Vec<PartEntry>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = metas
             .chunks(chunk)
-            .map(|part| {
-                let next_seq = &next_seq;
-                scope.spawn(move || seal_series(head, part, dir, next_seq))
-            })
+            .map(|part| scope.spawn(move || seal_series(head, part, dir, next_seq)))
             .collect();
         handles
             .into_iter()
@@ -1266,7 +1287,6 @@ fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, manifest: &mu
             })
             .collect()
     });
-    manifest.next_seq = next_seq.load(Ordering::Relaxed);
     let mut added = Vec::new();
     let mut failure = None;
     for r in results {
@@ -1289,7 +1309,7 @@ fn seal_series(
     head: &Head,
     metas: &[(SeriesId, SeriesMeta)],
     dir: &Path,
-    next_seq: &std::sync::atomic::AtomicU64,
+    next_seq: &AtomicU64,
 ) -> Result<Vec<PartEntry>> {
     let mut writers = Writers {
         dir,

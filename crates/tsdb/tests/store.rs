@@ -404,6 +404,63 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
     assert_eq!(raw(&store, "m.f")[0].1, want);
 }
 
+/// Checkpoints and compactions run on their own threads and apply their changes to the
+/// current manifest: racing them against each other and against writes must lose nothing,
+/// in memory or after a reopen.
+#[test]
+fn checkpoints_and_compactions_racing_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    let t0 = NOW - 2 * HOUR;
+    let rounds = 60i64;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = [false, true]
+        .into_iter()
+        .map(|compacting| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if compacting {
+                        store.maintain().unwrap();
+                    } else {
+                        store.checkpoint().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for i in 0..rounds {
+        let lines = (0..20)
+            .map(|s| {
+                line(
+                    "m",
+                    &[("s", &format!("s{s}"))],
+                    vec![("f", FieldValue::Float((i * 100 + s) as f64))],
+                    t0 + i * 1000,
+                )
+            })
+            .collect();
+        write(&store, "db", lines);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.join().unwrap();
+    }
+    let check = |store: &Store| {
+        let got = raw(store, "m.f");
+        assert_eq!(got.len(), 20);
+        for (_, pts) in &got {
+            assert_eq!(pts.len(), rounds as usize);
+            assert!(pts.iter().enumerate().all(|(i, (t, _))| *t == t0 + i as i64 * 1000));
+        }
+    };
+    check(&store);
+    store.close().unwrap();
+    drop(store);
+    let store = Store::open(dir.path(), config()).unwrap();
+    check(&store);
+}
+
 #[test]
 fn old_ranges_are_answered_from_the_tier_that_still_holds_them() {
     let dir = tempfile::tempdir().unwrap();

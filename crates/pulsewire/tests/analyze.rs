@@ -47,7 +47,7 @@ fn analyze_scores_every_row_and_flags_the_spike() {
             rows.iter().all(|r| (0.0..=1.0).contains(&r.2)),
             "{detector}: scores in [0, 1]"
         );
-        assert!(rows[..30].iter().all(|r| r.2 == 0.0), "{detector}: warm-up scores 0");
+        assert!(rows[..64].iter().all(|r| r.2 == 0.0), "{detector}: warm-up scores 0");
         let spike = rows[spike_at].2;
         assert!(spike >= 0.5, "{detector}: spike scored {spike}");
         let before = rows[100..spike_at].iter().map(|r| r.2).fold(0.0, f64::max);

@@ -25,8 +25,8 @@ pub struct EwmaConfig {
 impl Default for EwmaConfig {
     fn default() -> Self {
         EwmaConfig {
-            alpha: 0.05,
-            warmup: 30,
+            alpha: 0.01,
+            warmup: 64,
             threshold: 3.0,
             high: 4.0,
             min_relative_spread: 1e-3,

@@ -84,7 +84,7 @@ impl Detector for Mad {
             let c = &self.config;
             let median = self.window.median();
             let mut spread = MAD_TO_SIGMA * self.window.mad();
-            if !(spread > 0.0) {
+            if spread.is_nan() || spread <= 0.0 {
                 // More than half the window on one value (counters that are mostly 0): the
                 // mean absolute deviation still sees the rest.
                 spread = MEAN_AD_TO_SIGMA * self.window.mean_abs_dev_from(median);

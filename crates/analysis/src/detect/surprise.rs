@@ -152,7 +152,7 @@ impl Surprise {
             return false;
         }
         let range = self.max - self.min;
-        let fresh = !(self.grid_width > 0.0);
+        let fresh = self.grid_width <= 0.0;
         let outside = value < self.grid_low - self.grid_width * bins as f64
             || value > self.grid_low + 2.0 * self.grid_width * bins as f64;
         if (fresh || outside) && range > 0.0 && range.is_finite() {
@@ -160,7 +160,7 @@ impl Surprise {
             self.grid_width = range / bins as f64;
             self.contexts.fill(0);
         }
-        if !(self.grid_width > 0.0) {
+        if self.grid_width <= 0.0 {
             return false;
         }
         let b = ((value - self.grid_low) / self.grid_width)

@@ -122,7 +122,10 @@ const MIN_LONG_VAR: f64 = 0.0003;
 const MIN_TAIL: f64 = 1e-10;
 
 impl Surprise {
-    pub fn new(config: SurpriseConfig) -> Self {
+    pub fn new(mut config: SurpriseConfig) -> Self {
+        // `validate` rejects more than 16 bins; a detector built without it must still not
+        // allocate bins^3 bits for an absurd value.
+        config.bins = config.bins.min(16);
         let window = Rolling::new(config.window, false);
         let contexts = vec![0; config.bins.pow(3).div_ceil(64)].into_boxed_slice();
         Surprise {

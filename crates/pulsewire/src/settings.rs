@@ -87,7 +87,9 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 /// Extraction stops at the first error; extracting each section on its own finds them all.
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
-    use pulsewire_server::{HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig};
+    use pulsewire_server::{
+        AnalysisConfig, HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig,
+    };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
         if !figment.contains(key) {
@@ -114,7 +116,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<HubConfig>(figment, "hub", &mut out);
     check::<IngestConfig>(figment, "ingest", &mut out);
     check::<StoreConfig>(figment, "tsdb", &mut out);
-    const KNOWN: [&str; 10] = [
+    check::<AnalysisConfig>(figment, "analysis", &mut out);
+    const KNOWN: [&str; 11] = [
         "listen",
         "data_dir",
         "log",
@@ -125,6 +128,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "hub",
         "ingest",
         "tsdb",
+        "analysis",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

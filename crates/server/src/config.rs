@@ -33,6 +33,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The embedded time-series store.
     pub tsdb: StoreConfig,
+    /// Live analysis of ingested series: rolling statistics, anomaly detection, alert rules.
+    pub analysis: AnalysisConfig,
 }
 
 impl Default for Config {
@@ -48,6 +50,7 @@ impl Default for Config {
             hub: HubConfig::default(),
             ingest: IngestConfig::default(),
             tsdb: StoreConfig::default(),
+            analysis: AnalysisConfig::default(),
         }
     }
 }
@@ -199,6 +202,54 @@ impl Default for IngestConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Sliding windows of the rolling statistics (`/api/v1/metrics/statistics?window=`, and the
+    /// summaries on `stats:<measurement>`).
+    pub windows: Vec<humantime_serde::Serde<Duration>>,
+    /// How often `stats:<measurement>` carries each series' window summaries (computed once per
+    /// tick for all of its subscribers, and only for measurements someone subscribes to).
+    #[serde(with = "humantime_serde")]
+    pub stats_interval: Duration,
+    /// Streaming anomaly detection on every ingested numeric series.
+    pub anomaly: AnomalyConfig,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        Self {
+            windows: [60, 300, 3600]
+                .into_iter()
+                .map(|s| Duration::from_secs(s).into())
+                .collect(),
+            stats_interval: Duration::from_secs(10),
+            anomaly: AnomalyConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnomalyConfig {
+    /// Score every point of every numeric series as it arrives.
+    pub enabled: bool,
+    /// The detector (`kind` = `surprise`, `zscore`, `mad` or `ewma`, with its parameters).
+    pub detector: pulsewire_analysis::DetectorKind,
+    /// Points scoring at least this are published on the `anomalies` channel.
+    pub threshold: f64,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            detector: pulsewire_analysis::DetectorKind::default(),
+            threshold: 0.9,
+        }
+    }
+}
+
 /// Room left in `hub.queue.max_bytes` for what a message frame adds to its payload.
 const FRAME_OVERHEAD: usize = 1024;
 
@@ -236,6 +287,13 @@ impl Config {
             out.push("ingest.live_max_points: must be at least 1".into());
         }
         out.extend(self.tsdb.problems().into_iter().map(|p| format!("tsdb.{p}")));
+        positive(&mut out, "analysis.stats_interval", self.analysis.stats_interval);
+        if self.analysis.windows.is_empty() || self.analysis.windows.iter().any(|w| w.is_zero()) {
+            out.push("analysis.windows: must list at least one window, each above zero".into());
+        }
+        if !(self.analysis.anomaly.threshold > 0.0 && self.analysis.anomaly.threshold <= 1.0) {
+            out.push("analysis.anomaly.threshold: must be above 0 and at most 1".into());
+        }
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());
         }

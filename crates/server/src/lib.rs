@@ -28,7 +28,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig, WebSocketConfig};
+pub use config::{
+    AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig,
+    WebSocketConfig,
+};
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
 pub use state::AppState;

@@ -339,6 +339,7 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         "messages_in_per_sec": rates.in_per_sec,
         "messages_out_per_sec": rates.out_per_sec,
         "tsdb": state.store().stats(),
+        "analysis": state.watch().stats(),
     }))
     .into_response()
 }

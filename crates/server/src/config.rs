@@ -238,6 +238,9 @@ pub struct AnomalyConfig {
     pub detector: pulsewire_analysis::DetectorKind,
     /// Points scoring at least this are published on the `anomalies` channel.
     pub threshold: f64,
+    /// Scores at least this high are stored beside the sample (same field, tags and time, in the
+    /// measurement `<measurement>:anomaly`); lower ones (ordinary points) are not kept.
+    pub store_min_score: f64,
 }
 
 impl Default for AnomalyConfig {
@@ -246,6 +249,7 @@ impl Default for AnomalyConfig {
             enabled: true,
             detector: pulsewire_analysis::DetectorKind::default(),
             threshold: 0.9,
+            store_min_score: crate::watch::DEFAULT_STORE_MIN_SCORE,
         }
     }
 }
@@ -293,6 +297,12 @@ impl Config {
         }
         if !(self.analysis.anomaly.threshold > 0.0 && self.analysis.anomaly.threshold <= 1.0) {
             out.push("analysis.anomaly.threshold: must be above 0 and at most 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.analysis.anomaly.store_min_score) {
+            out.push("analysis.anomaly.store_min_score: must be between 0 and 1".into());
+        }
+        if let Err(e) = self.analysis.anomaly.detector.validate() {
+            out.push(format!("analysis.anomaly.detector: {e}"));
         }
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());

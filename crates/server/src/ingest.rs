@@ -13,11 +13,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use pulsewire_model::TenantId;
 use pulsewire_proto::{Line, Precision, parse_json_ingest, parse_lines};
-use pulsewire_tsdb::{Refusal, RefusalKind, Store};
+use pulsewire_tsdb::{Refusal, RefusalKind};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::live::LiveBatch;
+use crate::watch::Findings;
 
 /// Which InfluxDB API an answer must look like.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -131,9 +132,8 @@ pub async fn ingest_json(
     let d = Dialect::Json;
     let body = decode_body(&state, d, &headers, body).await?;
     let tenant = TenantId::default_tenant();
-    let store = state.store().clone();
     let hub_state = state.clone();
-    let (written, refused, ack, live) = tokio::task::spawn_blocking(move || {
+    let (written, refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
         let items = parse_json_ingest(&body).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?;
         let mut refused = Vec::new();
         let mut lines = Vec::with_capacity(items.len());
@@ -147,16 +147,17 @@ pub async fn ingest_json(
                 }),
             }
         }
-        let (accepted, more, ack, now) = store_lines(&store, d, &tenant, "default", Precision::Ms, &lines)?;
-        refused.extend(more);
+        let stored = store_lines(&hub_state, d, &tenant, "default", Precision::Ms, &lines)?;
+        refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
-        let live = LiveBatch::collect(&hub_state, &tenant, &lines, &accepted, Precision::Ms, now);
-        Ok::<_, IngestError>((accepted.len(), refused, ack, live))
+        let live = LiveBatch::collect(&hub_state, &tenant, &lines, &stored.accepted, Precision::Ms, stored.now);
+        Ok::<_, IngestError>((stored.accepted.len(), refused, stored.ack, live, stored.findings))
     })
     .await
     .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
     wait_durable(d, ack).await?;
     state.live().push(live);
+    crate::watch::publish(state.hub(), &TenantId::default_tenant(), findings).await;
     let errors: Vec<serde_json::Value> = refused
         .iter()
         .map(|r| serde_json::json!({ "index": r.line, "message": r.message }))
@@ -180,9 +181,8 @@ async fn write_line_protocol(
     let body = decode_body(&state, d, headers, body).await?;
     let max_line = state.config().ingest.max_line_bytes;
     let tenant = TenantId::default_tenant();
-    let store = state.store().clone();
     let hub_state = state.clone();
-    let (refused, ack, live) = tokio::task::spawn_blocking(move || {
+    let (refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
         let mut refused = Vec::new();
         let mut numbered: Vec<(usize, Line<'_>)> = Vec::new();
         let mut lines = parse_lines(&body).with_precision(precision);
@@ -206,16 +206,17 @@ async fn write_line_protocol(
                 }),
             }
         }
-        let (accepted, more, ack, now) = store_lines(&store, d, &tenant, &db, precision, &numbered)?;
-        refused.extend(more);
+        let stored = store_lines(&hub_state, d, &tenant, &db, precision, &numbered)?;
+        refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
-        let live = LiveBatch::collect(&hub_state, &tenant, &numbered, &accepted, precision, now);
-        Ok::<_, IngestError>((refused, ack, live))
+        let live = LiveBatch::collect(&hub_state, &tenant, &numbered, &stored.accepted, precision, stored.now);
+        Ok::<_, IngestError>((refused, stored.ack, live, stored.findings))
     })
     .await
     .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
     wait_durable(d, ack).await?;
     state.live().push(live);
+    crate::watch::publish(state.hub(), &TenantId::default_tenant(), findings).await;
     match status_for(d, &refused) {
         None => Ok(StatusCode::NO_CONTENT),
         Some(status) => {
@@ -228,10 +229,19 @@ async fn write_line_protocol(
     }
 }
 
-type Stored = (Vec<usize>, Vec<Refusal>, Option<pulsewire_tsdb::Ack>, i64);
+/// What storing one write's lines gave: which were accepted, which refused, the durability
+/// ack, the server time used, and what live analysis found in the accepted samples.
+#[derive(Default)]
+struct Stored {
+    accepted: Vec<usize>,
+    refused: Vec<Refusal>,
+    ack: Option<pulsewire_tsdb::Ack>,
+    now: i64,
+    findings: Findings,
+}
 
 fn store_lines(
-    store: &Store,
+    state: &AppState,
     d: Dialect,
     tenant: &TenantId,
     db: &str,
@@ -239,12 +249,24 @@ fn store_lines(
     lines: &[(usize, Line<'_>)],
 ) -> Result<Stored, IngestError> {
     if lines.is_empty() {
-        return Ok((Vec::new(), Vec::new(), None, 0));
+        return Ok(Stored::default());
     }
-    let out = store
-        .write(tenant, db, precision, lines)
-        .map_err(|e| store_error(d, &e))?;
-    Ok((out.accepted, out.refused, out.ack, out.now_ms))
+    let store = state.store();
+    let watch = state.watch();
+    let out = if watch.enabled() {
+        store.write_observed(tenant, db, precision, lines)
+    } else {
+        store.write(tenant, db, precision, lines)
+    }
+    .map_err(|e| store_error(d, &e))?;
+    let findings = watch.observe(store, tenant, &out.observed);
+    Ok(Stored {
+        accepted: out.accepted,
+        refused: out.refused,
+        ack: out.ack,
+        now: out.now_ms,
+        findings,
+    })
 }
 
 fn store_error(d: Dialect, e: &pulsewire_tsdb::Error) -> IngestError {

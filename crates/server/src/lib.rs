@@ -12,6 +12,7 @@ mod query;
 mod sse;
 mod state;
 mod transport;
+mod watch;
 mod ws;
 
 use std::net::SocketAddr;

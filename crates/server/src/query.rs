@@ -355,7 +355,12 @@ pub async fn realtime(
         let from = to - range;
         let tenant = TenantId::default_tenant();
         let mut out = Vec::new();
-        for (id, meta) in store.series_with_tag(&tenant, &SOURCE_TAGS, &source) {
+        // Anomaly scores are derived series: the overviews show what the source wrote.
+        for (id, meta) in store
+            .series_with_tag(&tenant, &SOURCE_TAGS, &source)
+            .into_iter()
+            .filter(|(_, m)| !crate::watch::is_derived(&m.line.measurement))
+        {
             if let Some(v) = overview(&store, id, &meta, from, to)? {
                 out.push(v);
             }
@@ -382,6 +387,9 @@ pub async fn dashboard(
             let Some(src) = source_of(&meta).map(str::to_string) else {
                 continue;
             };
+            if crate::watch::is_derived(&meta.line.measurement) {
+                continue;
+            }
             if n >= MAX_SERIES {
                 truncated = true;
                 break;

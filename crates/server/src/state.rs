@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::live::Live;
+use crate::watch::Watch;
 use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     hub: Hub,
     store: Store,
     live: Arc<Live>,
+    watch: Arc<Watch>,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -41,10 +43,12 @@ impl AppState {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
+        let watch = Arc::new(Watch::new(config.analysis.clone()));
         Self(Arc::new(Inner {
             hub,
             store,
             live,
+            watch,
             config,
             metrics,
             registry,
@@ -63,6 +67,10 @@ impl AppState {
 
     pub fn live(&self) -> &Arc<Live> {
         &self.0.live
+    }
+
+    pub fn watch(&self) -> &Arc<Watch> {
+        &self.0.watch
     }
 
     pub fn config(&self) -> &Config {

@@ -70,6 +70,9 @@ pub struct WriteOutcome {
     pub ack: Option<Ack>,
     /// The server time given to lines without a timestamp.
     pub now_ms: i64,
+    /// Numeric samples written (series, ms, value; integers as floats), when asked for with
+    /// [`Store::write_observed`]: what live analysis watches.
+    pub observed: Vec<(SeriesId, i64, f64)>,
 }
 
 /// An aggregated read: `agg` per bucket of `step` ms over `[from, to)`.
@@ -365,6 +368,33 @@ impl Store {
         precision: Precision,
         lines: &[(usize, Line<'_>)],
     ) -> Result<WriteOutcome> {
+        self.write_inner(tenant, db, precision, lines, false)
+    }
+
+    /// [`Store::write`], also returning the numeric samples written with their series ids.
+    pub fn write_observed(
+        &self,
+        tenant: &TenantId,
+        db: &str,
+        precision: Precision,
+        lines: &[(usize, Line<'_>)],
+    ) -> Result<WriteOutcome> {
+        self.write_inner(tenant, db, precision, lines, true)
+    }
+
+    /// What the store knows of one series.
+    pub fn meta(&self, id: SeriesId) -> Option<SeriesMeta> {
+        self.shared.state.lock().index.meta(id).cloned()
+    }
+
+    fn write_inner(
+        &self,
+        tenant: &TenantId,
+        db: &str,
+        precision: Precision,
+        lines: &[(usize, Line<'_>)],
+        observe: bool,
+    ) -> Result<WriteOutcome> {
         if let Some(msg) = self.poisoned() {
             return Err(Error::Poisoned(msg));
         }
@@ -378,6 +408,7 @@ impl Store {
         let mut st = self.shared.state.lock();
         let st = &mut *st;
         let mut ids: Vec<(SeriesId, Kind)> = Vec::new();
+        let mut observed = Vec::new();
         for (i, (line_no, line)) in lines.iter().enumerate() {
             let refuse = |kind, message: String| Refusal {
                 line: *line_no,
@@ -514,6 +545,17 @@ impl Store {
                 let v = value_ref(value);
                 batch.sample(*id, ts, v);
                 st.head.push(*id, *kind, ts, v);
+                if observe {
+                    let x = match v {
+                        ValueRef::Float(f) => Some(f),
+                        ValueRef::Int(i) => Some(i as f64),
+                        ValueRef::UInt(u) => Some(u as f64),
+                        ValueRef::Bool(_) | ValueRef::Str(_) => None,
+                    };
+                    if let Some(x) = x {
+                        observed.push((*id, ts, x));
+                    }
+                }
             }
             accepted.push(i);
         }
@@ -525,6 +567,7 @@ impl Store {
             refused,
             ack,
             now_ms: now,
+            observed,
         })
     }
 

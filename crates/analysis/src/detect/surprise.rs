@@ -101,6 +101,9 @@ pub struct Surprise {
     short: f64,
     long_mean: f64,
     long_var: f64,
+    /// Updates of the long-run statistics so far: until `1 / long_alpha` of them, each weighs
+    /// `1 / n` (a plain mean), so they start from what the series did and not from zero.
+    long_n: u64,
     min: f64,
     max: f64,
     quiet_left: u32,
@@ -137,6 +140,7 @@ impl Surprise {
             short: 0.0,
             long_mean: MIN_LONG_MEAN,
             long_var: MIN_LONG_VAR,
+            long_n: 0,
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
             quiet_left: 0,
@@ -179,6 +183,16 @@ impl Surprise {
         novel
     }
 
+    /// Folds the short average into the long-run mean and variance (exponentially weighted,
+    /// with a plain mean's weights while fewer than `1 / long_alpha` updates were seen).
+    fn update_long(&mut self) {
+        self.long_n += 1;
+        let alpha = self.config.long_alpha.max(1.0 / self.long_n as f64);
+        let d = self.short - self.long_mean;
+        self.long_mean += alpha * d;
+        self.long_var = (1.0 - alpha) * (self.long_var + d * alpha * d);
+    }
+
     fn raw(&self, value: f64) -> (f64, f64, f64) {
         let c = &self.config;
         let mean = self.window.mean();
@@ -203,6 +217,19 @@ impl Detector for Surprise {
         }
         let (warmup, window) = (self.config.warmup as u64, self.config.window as u64);
         let mut result = Score::none("surprise");
+        if self.seen >= warmup / 2 && self.seen < warmup {
+            // The second half of the warm-up primes the signal statistics without scoring: the
+            // first scored points would otherwise be judged against long-run statistics that
+            // had seen nothing, and every new series would raise an alarm as it left warm-up.
+            let (raw, _, _) = self.raw(value);
+            let raw = if self.novel_context(value) {
+                raw.max(self.config.novelty)
+            } else {
+                raw
+            };
+            self.short += self.config.short_alpha * (raw - self.short);
+            self.update_long();
+        }
         if self.seen >= warmup {
             let (raw, mean, sd) = self.raw(value);
             let novel = self.novel_context(value);
@@ -224,9 +251,8 @@ impl Detector for Surprise {
             if value > self.max + margin || value < self.min - margin {
                 s = 1.0;
             }
-            let d = self.short - self.long_mean;
-            self.long_mean += c.long_alpha * d;
-            self.long_var = (1.0 - c.long_alpha) * (self.long_var + d * c.long_alpha * d);
+            self.update_long();
+            let c = &self.config;
             if self.quiet_left > 0 {
                 self.quiet_left -= 1;
                 if s >= c.alarm {

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a loopback port, real WebSocket, SSE and HTTP clients.
 
+mod analysis;
 mod errors;
 mod history;
 mod ingest;

@@ -1,0 +1,231 @@
+//! Live analysis on the ingest path: every numeric sample the store accepts is scored by the
+//! configured anomaly detector of its series (state kept per series, sharded so concurrent
+//! writes rarely meet on a lock), scores worth keeping are written back to the store beside the
+//! sample (same field, tags and time, in the measurement `<measurement>:anomaly`), and anomalies
+//! become events on the `anomalies` channel. Detector state lives here and not in the store: it is derived, rebuilt from new
+//! points after a restart (each detector has a warm-up), and costs nothing for series nobody
+//! writes to any more.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pulsewire_analysis::{AnyDetector, Detector, Score};
+use pulsewire_model::TenantId;
+use pulsewire_proto::{FieldValue, Line, Precision};
+use pulsewire_tsdb::{SeriesId, SeriesMeta, Store};
+use serde::Serialize;
+
+use crate::config::AnalysisConfig;
+
+/// The channel anomaly events are published on.
+pub const ANOMALIES_CHANNEL: &str = "anomalies";
+
+/// Suffix of the measurement that keeps a series' anomaly scores: the scores of
+/// `cpu.usage{host="a"}` are `cpu:anomaly.usage{host="a"}`.
+pub const SCORE_SUFFIX: &str = ":anomaly";
+
+/// Whether a measurement holds derived data (anomaly scores) rather than what clients wrote.
+pub fn is_derived(measurement: &str) -> bool {
+    measurement.ends_with(SCORE_SUFFIX)
+}
+
+/// Shards of the per-series state: writes of different series take different locks.
+const SHARDS: usize = 16;
+
+struct Watched {
+    meta: SeriesMeta,
+    detector: AnyDetector,
+}
+
+#[derive(Default)]
+struct Shard {
+    series: HashMap<SeriesId, Watched>,
+}
+
+/// Counters of the analysis, for `/api/v1/stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct WatchStats {
+    pub points_scored: u64,
+    pub anomalies: u64,
+    pub scores_stored: u64,
+    pub series_watched: u64,
+}
+
+/// Per-series detectors over the ingest stream.
+pub struct Watch {
+    config: AnalysisConfig,
+    shards: Vec<Mutex<Shard>>,
+    points_scored: AtomicU64,
+    anomalies: AtomicU64,
+    scores_stored: AtomicU64,
+}
+
+/// What one write produced: anomaly events to publish once the write is durable.
+#[derive(Default)]
+pub struct Findings {
+    pub anomalies: Vec<Bytes>,
+}
+
+/// One anomaly as published on [`ANOMALIES_CHANNEL`].
+#[derive(Serialize)]
+struct AnomalyEvent<'a> {
+    measurement: &'a str,
+    field: &'a str,
+    tags: serde_json::Map<String, serde_json::Value>,
+    db: &'a str,
+    ts: i64,
+    value: f64,
+    score: f64,
+    severity: pulsewire_analysis::Severity,
+    expected: Option<pulsewire_analysis::ExpectedRange>,
+    detector: &'static str,
+}
+
+impl Watch {
+    pub fn new(config: AnalysisConfig) -> Watch {
+        Watch {
+            config,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            points_scored: AtomicU64::new(0),
+            anomalies: AtomicU64::new(0),
+            scores_stored: AtomicU64::new(0),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.config.anomaly.enabled
+    }
+
+    pub fn stats(&self) -> WatchStats {
+        WatchStats {
+            points_scored: self.points_scored.load(Ordering::Relaxed),
+            anomalies: self.anomalies.load(Ordering::Relaxed),
+            scores_stored: self.scores_stored.load(Ordering::Relaxed),
+            series_watched: self.shards.iter().map(|s| s.lock().series.len() as u64).sum(),
+        }
+    }
+
+    /// Scores the samples one write stored, writes the scores worth keeping back to the store
+    /// and returns the anomalies to publish. Runs on the blocking thread of the write.
+    pub fn observe(&self, store: &Store, tenant: &TenantId, observed: &[(SeriesId, i64, f64)]) -> Findings {
+        let mut findings = Findings::default();
+        if !self.enabled() || observed.is_empty() {
+            return findings;
+        }
+        let threshold = self.config.anomaly.threshold;
+        let keep = self.config.anomaly.store_min_score;
+        // (series meta, ts, score) of scores to write back.
+        let mut kept: Vec<(SeriesMeta, i64, f64)> = Vec::new();
+        for &(id, ts, value) in observed {
+            let shard = self.shard(id);
+            let mut shard = shard.lock();
+            let watched = match shard.series.entry(id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let Some(meta) = store.meta(id) else { continue };
+                    if is_derived(&meta.line.measurement) {
+                        // Scores are not scored again (they are written by us, but a client may
+                        // write such a field too).
+                        continue;
+                    }
+                    v.insert(Watched {
+                        meta,
+                        detector: self.config.anomaly.detector.build(),
+                    })
+                }
+            };
+            let score = watched.detector.observe(ts, value);
+            if score.score >= keep {
+                kept.push((watched.meta.clone(), ts, score.score));
+            }
+            if score.score >= threshold {
+                self.anomalies.fetch_add(1, Ordering::Relaxed);
+                findings.anomalies.push(anomaly_json(&watched.meta, ts, value, &score));
+            }
+        }
+        self.points_scored.fetch_add(observed.len() as u64, Ordering::Relaxed);
+        if !kept.is_empty() {
+            self.store_scores(store, tenant, &kept);
+        }
+        findings
+    }
+
+    fn shard(&self, id: SeriesId) -> &Mutex<Shard> {
+        // `SHARDS` entries exist; the modulo keeps the index in range.
+        &self.shards[id as usize % SHARDS]
+    }
+
+    /// Writes scores to the same field, tags and database in the measurement
+    /// `<measurement>:anomaly`. Not waited for: scores are derived data, and a lost score is not
+    /// a lost sample.
+    fn store_scores(&self, store: &Store, tenant: &TenantId, kept: &[(SeriesMeta, i64, f64)]) {
+        let mut by_db: HashMap<&str, Vec<(usize, Line<'_>)>> = HashMap::new();
+        let names: Vec<String> = kept
+            .iter()
+            .map(|(m, _, _)| format!("{}{SCORE_SUFFIX}", m.line.measurement))
+            .collect();
+        for (i, ((meta, ts, score), name)) in kept.iter().zip(&names).enumerate() {
+            let line = Line {
+                measurement: Cow::Borrowed(name.as_str()),
+                tags: meta
+                    .line
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (Cow::Borrowed(k.as_str()), Cow::Borrowed(v.as_str())))
+                    .collect(),
+                fields: vec![(Cow::Borrowed(&*meta.field), FieldValue::Float(*score))],
+                timestamp: Some(*ts),
+            };
+            by_db.entry(meta.line.db.as_str()).or_default().push((i + 1, line));
+        }
+        for (db, lines) in by_db {
+            match store.write(tenant, db, Precision::Ms, &lines) {
+                Ok(out) => {
+                    self.scores_stored.fetch_add(out.samples, Ordering::Relaxed);
+                }
+                Err(e) => tracing::warn!(error = %e, "anomaly scores not stored"),
+            }
+        }
+    }
+}
+
+/// Scores to keep at least this high by default: below it a point is ordinary, and storing a
+/// score for every point would double what the store writes.
+pub const DEFAULT_STORE_MIN_SCORE: f64 = 0.25;
+
+fn anomaly_json(meta: &SeriesMeta, ts: i64, value: f64, score: &Score) -> Bytes {
+    let tags = meta
+        .line
+        .tags
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let ev = AnomalyEvent {
+        measurement: &meta.line.measurement,
+        field: &meta.field,
+        tags,
+        db: &meta.line.db,
+        ts,
+        value,
+        score: score.score,
+        severity: score.severity,
+        expected: score.expected,
+        detector: score.detector,
+    };
+    Bytes::from(serde_json::to_vec(&ev).unwrap_or_default())
+}
+
+/// Publishes what a write found, once it is durable.
+pub async fn publish(hub: &pulsewire_hub::Hub, tenant: &TenantId, findings: Findings) {
+    for data in findings.anomalies {
+        if let Err(e) = hub
+            .publish(tenant, ANOMALIES_CHANNEL, data, pulsewire_model::Priority::High)
+            .await
+        {
+            tracing::warn!(error = %e, "anomaly event not published");
+        }
+    }
+}

@@ -633,21 +633,23 @@ mod tests {
         assert_eq!(best.raw, -1.0);
     }
 
-    /// The real corpus, when present (`PW_NAB_DATA` or shared/data/nab beside the checkout).
-    fn real_corpus() -> Option<Corpus> {
+    /// The real corpus (`PW_NAB_DATA` or shared/data/nab beside the checkout). Missing, the
+    /// test fails: a check that silently skips would pass on a machine that lost the data.
+    fn real_corpus() -> Corpus {
         let dir = std::env::var_os("PW_NAB_DATA")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/nab"));
-        if !dir.join("labels/combined_windows.json").is_file() {
-            eprintln!("NAB corpus not found at {}: real-corpus checks skipped", dir.display());
-            return None;
-        }
-        Some(Corpus::load(&dir).expect("NAB corpus loads"))
+        assert!(
+            dir.join("labels/combined_windows.json").is_file(),
+            "NAB corpus not found at {} (set PW_NAB_DATA)",
+            dir.display()
+        );
+        Corpus::load(&dir).expect("NAB corpus loads")
     }
 
     #[test]
     fn real_corpus_bounds() {
-        let Some(corpus) = real_corpus() else { return };
+        let corpus = real_corpus();
         assert_eq!(corpus.files.len(), 58);
         for profile in PROFILES {
             let s = Ranked::new(&corpus, &never(&corpus)).unwrap().best(profile);

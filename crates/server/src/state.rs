@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::live::Live;
+use crate::statistics::PublisherCounters;
 use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     hub: Hub,
     store: Store,
     live: Arc<Live>,
+    stats_counters: PublisherCounters,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -40,11 +42,14 @@ impl AppState {
     pub fn new(hub: Hub, store: Store, config: Config, metrics: Arc<HubMetrics>) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let stats_counters = PublisherCounters::default();
+        stats_counters.register(&mut registry);
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
         Self(Arc::new(Inner {
             hub,
             store,
             live,
+            stats_counters,
             config,
             metrics,
             registry,
@@ -63,6 +68,11 @@ impl AppState {
 
     pub fn live(&self) -> &Arc<Live> {
         &self.0.live
+    }
+
+    /// What the `stats:<measurement>` publisher has done.
+    pub fn stats_counters(&self) -> &PublisherCounters {
+        &self.0.stats_counters
     }
 
     pub fn config(&self) -> &Config {

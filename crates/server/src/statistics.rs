@@ -237,6 +237,9 @@ fn pick_window(windows: &[Window], asked: Option<&str>) -> Result<Window, QueryF
     })
 }
 
+/// Timestamps (ms, ascending) and values of one series.
+type Points = (Vec<i64>, Vec<f64>);
+
 /// The numeric points of one series in `[from, to)`; `None` for string fields, which have no
 /// statistics.
 fn numeric_points(
@@ -245,7 +248,7 @@ fn numeric_points(
     meta: &SeriesMeta,
     from: i64,
     to: i64,
-) -> Result<Option<(Vec<i64>, Vec<f64>)>, pulsewire_tsdb::Error> {
+) -> Result<Option<Points>, pulsewire_tsdb::Error> {
     if meta.kind == Kind::Str {
         return Ok(None);
     }
@@ -541,9 +544,11 @@ fn publications(state: &AppState, at: i64, interval: Duration) -> Vec<(String, V
             "truncated": truncated,
         })
         .to_string();
-        // `head` is a JSON object: open it again to append the series array.
+        // `head` is a JSON object: open it again (drop its one closing brace) to append the
+        // series, which were encoded one by one to keep within the budget.
+        let head = head.strip_suffix('}').unwrap_or(&head);
         let mut data = Vec::with_capacity(head.len() + entries.len() + 16);
-        data.extend_from_slice(head.trim_end_matches('}').as_bytes());
+        data.extend_from_slice(head.as_bytes());
         data.extend_from_slice(b",\"series\":[");
         data.extend_from_slice(&entries);
         data.extend_from_slice(b"]}");

@@ -6,5 +6,6 @@ mod ingest;
 mod lifecycle;
 mod pubsub;
 mod resume;
+mod rolling;
 mod slow;
 mod stats;

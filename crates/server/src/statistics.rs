@@ -362,25 +362,26 @@ pub async fn summary(
         for (id, meta) in &series {
             let mut e = series_head(meta);
             e.insert("db".into(), Value::String(meta.line.db.clone()));
+            // The newest point in `[lo, hi)` as `[ms, value]`, or null.
+            let latest_in = |lo: i64, hi: i64| -> Result<Value, QueryFailure> {
+                let (ts, values) = store.read_raw(*id, meta, lo, hi)?;
+                let last = ts.len().checked_sub(1);
+                Ok(last
+                    .and_then(|i| Some(json!([ts.get(i)?, values.get(i).map(value_json)?])))
+                    .unwrap_or(Value::Null))
+            };
             if meta.kind == Kind::Str {
-                let (ts, values) = store.read_raw(*id, meta, to - lookback, to)?;
-                let latest = ts
-                    .len()
-                    .checked_sub(1)
-                    .and_then(|i| Some(json!([ts.get(i)?, values.get(i).map(value_json)?])));
-                e.insert("latest".into(), latest.unwrap_or(Value::Null));
+                e.insert("latest".into(), latest_in(to - lookback, to)?);
                 e.insert("stats".into(), Value::Null);
-            } else if let Some((ts, vals)) = numeric_points(&store, *id, meta, to - lookback, to)? {
-                let latest = ts.last().zip(vals.last()).map(|(t, v)| (*t, Num(Some(*v))));
-                e.insert("latest".into(), json!(latest));
-                let start = ts.partition_point(|&t| t < from);
-                let stats = window_stats(
-                    ts.get(start..).unwrap_or_default(),
-                    vals.get(start..).unwrap_or_default(),
-                    window.ms,
-                    EXACT_QUANTILES_UP_TO,
-                    &mut scratch,
-                );
+            } else if let Some((ts, vals)) = numeric_points(&store, *id, meta, from, to)? {
+                let stats = window_stats(&ts, &vals, window.ms, EXACT_QUANTILES_UP_TO, &mut scratch);
+                // Only a series silent for the whole window costs the longer read.
+                let latest = match stats.last {
+                    Some((t, v)) => json!([t, Num(Some(v))]),
+                    None if lookback > window.ms => latest_in(to - lookback, from)?,
+                    None => Value::Null,
+                };
+                e.insert("latest".into(), latest);
                 e.insert("stats".into(), json!(stats));
             }
             out.push(Value::Object(e));

@@ -338,6 +338,14 @@ async fn stats_channels_publish_window_summaries_only_while_subscribed() {
         "ticks {ticks}, publications {publications}"
     );
 
+    let (_, text) = s.get_text("/metrics").await;
+    for name in [
+        "pulsewire_stats_ticks_computed_total ",
+        "pulsewire_stats_publications_total ",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name} in /metrics:\n{text}");
+    }
+
     // Everyone leaves: the ticks stop computing.
     drop(exact);
     drop(pattern);

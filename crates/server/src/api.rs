@@ -340,6 +340,8 @@ pub async fn stats(State(state): State<AppState>) -> Response {
         "messages_out_per_sec": rates.out_per_sec,
         "tsdb": state.store().stats(),
         "analysis": state.watch().stats(),
+        "stats_ticks_computed": state.stats_counters().ticks_computed.get(),
+        "stats_publications": state.stats_counters().publications.get(),
     }))
     .into_response()
 }

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 
 /// A query that cannot be answered: 400 with what is wrong, or 500 for a store failure.
-pub struct QueryFailure(StatusCode, String);
+pub struct QueryFailure(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for QueryFailure {
     fn into_response(self) -> Response {
@@ -64,13 +64,13 @@ pub struct QueryArgs {
     tier: Option<String>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn value_json(v: ValueRef<'_>) -> Value {
+pub(crate) fn value_json(v: ValueRef<'_>) -> Value {
     match v {
         ValueRef::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
         ValueRef::Int(i) => Value::from(i),
@@ -80,7 +80,7 @@ fn value_json(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn series_head(meta: &SeriesMeta) -> serde_json::Map<String, Value> {
+pub(crate) fn series_head(meta: &SeriesMeta) -> serde_json::Map<String, Value> {
     let tags: serde_json::Map<String, Value> = meta
         .line
         .tags
@@ -333,7 +333,7 @@ fn source_of(meta: &SeriesMeta) -> Option<&str> {
 
 /// Runs a read against the store on a blocking thread (reads decode blocks and may take
 /// milliseconds; they must not stall the connections served on the runtime's threads).
-async fn on_store<T: Send + 'static>(
+pub(crate) async fn on_store<T: Send + 'static>(
     state: &AppState,
     read: impl FnOnce(Store) -> Result<T, QueryFailure> + Send + 'static,
 ) -> Result<T, QueryFailure> {

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::live::Live;
 use crate::watch::Watch;
+use crate::statistics::PublisherCounters;
 use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
@@ -24,6 +25,7 @@ struct Inner {
     store: Store,
     live: Arc<Live>,
     watch: Arc<Watch>,
+    stats_counters: PublisherCounters,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -42,6 +44,8 @@ impl AppState {
     pub fn new(hub: Hub, store: Store, config: Config, metrics: Arc<HubMetrics>) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
+        let stats_counters = PublisherCounters::default();
+        stats_counters.register(&mut registry);
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
         let watch = Arc::new(Watch::new(config.analysis.clone()));
         Self(Arc::new(Inner {
@@ -49,6 +53,7 @@ impl AppState {
             store,
             live,
             watch,
+            stats_counters,
             config,
             metrics,
             registry,
@@ -71,6 +76,11 @@ impl AppState {
 
     pub fn watch(&self) -> &Arc<Watch> {
         &self.0.watch
+    }
+
+    /// What the `stats:<measurement>` publisher has done.
+    pub fn stats_counters(&self) -> &PublisherCounters {
+        &self.0.stats_counters
     }
 
     pub fn config(&self) -> &Config {

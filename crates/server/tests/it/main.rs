@@ -7,5 +7,6 @@ mod ingest;
 mod lifecycle;
 mod pubsub;
 mod resume;
+mod rolling;
 mod slow;
 mod stats;

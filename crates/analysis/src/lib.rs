@@ -6,6 +6,7 @@
 //! `pulsewire analyze` and in the NAB benchmark, which is what makes the benchmark figures hold
 //! for the server.
 
+pub mod alert;
 pub mod csv;
 pub mod detect;
 

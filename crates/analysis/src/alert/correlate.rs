@@ -100,7 +100,10 @@ mod tests {
         let h1 = labels(&[("host", "h1")]);
         assert_eq!(c.correlate("a", &h1, 0).as_deref(), Some("a"));
         assert_eq!(c.correlate("b", &h1, 30_000).as_deref(), Some("a"));
-        assert_eq!(c.correlate("c", &labels(&[("host", "h2")]), 30_000).as_deref(), Some("c"));
+        assert_eq!(
+            c.correlate("c", &labels(&[("host", "h2")]), 30_000).as_deref(),
+            Some("c")
+        );
         assert_eq!(c.correlate("d", &h1, 60_000).as_deref(), Some("a"));
         // Past the first alert's window a new cluster opens.
         assert_eq!(c.correlate("e", &h1, 60_001).as_deref(), Some("e"));

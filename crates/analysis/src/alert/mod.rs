@@ -9,6 +9,7 @@
 //! docs/analysis.md ("Alert rules") is the user-facing description; keep them in step.
 
 pub mod correlate;
+pub mod engine;
 pub mod rule;
 pub mod silence;
 pub mod state;
@@ -17,6 +18,7 @@ pub mod template;
 pub mod window;
 
 pub use correlate::{CorrelationConfig, Correlator};
+pub use engine::{AlertFilter, AlertInfo, Engine, EngineConfig, EngineSnapshot, SeriesRef};
 pub use pulsewire_model::{Ack, AlertEvent, AlertState, Severity, alert_id};
 pub use rule::{CmpOp, Rule, RuleKind, RuleSpec, validate, validate_one};
 pub use silence::{Silence, SilenceMatcher, SilenceSpec, Silences};

@@ -77,7 +77,12 @@ pub enum RuleKind {
 }
 
 impl RuleKind {
-    pub const ALL: [RuleKind; 4] = [RuleKind::Threshold, RuleKind::Absence, RuleKind::Rate, RuleKind::Anomaly];
+    pub const ALL: [RuleKind; 4] = [
+        RuleKind::Threshold,
+        RuleKind::Absence,
+        RuleKind::Rate,
+        RuleKind::Anomaly,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -248,7 +253,10 @@ fn check(spec: &RuleSpec, prefix: &str) -> Result<Rule, Vec<AlertError>> {
     if kind.is_none() {
         err(
             "kind",
-            format!("unknown kind `{}`; expected threshold, absence, rate or anomaly", clip(&spec.kind)),
+            format!(
+                "unknown kind `{}`; expected threshold, absence, rate or anomaly",
+                clip(&spec.kind)
+            ),
         );
     }
 
@@ -292,7 +300,10 @@ fn check(spec: &RuleSpec, prefix: &str) -> Result<Rule, Vec<AlertError>> {
         (Some(o), _) => {
             let op = CmpOp::parse(o);
             if op.is_none() {
-                err("op", format!("unknown operator `{}`; expected >, >=, <, <=, == or !=", clip(o)));
+                err(
+                    "op",
+                    format!("unknown operator `{}`; expected >, >=, <, <=, == or !=", clip(o)),
+                );
             }
             op
         }
@@ -314,7 +325,10 @@ fn check(spec: &RuleSpec, prefix: &str) -> Result<Rule, Vec<AlertError>> {
             0.0
         }
         (Some(t), Some(RuleKind::Anomaly)) if !(0.0..=1.0).contains(&t) => {
-            err("threshold", format!("{t} is outside 0..1 (anomaly scores are in [0, 1])"));
+            err(
+                "threshold",
+                format!("{t} is outside 0..1 (anomaly scores are in [0, 1])"),
+            );
             0.0
         }
         (Some(t), _) => t,
@@ -497,7 +511,12 @@ mod tests {
     }
 
     fn errors(specs: &[RuleSpec]) -> Vec<String> {
-        validate(specs).err().unwrap_or_default().iter().map(ToString::to_string).collect()
+        validate(specs)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     #[test]
@@ -576,7 +595,10 @@ mod tests {
         assert!(has("rules[1].severity: unknown severity `page`"), "{errs:#?}");
         assert!(has("rules[1].for: "), "{errs:#?}");
         assert!(has("rules[1].labels.__name__: "), "{errs:#?}");
-        assert!(has("rules[1].annotations.summary: unknown variable `$valu`"), "{errs:#?}");
+        assert!(
+            has("rules[1].annotations.summary: unknown variable `$valu`"),
+            "{errs:#?}"
+        );
         assert!(has("rules[2].name: duplicate name `ok` (also rules[0])"), "{errs:#?}");
         assert!(has("rules[2].expr: unknown aggregation `p42`"), "{errs:#?}");
         assert!(has("rules[3].expr: invalid regex"), "{errs:#?}");
@@ -598,7 +620,10 @@ mod tests {
         let errs = errors(&[a, r, t]);
         let has = |needle: &str| errs.iter().any(|e| e.contains(needle));
         assert!(has("rules[0].op: absence rules take no `op`"), "{errs:#?}");
-        assert!(has("rules[0].threshold: absence rules take no `threshold`"), "{errs:#?}");
+        assert!(
+            has("rules[0].threshold: absence rules take no `threshold`"),
+            "{errs:#?}"
+        );
         assert!(has("rules[1].expr: rate rules take a bare selector"), "{errs:#?}");
         assert!(has("rules[2].op: required"), "{errs:#?}");
         assert!(has("rules[2].threshold: required"), "{errs:#?}");

@@ -142,7 +142,9 @@ impl Silences {
             .values()
             .find(|e| {
                 e.silence.is_active(now)
-                    && e.compiled.iter().all(|m| m.matches(labels.get(&m.tag).map(String::as_str)))
+                    && e.compiled
+                        .iter()
+                        .all(|m| m.matches(labels.get(&m.tag).map(String::as_str)))
             })
             .map(|e| e.silence.id.as_str())
     }
@@ -279,7 +281,10 @@ mod tests {
         assert!(has("matchers[1].name: empty"), "{text:?}");
         assert!(has("matchers[1].op: unknown operator"), "{text:?}");
         assert!(has("ends_at: must be after starts_at"), "{text:?}");
-        let errs = s.add(spec(vec![m("host", "=~", ".*")], 0, 10), 0).err().unwrap_or_default();
+        let errs = s
+            .add(spec(vec![m("host", "=~", ".*")], 0, 10), 0)
+            .err()
+            .unwrap_or_default();
         assert!(errs[0].to_string().contains("silence every alert"), "{errs:?}");
         assert!(s.add(spec(vec![], 0, 10), 0).is_err());
     }
@@ -287,8 +292,12 @@ mod tests {
     #[test]
     fn snapshot_round_trips() {
         let mut s = Silences::new();
-        let a = s.add(spec(vec![m("host", "=", "h")], 0, 10), 0).unwrap_or_else(|e| panic!("{e:?}"));
-        let b = s.add(spec(vec![m("host", "=", "h")], 0, 10), 0).unwrap_or_else(|e| panic!("{e:?}"));
+        let a = s
+            .add(spec(vec![m("host", "=", "h")], 0, 10), 0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let b = s
+            .add(spec(vec![m("host", "=", "h")], 0, 10), 0)
+            .unwrap_or_else(|e| panic!("{e:?}"));
         assert_ne!(a.id, b.id);
         let json = serde_json::to_string(&s.snapshot()).unwrap_or_default();
         let back: Vec<Silence> = serde_json::from_str(&json).unwrap_or_default();

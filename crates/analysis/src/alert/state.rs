@@ -235,12 +235,24 @@ mod tests {
     }
     use Input::{Obs, Tick};
 
+    /// What a row is about, the state before, the timings, when, the input, the transition
+    /// expected and the state after.
+    type Row = (
+        &'static str,
+        InstanceState,
+        Timing,
+        i64,
+        Input,
+        Option<Transition>,
+        InstanceState,
+    );
+
     /// Every (phase, input) pair with the timings that decide it.
     #[test]
     fn every_transition() {
         use Phase::*;
         #[rustfmt::skip]
-        let table: Vec<(&str, InstanceState, Timing, i64, Input, Option<Transition>, InstanceState)> = vec![
+        let table: Vec<Row> = vec![
             ("inactive, clear: nothing", st(Inactive, 0, 0, None), T, 10, Obs(false), None, st(Inactive, 0, 0, None)),
             ("inactive, tick: nothing", st(Inactive, 0, 0, None), T, 10, Tick, None, st(Inactive, 0, 0, None)),
             ("inactive, active, for>0: pending", st(Inactive, 0, 0, None), T, 10, Obs(true), Some(Transition::Pending), st(Pending, 10, 10, None)),

@@ -56,7 +56,9 @@ pub fn stats(events: &[AlertEvent], from: i64, to: i64) -> AlertStats {
             AlertState::Pending => rule.pending += 1,
             AlertState::Firing => {
                 rule.firing += 1;
-                *out.firing_by_severity.entry(ev.severity.as_str().to_string()).or_default() += 1;
+                *out.firing_by_severity
+                    .entry(ev.severity.as_str().to_string())
+                    .or_default() += 1;
                 fired.insert(ev.id.as_str());
             }
             AlertState::Resolved => {

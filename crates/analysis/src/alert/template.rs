@@ -62,7 +62,10 @@ impl Template {
             rest = &rest[consumed..];
         }
         if rest.contains("}}") {
-            return Err(format!("`}}}}` without `{{{{` at byte {}", offset + rest.find("}}").unwrap_or(0)));
+            return Err(format!(
+                "`}}}}` without `{{{{` at byte {}",
+                offset + rest.find("}}").unwrap_or(0)
+            ));
         }
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_string()));
@@ -116,7 +119,8 @@ mod tests {
 
     #[test]
     fn fills_every_kind_of_hole() {
-        let t = Template::parse("CPU {{ $value }} on {{$labels.host}} ({{ $rule }}, {{ $severity }}){{ $labels.nope }}.");
+        let t =
+            Template::parse("CPU {{ $value }} on {{$labels.host}} ({{ $rule }}, {{ $severity }}){{ $labels.nope }}.");
         let t = t.unwrap_or_else(|e| panic!("{e}"));
         let mut labels = BTreeMap::new();
         labels.insert("host".to_string(), "web1".to_string());

@@ -199,7 +199,10 @@ impl SeriesWindow {
     }
 
     fn sum(&self) -> f64 {
-        self.cells.iter().map(|c| if c.n == 1 { c.mean } else { c.mean * c.n as f64 }).sum()
+        self.cells
+            .iter()
+            .map(|c| if c.n == 1 { c.mean } else { c.mean * c.n as f64 })
+            .sum()
     }
 
     fn increase(&self) -> f64 {

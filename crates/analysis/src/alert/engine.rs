@@ -137,6 +137,9 @@ struct RuleEntry {
     version: u64,
     /// First tick after loading; absence of any matching series is measured from it.
     loaded_at: Option<i64>,
+    /// The id of the selector-level instance (absence rules), computed once rather than on
+    /// every point.
+    selector_id: String,
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +301,7 @@ impl Engine {
         self.rules.insert(
             rule.name().to_string(),
             RuleEntry {
+                selector_id: alert_id(rule.name(), &selector_labels(&rule)),
                 rule,
                 version: self.next_version,
                 loaded_at: None,
@@ -358,10 +362,10 @@ impl Engine {
                 },
                 (RuleKind::Absence, _) => {
                     // A point of any matching series ends the selector-level absence too.
-                    let id = alert_id(rule.name(), &selector_labels(rule));
-                    if self.book.instances.get(&id).is_some_and(|i| i.selector_level) {
+                    let id = &rule_entry.selector_id;
+                    if self.book.instances.get(id).is_some_and(|i| i.selector_level) {
                         let timing = self.book.timing(Some(rule));
-                        events.extend(self.book.apply(&id, Some(rule), now_ms, &timing, Step::Observe(false)));
+                        events.extend(self.book.apply(id, Some(rule), now_ms, &timing, Step::Observe(false)));
                     }
                     Some(Verdict {
                         active: false,

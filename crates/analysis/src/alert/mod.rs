@@ -9,6 +9,7 @@
 //! docs/analysis.md ("Alert rules") is the user-facing description; keep them in step.
 
 pub mod correlate;
+pub mod dispatch;
 pub mod engine;
 pub mod rule;
 pub mod silence;
@@ -18,6 +19,7 @@ pub mod template;
 pub mod window;
 
 pub use correlate::{CorrelationConfig, Correlator};
+pub use dispatch::{DispatchConfig, Dispatcher, Notification};
 pub use engine::{AlertFilter, AlertInfo, Engine, EngineConfig, EngineSnapshot, SeriesRef};
 pub use pulsewire_model::{Ack, AlertEvent, AlertState, Severity, alert_id};
 pub use rule::{CmpOp, Rule, RuleKind, RuleSpec, validate, validate_one};

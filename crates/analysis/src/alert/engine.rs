@@ -1100,4 +1100,33 @@ mod tests {
         e.tick(2 * 3_600_000);
         assert_eq!(e.series_count(), 0);
     }
+
+    proptest::proptest! {
+        /// With `for = 0s` and `last(...)`, the events are exactly the threshold crossings, and
+        /// whatever the points and ticks, states only move along the documented transitions.
+        #[test]
+        fn events_follow_the_crossings(
+            steps in proptest::collection::vec((0i64..5_000, 0.0f64..100.0, proptest::bool::ANY), 1..200),
+        ) {
+            let mut e = engine(vec![threshold("hot", "last(cpu.usage_user)", ">", 50.0)]);
+            let mut t = 0;
+            let mut firing = false;
+            for (dt, v, tick) in steps {
+                t += dt;
+                let ev = if tick { e.tick(t) } else { cpu(&mut e, "h", t, v) };
+                for x in &ev {
+                    match x.state {
+                        AlertState::Firing => proptest::prop_assert!(!firing),
+                        AlertState::Resolved => proptest::prop_assert!(firing),
+                        AlertState::Pending => proptest::prop_assert!(false, "no pending with for = 0"),
+                    }
+                    firing = x.state == AlertState::Firing;
+                }
+                if !tick {
+                    // The point decides: above fires (or keeps firing), at or below resolves.
+                    proptest::prop_assert_eq!(firing, v > 50.0);
+                }
+            }
+        }
+    }
 }

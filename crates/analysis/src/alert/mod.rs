@@ -20,7 +20,7 @@ pub mod window;
 
 pub use correlate::{CorrelationConfig, Correlator};
 pub use dispatch::{DispatchConfig, Dispatcher, Notification};
-pub use engine::{AlertFilter, AlertInfo, Engine, EngineConfig, EngineSnapshot, SeriesRef};
+pub use engine::{AlertFilter, AlertInfo, Engine, EngineConfig, EngineSnapshot, Instance, SeriesRef};
 pub use pulsewire_model::{Ack, AlertEvent, AlertState, Severity, alert_id};
 pub use rule::{CmpOp, Rule, RuleKind, RuleSpec, validate, validate_one};
 pub use silence::{Silence, SilenceMatcher, SilenceSpec, Silences};

@@ -163,7 +163,7 @@ impl Dispatcher {
             }
             group.next_flush = now + interval.max(1);
             // Silenced alerts are muted; silenced resolved ones are forgotten unsent.
-            let visible = |t: &Tracked| silences.silenced_by(&t.event.labels, now).is_none();
+            let visible = |t: &Tracked| silences.silencing(&t.event, now).is_none();
             let mut changed = false;
             let mut unacked_firing = false;
             for t in group.alerts.values().filter(|t| visible(t)) {

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use pulsewire_model::alert_id;
+use pulsewire_model::{AlertEvent, alert_id};
 use pulsewire_proto::{MatchOp, Matcher};
 use serde::{Deserialize, Serialize};
 
 use super::AlertError;
+use super::dispatch::ALERTNAME;
 
 /// One matcher as written in the API: `{"name": "host", "op": "=~", "value": "web.*"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,14 +139,27 @@ impl Silences {
 
     /// The id of an active silence that mutes an alert with `labels` at `now`.
     pub fn silenced_by(&self, labels: &BTreeMap<String, String>, now: i64) -> Option<&str> {
+        self.find(|tag| labels.get(tag).map(String::as_str), now)
+    }
+
+    /// The id of an active silence that mutes `event` at `now`. Besides its labels, a matcher on
+    /// `alertname` sees the rule's name (unless the alert has a label of that name), so a rule
+    /// can be silenced as in Alertmanager.
+    pub fn silencing(&self, event: &AlertEvent, now: i64) -> Option<&str> {
+        self.find(
+            |tag| match event.labels.get(tag) {
+                Some(v) => Some(v.as_str()),
+                None if tag == ALERTNAME => Some(event.rule.as_str()),
+                None => None,
+            },
+            now,
+        )
+    }
+
+    fn find<'a>(&self, label: impl Fn(&str) -> Option<&'a str>, now: i64) -> Option<&str> {
         self.entries
             .values()
-            .find(|e| {
-                e.silence.is_active(now)
-                    && e.compiled
-                        .iter()
-                        .all(|m| m.matches(labels.get(&m.tag).map(String::as_str)))
-            })
+            .find(|e| e.silence.is_active(now) && e.compiled.iter().all(|m| m.matches(label(&m.tag))))
             .map(|e| e.silence.id.as_str())
     }
 
@@ -258,6 +272,26 @@ mod tests {
         let mut miss = hit.clone();
         miss.insert("rule".into(), "disk_full".into());
         assert_eq!(s.silenced_by(&miss, 150), None);
+        // `alertname` is the rule's name.
+        let by_rule = s
+            .add(spec(vec![m("alertname", "=", "disk_full")], 100, 200), 50)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let ev = AlertEvent {
+            id: "x".into(),
+            rule: "disk_full".into(),
+            state: pulsewire_model::AlertState::Firing,
+            severity: pulsewire_model::Severity::Info,
+            labels: labels(&[("host", "db1")]),
+            value: 0.0,
+            since: 0,
+            annotations: BTreeMap::new(),
+            at: 0,
+            active_since: 0,
+            ack: None,
+        };
+        assert_eq!(s.silencing(&ev, 150), Some(by_rule.id.as_str()));
+        assert_eq!(s.silenced_by(&ev.labels, 150), None);
+        s.remove(&by_rule.id).unwrap_or_else(|e| panic!("{e}"));
         // Expire early, then collect.
         s.expire(&a.id, 120).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.silenced_by(&hit, 150), None);

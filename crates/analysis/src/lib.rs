@@ -4,8 +4,11 @@
 //! which reads and writes through caller-supplied readers and writers), spawns tasks or knows
 //! about the store or the hub; the same code runs online in the server, offline in
 //! `pulsewire analyze` and in the NAB benchmark, which is what makes the benchmark figures hold
-//! for the server.
+//! for the server. The alert-rule engine ([`alert`]) follows the same rules: rules judge each
+//! point as it arrives and a timer the caller drives, and every entry point takes the time as an
+//! argument.
 
+pub mod alert;
 pub mod csv;
 pub mod detect;
 

@@ -214,6 +214,10 @@ pub struct AnalysisConfig {
     pub stats_interval: Duration,
     /// Streaming anomaly detection on every ingested numeric series.
     pub anomaly: AnomalyConfig,
+    /// Alert rules from the configuration (`[[analysis.rules]]`); more can be added over the API.
+    pub rules: Vec<pulsewire_analysis::alert::RuleSpec>,
+    /// Evaluation timing, grouping and throttling of alert notifications.
+    pub alerts: AlertsConfig,
 }
 
 impl Default for AnalysisConfig {
@@ -225,6 +229,57 @@ impl Default for AnalysisConfig {
                 .collect(),
             stats_interval: Duration::from_secs(10),
             anomaly: AnomalyConfig::default(),
+            rules: Vec::new(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// How often time alone is checked (absence, `for` elapsing, `keep_firing_for` ending) and
+    /// due notifications are sent; thresholds crossed by a point fire as the point arrives.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    /// How long resolved alerts stay listed.
+    #[serde(with = "humantime_serde")]
+    pub resolved_retention: Duration,
+    /// Labels whose values group alerts into one notification (`alertname` = the rule's name,
+    /// `...` = every label).
+    pub group_by: Vec<String>,
+    /// How long a new group waits before its first notification, so alerts starting together
+    /// are sent together.
+    #[serde(with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// How often a group with changes is notified again.
+    #[serde(with = "humantime_serde")]
+    pub group_interval: Duration,
+    /// How often an unchanged, unacknowledged firing group is notified again.
+    #[serde(with = "humantime_serde")]
+    pub repeat_interval: Duration,
+    /// Alerts that start firing within this of each other on the same source (the first of
+    /// `correlation_labels` an alert has) share a `correlation` annotation; 0 turns it off.
+    #[serde(with = "humantime_serde")]
+    pub correlation_window: Duration,
+    pub correlation_labels: Vec<String>,
+    /// How far back the alert log is kept for `/api/v1/alerts/stats`.
+    #[serde(with = "humantime_serde")]
+    pub log_retention: Duration,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(250),
+            resolved_retention: Duration::from_secs(15 * 60),
+            group_by: vec!["alertname".into()],
+            group_wait: Duration::from_secs(30),
+            group_interval: Duration::from_secs(5 * 60),
+            repeat_interval: Duration::from_secs(4 * 3600),
+            correlation_window: Duration::from_secs(60),
+            correlation_labels: vec!["host".into(), "source".into()],
+            log_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -303,6 +358,13 @@ impl Config {
         }
         if let Err(e) = self.analysis.anomaly.detector.validate() {
             out.push(format!("analysis.anomaly.detector: {e}"));
+        }
+        if let Err(errors) = pulsewire_analysis::alert::validate(&self.analysis.rules) {
+            out.extend(errors.into_iter().map(|e| format!("analysis.{e}")));
+        }
+        positive(&mut out, "analysis.alerts.tick", self.analysis.alerts.tick);
+        if self.analysis.alerts.group_by.is_empty() {
+            out.push("analysis.alerts.group_by: must name at least one label (or `...`)".into());
         }
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());

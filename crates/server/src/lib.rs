@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig,
+    AlertsConfig, AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig,
     WebSocketConfig,
 };
 pub use error::ApiError;

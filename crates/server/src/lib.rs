@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod ingest;
 mod live;
+pub mod notify;
 mod query;
 mod sse;
 mod state;
@@ -29,8 +30,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig,
-    WebSocketConfig,
+    AlertmanagerConfig, AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat,
+    NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -79,7 +80,9 @@ impl Server {
             .await
             .context("store task panicked")?
             .context("cannot open the time-series store")?;
-        let state = AppState::new(hub, store, config, metrics);
+        let notifiers = notify::Notifiers::start(&config.analysis.notify, &config.data_dir)
+            .context("cannot start the alert notifiers")?;
+        let state = AppState::new(hub, store, notifiers, config, metrics);
         let shutdown = CancellationToken::new();
 
         let router = router(state.clone());
@@ -139,6 +142,12 @@ impl Server {
                     tracing::error!("{name} task failed: {e}");
                 }
             }
+            // After the connections, so alerts raised while they drained still go out; bounded by
+            // the same timeout again, and what is left then is kept in the dead-letter log.
+            task_state
+                .notifiers()
+                .shutdown(task_state.config().shutdown.timeout)
+                .await;
             // Seals the head so the next start has no WAL to replay.
             let store = task_state.store().clone();
             match tokio::task::spawn_blocking(move || store.close()).await {
@@ -250,6 +259,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/series", get(query::series))
         .route("/api/v1/metrics/realtime/{source}", get(query::realtime))
         .route("/api/v1/metrics/dashboard", get(query::dashboard))
+        .route("/api/v1/notify/dead-letter", get(notify::routes::dead_letters))
+        .route("/api/v1/notify/dead-letter/replay", post(notify::routes::replay))
+        .route("/api/v1/notify/stats", get(notify::routes::stats))
         .route("/api/v1/admin/checkpoint", post(admin::checkpoint))
         .route("/api/v1/admin/snapshots", post(admin::create))
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::live::Live;
+use crate::notify::Notifiers;
 use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
@@ -22,6 +23,7 @@ struct Inner {
     hub: Hub,
     store: Store,
     live: Arc<Live>,
+    notifiers: Notifiers,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -37,7 +39,7 @@ pub struct Rates {
 }
 
 impl AppState {
-    pub fn new(hub: Hub, store: Store, config: Config, metrics: Arc<HubMetrics>) -> Self {
+    pub fn new(hub: Hub, store: Store, notifiers: Notifiers, config: Config, metrics: Arc<HubMetrics>) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
@@ -45,6 +47,7 @@ impl AppState {
             hub,
             store,
             live,
+            notifiers,
             config,
             metrics,
             registry,
@@ -63,6 +66,11 @@ impl AppState {
 
     pub fn live(&self) -> &Arc<Live> {
         &self.0.live
+    }
+
+    /// Where alert notifications go.
+    pub fn notifiers(&self) -> &Notifiers {
+        &self.0.notifiers
     }
 
     pub fn config(&self) -> &Config {

@@ -96,13 +96,15 @@ struct Inner {
 }
 
 impl Notifiers {
-    /// Starts one task per target; the dead-letter log lives in `<data_dir>/notify/`. Must be
-    /// called within a Tokio runtime.
+    /// Starts one task per target; the dead-letter log lives in `<data_dir>/notify/`. Fails
+    /// outside a Tokio runtime.
     pub fn start(config: &NotifyConfig, data_dir: &Path) -> Result<Notifiers> {
         let problems = config.problems();
         if !problems.is_empty() {
             return Err(Error::Config(problems.join("; ")));
         }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::Task("notifiers must be started within a Tokio runtime".into()))?;
         let log = Arc::new(DeadLetterLog::open(&data_dir.join("notify"))?);
         let closing = CancellationToken::new();
         let abort = CancellationToken::new();
@@ -128,7 +130,7 @@ impl Notifiers {
             abort,
             tasks: Mutex::new(tasks),
             spills: Mutex::new(JoinSet::new()),
-            runtime: tokio::runtime::Handle::current(),
+            runtime,
         })))
     }
 

@@ -372,6 +372,45 @@ async fn shutdown_keeps_what_it_could_not_deliver_in_the_dead_letter_log() {
     .await;
 }
 
+#[tokio::test]
+async fn a_full_queue_sends_to_the_dead_letter_log_instead_of_dropping() {
+    limited(async {
+        let rx = Receiver::start(Mode::Always(503)).await;
+        let dir = temp_dir("full");
+        let mut hook = webhook(rx.url(), 8);
+        hook.initial_backoff = Duration::from_secs(30);
+        hook.max_backoff = Duration::from_secs(30);
+        let config = NotifyConfig {
+            queue_size: 1,
+            webhooks: vec![hook],
+            ..NotifyConfig::default()
+        };
+        let notifiers = Notifiers::start(&config, &dir).expect("notifiers start");
+        notifiers.send(notification(0));
+        // The first is in flight (off the queue); the second fills the queue; the third finds
+        // it full.
+        wait_for("a first attempt", || (rx.requests() == 1).then_some(())).await;
+        notifiers.send(notification(1));
+        notifiers.send(notification(2));
+        wait_for("a dead letter", || {
+            (hook_stats(&notifiers).dead_lettered == 1).then_some(())
+        })
+        .await;
+        let letters = notifiers.dead_letters().await.expect("log readable");
+        assert_eq!(letters.len(), 1);
+        assert_eq!((letters[0].attempts, letters[0].last_error.as_str()), (0, "queue full"));
+        assert!(
+            letters[0].payload.get().contains("\"groupKey\":\"g2\""),
+            "{}",
+            letters[0].payload
+        );
+        assert_eq!(hook_stats(&notifiers).queued, 1);
+        notifiers.shutdown(Duration::from_millis(100)).await;
+        assert_eq!(hook_stats(&notifiers).dead_lettered, 3);
+    })
+    .await;
+}
+
 /// The Alertmanager binary; the test needs the real one (Debian's `prometheus-alertmanager`,
 /// which .ci/run installs) and fails without it.
 const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";

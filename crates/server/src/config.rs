@@ -218,6 +218,8 @@ pub struct AnalysisConfig {
     pub rules: Vec<pulsewire_analysis::alert::RuleSpec>,
     /// Evaluation timing, grouping and throttling of alert notifications.
     pub alerts: AlertsConfig,
+    /// Where alert notifications go: webhooks and Prometheus Alertmanagers.
+    pub notify: NotifyConfig,
 }
 
 impl Default for AnalysisConfig {
@@ -231,6 +233,7 @@ impl Default for AnalysisConfig {
             anomaly: AnomalyConfig::default(),
             rules: Vec::new(),
             alerts: AlertsConfig::default(),
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -309,6 +312,168 @@ impl Default for AnomalyConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// URL of this Pulsewire as people reach it; sent as `externalURL` to webhooks and as each
+    /// alert's `generatorURL`. Empty: not sent.
+    pub external_url: String,
+    /// Notifications waiting per webhook at most; one that finds the queue full goes straight to
+    /// the dead-letter log.
+    pub queue_size: usize,
+    /// Webhooks (`[[analysis.notify.webhooks]]`), each with its own ordered queue.
+    pub webhooks: Vec<WebhookConfig>,
+    /// Prometheus Alertmanagers (`[[analysis.notify.alertmanagers]]`), fed over their v2 API.
+    pub alertmanagers: Vec<AlertmanagerConfig>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            external_url: String::new(),
+            queue_size: 1024,
+            webhooks: Vec::new(),
+            alertmanagers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Names the webhook in dead letters, stats and the payload's `receiver`; unique.
+    pub name: String,
+    /// Where notifications are POSTed (http only).
+    pub url: String,
+    /// Limit on one attempt, connection and answer included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts after the first before a notification goes to the dead-letter log.
+    pub max_retries: u32,
+    /// Wait before the first retry; it doubles with every retry (with jitter).
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// Extra request headers (e.g. `Authorization`).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            url: String::new(),
+            timeout: Duration::from_secs(10),
+            max_retries: 8,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            headers: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Base URL of the Alertmanager, e.g. `http://127.0.0.1:9093` (http only).
+    pub url: String,
+    /// Limit on one attempt, connection and answer included.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// How often every firing alert is sent again; Alertmanager resolves alerts that are not
+    /// refreshed.
+    #[serde(with = "humantime_serde")]
+    pub resend_interval: Duration,
+    /// Attempts after the first before a batch is left for the next re-send.
+    pub max_retries: u32,
+    /// Wait before the first retry; it doubles with every retry (with jitter).
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between retries.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for AlertmanagerConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            timeout: Duration::from_secs(10),
+            resend_interval: Duration::from_secs(60),
+            max_retries: 8,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl NotifyConfig {
+    /// Every invalid value, each prefixed with its key relative to this section.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.queue_size == 0 {
+            out.push("queue_size: must be at least 1".into());
+        }
+        if !self.external_url.is_empty() && reqwest::Url::parse(&self.external_url).is_err() {
+            out.push("external_url: not a URL".into());
+        }
+        let retries = |out: &mut Vec<String>, key: &str, timeout: Duration, initial: Duration, max: Duration| {
+            if timeout.is_zero() {
+                out.push(format!("{key}.timeout: must be above zero"));
+            }
+            if initial.is_zero() {
+                out.push(format!("{key}.initial_backoff: must be above zero"));
+            }
+            if max < initial {
+                out.push(format!("{key}.max_backoff: must be at least initial_backoff"));
+            }
+        };
+        let mut names = std::collections::BTreeSet::new();
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = format!("webhooks[{i}]");
+            if w.name.is_empty() {
+                out.push(format!("{key}.name: must not be empty"));
+            } else if !names.insert(w.name.as_str()) {
+                out.push(format!("{key}.name: {:?} is used by another webhook", w.name));
+            }
+            if let Err(e) = check_http_url(&w.url) {
+                out.push(format!("{key}.url: {e}"));
+            }
+            retries(&mut out, &key, w.timeout, w.initial_backoff, w.max_backoff);
+            for (name, value) in &w.headers {
+                if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                    out.push(format!("{key}.headers: {name:?} is not a valid header name"));
+                } else if reqwest::header::HeaderValue::from_str(value).is_err() {
+                    out.push(format!("{key}.headers.{name}: not a valid header value"));
+                }
+            }
+        }
+        for (i, a) in self.alertmanagers.iter().enumerate() {
+            let key = format!("alertmanagers[{i}]");
+            if let Err(e) = check_http_url(&a.url) {
+                out.push(format!("{key}.url: {e}"));
+            }
+            if a.resend_interval.is_zero() {
+                out.push(format!("{key}.resend_interval: must be above zero"));
+            }
+            retries(&mut out, &key, a.timeout, a.initial_backoff, a.max_backoff);
+        }
+        out
+    }
+}
+
+/// Notifiers speak plain HTTP: this build carries no TLS stack.
+fn check_http_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "http" && u.host().is_some() => Ok(()),
+        Ok(u) if u.scheme() == "https" => Err("https is not supported; use http (e.g. behind a local proxy)".into()),
+        Ok(_) => Err("must be an http:// URL with a host".into()),
+        Err(e) => Err(format!("not a URL ({e})")),
+    }
+}
+
 /// Room left in `hub.queue.max_bytes` for what a message frame adds to its payload.
 const FRAME_OVERHEAD: usize = 1024;
 
@@ -366,6 +531,13 @@ impl Config {
         if self.analysis.alerts.group_by.is_empty() {
             out.push("analysis.alerts.group_by: must name at least one label (or `...`)".into());
         }
+        out.extend(
+            self.analysis
+                .notify
+                .problems()
+                .into_iter()
+                .map(|p| format!("analysis.notify.{p}")),
+        );
         if self.http.max_body_bytes < 256 {
             out.push("http.max_body_bytes: must be at least 256".into());
         }
@@ -415,6 +587,41 @@ mod tests {
                 "http.max_body_bytes: must be at least 256",
                 "hub.namespaces.bad ns: not a valid namespace name",
                 "hub.queue.max_messages: must be at least 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn notifier_problems_are_named_by_key() {
+        let mut c = Config::default();
+        c.analysis.notify.webhooks = vec![
+            WebhookConfig {
+                name: "ops".into(),
+                url: "http://127.0.0.1:1/hook".into(),
+                ..Default::default()
+            },
+            WebhookConfig {
+                name: "ops".into(),
+                url: "ftp://x".into(),
+                max_backoff: Duration::from_millis(1),
+                headers: [("bad header".to_string(), "v".to_string())].into(),
+                ..Default::default()
+            },
+        ];
+        c.analysis.notify.alertmanagers = vec![AlertmanagerConfig {
+            url: "https://am:9093".into(),
+            resend_interval: Duration::ZERO,
+            ..Default::default()
+        }];
+        assert_eq!(
+            c.problems(),
+            vec![
+                "analysis.notify.webhooks[1].name: \"ops\" is used by another webhook",
+                "analysis.notify.webhooks[1].url: must be an http:// URL with a host",
+                "analysis.notify.webhooks[1].max_backoff: must be at least initial_backoff",
+                "analysis.notify.webhooks[1].headers: \"bad header\" is not a valid header name",
+                "analysis.notify.alertmanagers[0].url: https is not supported; use http (e.g. behind a local proxy)",
+                "analysis.notify.alertmanagers[0].resend_interval: must be above zero",
             ]
         );
     }

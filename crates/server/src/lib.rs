@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod ingest;
 mod live;
+pub mod notify;
 mod query;
 mod sse;
 mod state;
@@ -31,8 +32,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AlertsConfig, AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig, LogFormat, ShutdownConfig, SseConfig,
-    WebSocketConfig,
+    AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig,
+    LogFormat, NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -82,7 +83,9 @@ impl Server {
             .await
             .context("store task panicked")?
             .context("cannot open the time-series store")?;
-        let state = AppState::new(hub, store, config, metrics);
+        let notifiers = notify::Notifiers::start(&config.analysis.notify, &config.data_dir)
+            .context("cannot start the alert notifiers")?;
+        let state = AppState::new(hub, store, notifiers, config, metrics);
         let shutdown = CancellationToken::new();
 
         let router = router(state.clone());
@@ -144,6 +147,12 @@ impl Server {
                     tracing::error!("{name} task failed: {e}");
                 }
             }
+            // After the connections, so alerts raised while they drained still go out; bounded by
+            // the same timeout again, and what is left then is kept in the dead-letter log.
+            task_state
+                .notifiers()
+                .shutdown(task_state.config().shutdown.timeout)
+                .await;
             // Seals the head so the next start has no WAL to replay.
             let store = task_state.store().clone();
             match tokio::task::spawn_blocking(move || store.close()).await {
@@ -257,6 +266,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/metrics/dashboard", get(query::dashboard))
         .route("/api/v1/metrics/statistics", get(statistics::statistics))
         .route("/api/v1/metrics/summary", get(statistics::summary))
+        .route("/api/v1/notify/dead-letter", get(notify::routes::dead_letters))
+        .route("/api/v1/notify/dead-letter/replay", post(notify::routes::replay))
+        .route("/api/v1/notify/stats", get(notify::routes::stats))
         .route("/api/v1/admin/checkpoint", post(admin::checkpoint))
         .route("/api/v1/admin/snapshots", post(admin::create))
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))

@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::live::Live;
-use crate::watch::Watch;
+use crate::notify::Notifiers;
 use crate::statistics::PublisherCounters;
+use crate::watch::Watch;
 use pulsewire_tsdb::Store;
 
 #[derive(Clone)]
@@ -26,6 +27,7 @@ struct Inner {
     live: Arc<Live>,
     watch: Arc<Watch>,
     stats_counters: PublisherCounters,
+    notifiers: Notifiers,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -41,7 +43,7 @@ pub struct Rates {
 }
 
 impl AppState {
-    pub fn new(hub: Hub, store: Store, config: Config, metrics: Arc<HubMetrics>) -> Self {
+    pub fn new(hub: Hub, store: Store, notifiers: Notifiers, config: Config, metrics: Arc<HubMetrics>) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let stats_counters = PublisherCounters::default();
@@ -54,6 +56,7 @@ impl AppState {
             live,
             watch,
             stats_counters,
+            notifiers,
             config,
             metrics,
             registry,
@@ -81,6 +84,11 @@ impl AppState {
     /// What the `stats:<measurement>` publisher has done.
     pub fn stats_counters(&self) -> &PublisherCounters {
         &self.0.stats_counters
+    }
+
+    /// Where alert notifications go.
+    pub fn notifiers(&self) -> &Notifiers {
+        &self.0.notifiers
     }
 
     pub fn config(&self) -> &Config {

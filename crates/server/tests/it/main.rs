@@ -5,6 +5,7 @@ mod errors;
 mod history;
 mod ingest;
 mod lifecycle;
+mod notify;
 mod pubsub;
 mod resume;
 mod rolling;

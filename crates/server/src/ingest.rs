@@ -253,13 +253,13 @@ fn store_lines(
     }
     let store = state.store();
     let watch = state.watch();
-    let out = if watch.enabled() {
+    let out = if watch.wants(state.alerting()) {
         store.write_observed(tenant, db, precision, lines)
     } else {
         store.write(tenant, db, precision, lines)
     }
     .map_err(|e| store_error(d, &e))?;
-    let findings = watch.observe(store, tenant, &out.observed);
+    let findings = watch.observe(store, state.alerting(), tenant, &out.observed);
     Ok(Stored {
         accepted: out.accepted,
         refused: out.refused,

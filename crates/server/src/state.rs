@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
+use crate::alerting::Alerting;
 use crate::live::Live;
 use crate::notify::Notifiers;
 use crate::statistics::PublisherCounters;
@@ -28,6 +29,7 @@ struct Inner {
     watch: Arc<Watch>,
     stats_counters: PublisherCounters,
     notifiers: Notifiers,
+    alerting: Arc<Alerting>,
     config: Config,
     metrics: Arc<HubMetrics>,
     registry: Registry,
@@ -43,7 +45,14 @@ pub struct Rates {
 }
 
 impl AppState {
-    pub fn new(hub: Hub, store: Store, notifiers: Notifiers, config: Config, metrics: Arc<HubMetrics>) -> Self {
+    pub fn new(
+        hub: Hub,
+        store: Store,
+        notifiers: Notifiers,
+        alerting: Arc<Alerting>,
+        config: Config,
+        metrics: Arc<HubMetrics>,
+    ) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
         let stats_counters = PublisherCounters::default();
@@ -57,6 +66,7 @@ impl AppState {
             watch,
             stats_counters,
             notifiers,
+            alerting,
             config,
             metrics,
             registry,
@@ -79,6 +89,10 @@ impl AppState {
 
     pub fn watch(&self) -> &Arc<Watch> {
         &self.0.watch
+    }
+
+    pub fn alerting(&self) -> &Arc<Alerting> {
+        &self.0.alerting
     }
 
     /// What the `stats:<measurement>` publisher has done.

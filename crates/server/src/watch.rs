@@ -18,6 +18,7 @@ use pulsewire_proto::{FieldValue, Line, Precision};
 use pulsewire_tsdb::{SeriesId, SeriesMeta, Store};
 use serde::Serialize;
 
+use crate::alerting::Alerting;
 use crate::config::AnalysisConfig;
 
 /// The channel anomaly events are published on.
@@ -37,7 +38,8 @@ const SHARDS: usize = 16;
 
 struct Watched {
     meta: SeriesMeta,
-    detector: AnyDetector,
+    /// `None` while anomaly detection is off (the series is watched for alert rules only).
+    detector: Option<AnyDetector>,
 }
 
 #[derive(Default)]
@@ -63,10 +65,11 @@ pub struct Watch {
     scores_stored: AtomicU64,
 }
 
-/// What one write produced: anomaly events to publish once the write is durable.
+/// What one write produced: anomaly and alert events to publish once the write is durable.
 #[derive(Default)]
 pub struct Findings {
     pub anomalies: Vec<Bytes>,
+    pub alerts: Vec<pulsewire_model::AlertEvent>,
 }
 
 /// One anomaly as published on [`ANOMALIES_CHANNEL`].
@@ -99,6 +102,11 @@ impl Watch {
         self.config.anomaly.enabled
     }
 
+    /// Whether a write's samples are needed here: for anomaly detection or for alert rules.
+    pub fn wants(&self, alerting: &Alerting) -> bool {
+        self.enabled() || alerting.has_rules()
+    }
+
     pub fn stats(&self) -> WatchStats {
         WatchStats {
             points_scored: self.points_scored.load(Ordering::Relaxed),
@@ -108,13 +116,24 @@ impl Watch {
         }
     }
 
-    /// Scores the samples one write stored, writes the scores worth keeping back to the store
-    /// and returns the anomalies to publish. Runs on the blocking thread of the write.
-    pub fn observe(&self, store: &Store, tenant: &TenantId, observed: &[(SeriesId, i64, f64)]) -> Findings {
+    /// Scores the samples one write stored, writes the scores worth keeping back to the store,
+    /// runs the alert rules over them and returns the anomalies and alert changes to publish.
+    /// Runs on the blocking thread of the write.
+    pub fn observe(
+        &self,
+        store: &Store,
+        alerting: &Alerting,
+        tenant: &TenantId,
+        observed: &[(SeriesId, i64, f64)],
+    ) -> Findings {
         let mut findings = Findings::default();
-        if !self.enabled() || observed.is_empty() {
+        let detect = self.enabled();
+        let rules = alerting.has_rules();
+        if !(detect || rules) || observed.is_empty() {
             return findings;
         }
+        // Samples for the alert rules: series, what it is, time, value, anomaly score.
+        let mut points: Vec<(u64, SeriesMeta, i64, f64, Option<f64>)> = Vec::new();
         let threshold = self.config.anomaly.threshold;
         let keep = self.config.anomaly.store_min_score;
         // (series meta, ts, score) of scores to write back.
@@ -131,25 +150,33 @@ impl Watch {
                         // write such a field too).
                         continue;
                     }
-                    v.insert(Watched {
-                        meta,
-                        detector: self.config.anomaly.detector.build(),
-                    })
+                    v.insert(Watched { meta, detector: None })
                 }
             };
-            let score = watched.detector.observe(ts, value);
-            if score.score >= keep {
-                kept.push((watched.meta.clone(), ts, score.score));
+            if detect && watched.detector.is_none() {
+                watched.detector = Some(self.config.anomaly.detector.build());
             }
-            if score.score >= threshold {
-                self.anomalies.fetch_add(1, Ordering::Relaxed);
-                findings.anomalies.push(anomaly_json(&watched.meta, ts, value, &score));
+            let score = watched.detector.as_mut().map(|d| d.observe(ts, value));
+            if let Some(score) = &score {
+                if score.score >= keep {
+                    kept.push((watched.meta.clone(), ts, score.score));
+                }
+                if score.score >= threshold {
+                    self.anomalies.fetch_add(1, Ordering::Relaxed);
+                    findings.anomalies.push(anomaly_json(&watched.meta, ts, value, score));
+                }
+            }
+            if rules {
+                points.push((u64::from(id), watched.meta.clone(), ts, value, score.map(|s| s.score)));
             }
         }
-        self.points_scored.fetch_add(observed.len() as u64, Ordering::Relaxed);
+        if detect {
+            self.points_scored.fetch_add(observed.len() as u64, Ordering::Relaxed);
+        }
         if !kept.is_empty() {
             self.store_scores(store, tenant, &kept);
         }
+        findings.alerts = alerting.on_points(&points);
         findings
     }
 
@@ -220,6 +247,7 @@ fn anomaly_json(meta: &SeriesMeta, ts: i64, value: f64, score: &Score) -> Bytes 
 
 /// Publishes what a write found, once it is durable.
 pub async fn publish(hub: &pulsewire_hub::Hub, tenant: &TenantId, findings: Findings) {
+    crate::alerting::publish(hub, findings.alerts).await;
     for data in findings.anomalies {
         if let Err(e) = hub
             .publish(tenant, ANOMALIES_CHANNEL, data, pulsewire_model::Priority::High)

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on a loopback port, real WebSocket, SSE and HTTP clients.
 
+mod alerts;
 mod analysis;
 mod errors;
 mod history;

@@ -1,0 +1,489 @@
+//! Alert rules in the server: the rule engine (`pulsewire_analysis::alert`) fed from the ingest
+//! path and from a timer, its state kept on disk so alerts survive a restart, every state change
+//! pushed on the `alerts` channel and appended to the alert log, and notifications grouped by
+//! the dispatcher and handed to the notifiers.
+//!
+//! On disk, under `<data_dir>/alerts/`: `rules.json` (rules created over the API; rules from the
+//! configuration file are not stored, the file is their home), `state.json` (alert instances,
+//! silences and what the dispatcher has notified, replaced atomically after every change, so a
+//! `kill -9` loses at most a change not yet written) and `events.jsonl` (the alert log, one event
+//! per line, trimmed to `analysis.alerts.log_retention` at start).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use pulsewire_analysis::alert::{
+    AlertError, AlertFilter, AlertInfo, CorrelationConfig, DispatchConfig, Dispatcher, Engine, EngineConfig,
+    EngineSnapshot, Rule, RuleSpec, SeriesRef, Silence, SilenceSpec, Silences, validate_one,
+};
+use pulsewire_model::{AlertEvent, Priority, TenantId};
+use pulsewire_tsdb::SeriesMeta;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::AppState;
+use crate::config::AnalysisConfig;
+use crate::notify::Notification;
+
+/// The channel every alert state change is pushed on.
+pub const ALERTS_CHANNEL: &str = "alerts";
+
+/// Events kept in memory for `/api/v1/alerts/stats` at most (the log on disk keeps more).
+const MAX_LOG_EVENTS: usize = 200_000;
+
+/// Where a rule came from: the configuration file's rules cannot be changed over the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSource {
+    Config,
+    Api,
+}
+
+/// Why an alerting request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<AlertError>),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Storage(String),
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Persisted {
+    engine: Option<EngineSnapshot>,
+    #[serde(default)]
+    silences: Vec<Silence>,
+    #[serde(default)]
+    dispatcher: Option<Dispatcher>,
+}
+
+struct Inner {
+    engine: Engine,
+    silences: Silences,
+    dispatcher: Dispatcher,
+    /// Rules created over the API, as given.
+    api_rules: BTreeMap<String, RuleSpec>,
+    config_rules: HashSet<String>,
+    /// The alert log of the last `log_retention`, oldest first.
+    log: Vec<AlertEvent>,
+}
+
+/// The alerting side of the server.
+pub struct Alerting {
+    dir: PathBuf,
+    config: AnalysisConfig,
+    inner: Mutex<Inner>,
+    log_file: Mutex<Option<fs::File>>,
+    /// Whether any rule exists: when none does, the ingest path skips the engine entirely.
+    has_rules: AtomicBool,
+}
+
+fn ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Alerting {
+    /// Loads rules, state and the alert log from `<data_dir>/alerts/`.
+    pub fn open(data_dir: &Path, config: &AnalysisConfig) -> anyhow::Result<Alerting> {
+        use anyhow::Context as _;
+        let dir = data_dir.join("alerts");
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let a = &config.alerts;
+        let engine_config = EngineConfig {
+            resolved_retention_ms: ms(a.resolved_retention),
+            correlation: CorrelationConfig {
+                window_ms: ms(a.correlation_window),
+                source_labels: a.correlation_labels.clone(),
+            },
+            ..EngineConfig::default()
+        };
+        let mut rules: Vec<Rule> = pulsewire_analysis::alert::validate(&config.rules)
+            .map_err(|e| anyhow::anyhow!("analysis.rules: {}", AlertingError::Invalid(e)))?;
+        let config_rules: HashSet<String> = rules.iter().map(|r| r.name().to_string()).collect();
+        let api_rules: BTreeMap<String, RuleSpec> = match read_json::<Vec<RuleSpec>>(&dir.join("rules.json"))? {
+            Some(specs) => specs.into_iter().map(|s| (s.name.clone(), s)).collect(),
+            None => BTreeMap::new(),
+        };
+        for spec in api_rules.values() {
+            if config_rules.contains(&spec.name) {
+                tracing::warn!(rule = %spec.name, "a rule of the configuration file has the name of a stored API rule; the file's rule wins");
+                continue;
+            }
+            match validate_one(spec) {
+                Ok(rule) => rules.push(rule),
+                Err(e) => {
+                    tracing::error!(rule = %spec.name, "stored rule no longer valid, skipped: {}", AlertingError::Invalid(e))
+                }
+            }
+        }
+        let now = now_ms();
+        let mut engine = Engine::new(engine_config, rules);
+        let persisted = read_json::<Persisted>(&dir.join("state.json"))?.unwrap_or_default();
+        if let Some(snapshot) = persisted.engine {
+            engine.restore(snapshot, now);
+        }
+        let mut silences = Silences::new();
+        for s in persisted.silences {
+            if let Err(e) = silences.insert(s) {
+                tracing::warn!("stored silence skipped: {}", AlertingError::Invalid(e));
+            }
+        }
+        let dispatch = DispatchConfig {
+            group_by: a.group_by.clone(),
+            group_wait_ms: ms(a.group_wait),
+            group_interval_ms: ms(a.group_interval),
+            repeat_interval_ms: ms(a.repeat_interval),
+        };
+        let dispatcher = match persisted.dispatcher {
+            Some(d) if d.config() == &dispatch => d,
+            _ => Dispatcher::new(dispatch),
+        };
+        let log = load_log(&dir.join("events.jsonl"), now - ms(a.log_retention))?;
+        let log_file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("events.jsonl"))
+            .with_context(|| format!("cannot open {}", dir.join("events.jsonl").display()))?;
+        let has_rules = engine.rules().next().is_some();
+        Ok(Alerting {
+            dir,
+            config: config.clone(),
+            inner: Mutex::new(Inner {
+                engine,
+                silences,
+                dispatcher,
+                api_rules,
+                config_rules,
+                log,
+            }),
+            log_file: Mutex::new(Some(log_file)),
+            has_rules: AtomicBool::new(has_rules),
+        })
+    }
+
+    pub fn has_rules(&self) -> bool {
+        self.has_rules.load(Ordering::Relaxed)
+    }
+
+    /// Feeds the samples of one write to the rules; returns the events to publish.
+    pub fn on_points(&self, points: &[(u64, SeriesMeta, i64, f64, Option<f64>)]) -> Vec<AlertEvent> {
+        if points.is_empty() || !self.has_rules() {
+            return Vec::new();
+        }
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let mut events = Vec::new();
+        for (series, meta, ts, value, score) in points {
+            let (series, ts, value, score) = (*series, *ts, *value, *score);
+            let r = SeriesRef {
+                measurement: &meta.line.measurement,
+                field: &meta.field,
+                tags: &meta.line.tags,
+            };
+            events.extend(inner.engine.on_point(series, &r, ts, value, score, now));
+        }
+        self.record(&mut inner, &events, now);
+        events
+    }
+
+    /// What time alone changes, and the notifications now due.
+    pub fn tick(&self) -> (Vec<AlertEvent>, Vec<Notification>) {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let events = inner.engine.tick(now);
+        self.record(&mut inner, &events, now);
+        let Inner {
+            dispatcher, silences, ..
+        } = &mut *inner;
+        let due = dispatcher.due(now, silences);
+        if !due.is_empty() {
+            // What was notified is part of the state: not re-notified after a restart.
+            self.persist(&inner);
+        }
+        let notes = due
+            .into_iter()
+            .map(|n| Notification {
+                group_key: n.group_key,
+                group_labels: n.group_labels,
+                alerts: n.alerts,
+            })
+            .collect();
+        (events, notes)
+    }
+
+    /// Logs events, hands them to the dispatcher and writes the state, all under the lock so
+    /// the state on disk follows the order of events.
+    fn record(&self, inner: &mut Inner, events: &[AlertEvent], now: i64) {
+        if events.is_empty() {
+            return;
+        }
+        inner.dispatcher.push(events.iter().cloned(), now);
+        inner.log.extend(events.iter().cloned());
+        let retention = now - ms(self.config.alerts.log_retention);
+        if inner.log.len() > MAX_LOG_EVENTS || inner.log.first().is_some_and(|e| e.at < retention) {
+            let cut = inner.log.partition_point(|e| e.at < retention);
+            let cut = cut.max(inner.log.len().saturating_sub(MAX_LOG_EVENTS));
+            inner.log.drain(..cut);
+        }
+        if let Some(f) = self.log_file.lock().as_mut() {
+            let mut buf = Vec::new();
+            for e in events {
+                if serde_json::to_writer(&mut buf, e).is_ok() {
+                    buf.push(b'\n');
+                }
+            }
+            if let Err(e) = f.write_all(&buf) {
+                tracing::error!("cannot append to the alert log: {e}");
+            }
+        }
+        self.persist(inner);
+    }
+
+    fn persist(&self, inner: &Inner) {
+        let p = Persisted {
+            engine: Some(inner.engine.snapshot()),
+            silences: inner.silences.snapshot(),
+            dispatcher: Some(inner.dispatcher.clone()),
+        };
+        if let Err(e) = write_json(&self.dir.join("state.json"), &p) {
+            tracing::error!("cannot write the alert state: {e}");
+        }
+    }
+
+    fn persist_rules(&self, inner: &Inner) -> Result<(), AlertingError> {
+        let specs: Vec<&RuleSpec> = inner.api_rules.values().collect();
+        write_json(&self.dir.join("rules.json"), &specs).map_err(|e| AlertingError::Storage(e.to_string()))
+    }
+
+    pub fn rules(&self) -> Vec<(RuleSpec, RuleSource)> {
+        let inner = self.inner.lock();
+        let mut out: Vec<(RuleSpec, RuleSource)> = inner
+            .engine
+            .rules()
+            .map(|r| {
+                let source = if inner.config_rules.contains(r.name()) {
+                    RuleSource::Config
+                } else {
+                    RuleSource::Api
+                };
+                (r.spec.clone(), source)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        out
+    }
+
+    pub fn rule(&self, name: &str) -> Option<(RuleSpec, RuleSource)> {
+        self.rules().into_iter().find(|(r, _)| r.name == name)
+    }
+
+    /// Creates (`create`) or replaces a rule given over the API.
+    pub fn put_rule(&self, spec: RuleSpec, create: bool) -> Result<Vec<AlertEvent>, AlertingError> {
+        let rule = validate_one(&spec).map_err(AlertingError::Invalid)?;
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        if inner.config_rules.contains(&spec.name) {
+            return Err(AlertingError::Conflict(format!(
+                "rule `{}` is defined in the configuration file; change it there",
+                spec.name
+            )));
+        }
+        let exists = inner.engine.rule(&spec.name).is_some();
+        if create && exists {
+            return Err(AlertingError::Conflict(format!("rule `{}` already exists", spec.name)));
+        }
+        inner.api_rules.insert(spec.name.clone(), spec);
+        self.persist_rules(&inner)?;
+        let events = inner.engine.upsert(rule, now);
+        self.has_rules.store(true, Ordering::Relaxed);
+        self.record(&mut inner, &events, now);
+        Ok(events)
+    }
+
+    pub fn delete_rule(&self, name: &str) -> Result<Vec<AlertEvent>, AlertingError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        if inner.config_rules.contains(name) {
+            return Err(AlertingError::Conflict(format!(
+                "rule `{name}` is defined in the configuration file; remove it there"
+            )));
+        }
+        if inner.api_rules.remove(name).is_none() {
+            return Err(AlertingError::NotFound(format!("no rule named `{name}`")));
+        }
+        self.persist_rules(&inner)?;
+        let events = inner
+            .engine
+            .remove(name, now)
+            .map_err(|e| AlertingError::NotFound(e.to_string()))?;
+        self.has_rules
+            .store(inner.engine.rules().next().is_some(), Ordering::Relaxed);
+        self.record(&mut inner, &events, now);
+        Ok(events)
+    }
+
+    pub fn alerts(&self, filter: &AlertFilter) -> Vec<AlertInfo> {
+        self.inner.lock().engine.alerts(filter, now_ms())
+    }
+
+    pub fn ack(&self, id: &str, by: &str, comment: &str) -> Result<AlertInfo, AlertingError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let info = inner
+            .engine
+            .ack(id, by, comment, now)
+            .map_err(|e| AlertingError::NotFound(e.to_string()))?;
+        // The dispatcher learns of the acknowledgement (it stops repeats) through the event.
+        inner.dispatcher.push([info.alert.clone()], now);
+        self.persist(&inner);
+        Ok(info)
+    }
+
+    pub fn stats(&self, from: i64, to: i64) -> pulsewire_analysis::alert::AlertStats {
+        let inner = self.inner.lock();
+        let start = inner.log.partition_point(|e| e.at < from);
+        pulsewire_analysis::alert::stats(inner.log.get(start..).unwrap_or_default(), from, to)
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        let inner = self.inner.lock();
+        let mut v: Vec<Silence> = inner.silences.list().cloned().collect();
+        v.sort_by(|a, b| a.starts_at.cmp(&b.starts_at).then_with(|| a.id.cmp(&b.id)));
+        v
+    }
+
+    pub fn add_silence(&self, spec: SilenceSpec) -> Result<Silence, AlertingError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        let s = inner.silences.add(spec, now).map_err(AlertingError::Invalid)?;
+        self.persist(&inner);
+        Ok(s)
+    }
+
+    pub fn expire_silence(&self, id: &str) -> Result<(), AlertingError> {
+        let now = now_ms();
+        let mut inner = self.inner.lock();
+        inner
+            .silences
+            .expire(id, now)
+            .map_err(|e| AlertingError::NotFound(e.to_string()))?;
+        self.persist(&inner);
+        Ok(())
+    }
+
+    /// Writes the state one last time (at shutdown).
+    pub fn flush(&self) {
+        let inner = self.inner.lock();
+        self.persist(&inner);
+        if let Some(f) = self.log_file.lock().as_mut() {
+            let _ = f.sync_data();
+        }
+    }
+}
+
+/// Pushes alert events on [`ALERTS_CHANNEL`], one publication per event, in order.
+pub async fn publish(hub: &pulsewire_hub::Hub, events: Vec<AlertEvent>) {
+    let tenant = TenantId::default_tenant();
+    for e in events {
+        let Ok(data) = serde_json::to_vec(&e) else { continue };
+        if let Err(err) = hub
+            .publish(&tenant, ALERTS_CHANNEL, Bytes::from(data), Priority::Critical)
+            .await
+        {
+            tracing::warn!(error = %err, "alert event not published");
+        }
+    }
+}
+
+/// The timer: time-driven transitions and due notifications, every `analysis.alerts.tick`.
+pub fn spawn_ticker(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(state.config().analysis.alerts.tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let alerting: Arc<Alerting> = state.alerting().clone();
+            let Ok((events, notes)) = tokio::task::spawn_blocking(move || alerting.tick()).await else {
+                continue;
+            };
+            publish(state.hub(), events).await;
+            for n in notes {
+                state.notifiers().send(n);
+            }
+        }
+        let alerting = state.alerting().clone();
+        let _ = tokio::task::spawn_blocking(move || alerting.flush()).await;
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<Option<T>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Replaces `path` atomically: a crash leaves the old file or the new one, never a mix.
+fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(value).map_err(std::io::Error::other)?;
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_data()?;
+    fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The alert log since `from`; older lines are dropped by rewriting the file. A torn last line
+/// (a crash while appending) is skipped.
+fn load_log(path: &Path, from: i64) -> anyhow::Result<Vec<AlertEvent>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+    };
+    let all: Vec<AlertEvent> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<AlertEvent>(l).ok())
+        .collect();
+    let kept: Vec<AlertEvent> = all.iter().filter(|e| e.at >= from).cloned().collect();
+    if kept.len() < all.len() {
+        let mut buf = Vec::new();
+        for e in &kept {
+            if serde_json::to_writer(&mut buf, e).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, &buf)?;
+        fs::rename(&tmp, path)?;
+    }
+    let start = kept.len().saturating_sub(MAX_LOG_EVENTS);
+    Ok(kept.get(start..).map(<[AlertEvent]>::to_vec).unwrap_or_default())
+}

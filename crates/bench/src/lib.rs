@@ -15,6 +15,7 @@
 //!   host metrics), accepted samples/s, request latency, rejections by status,
 //!   generator CPU and (with `--server-pid`) server CPU/RSS.
 
+mod alert;
 mod fanout;
 mod idle;
 mod ingest;
@@ -30,6 +31,7 @@ mod stats;
 
 use std::net::SocketAddr;
 
+pub use alert::AlertArgs;
 pub use fanout::FanoutArgs;
 pub use idle::IdleArgs;
 pub use ingest::IngestArgs;
@@ -51,6 +53,8 @@ pub enum BenchCommand {
     Query(QueryArgs),
     /// Ingest-to-subscriber latency of points written over HTTP, under background load.
     Live(LiveArgs),
+    /// Point-to-alert latency: a threshold rule fired by points written over HTTP, under load.
+    Alert(AlertArgs),
     /// Anomaly detectors on the Numenta Anomaly Benchmark: NAB scores per profile, cost per point.
     Nab(NabArgs),
 }
@@ -121,7 +125,7 @@ impl BenchCommand {
             BenchCommand::Fanout(a) => a.common.threads,
             BenchCommand::Idle(a) => a.common.threads,
             BenchCommand::Ingest(a) => a.threads,
-            BenchCommand::Query(_) | BenchCommand::Live(_) | BenchCommand::Nab(_) => 1,
+            BenchCommand::Query(_) | BenchCommand::Live(_) | BenchCommand::Alert(_) | BenchCommand::Nab(_) => 1,
         }
     }
 }
@@ -158,6 +162,7 @@ pub fn run_blocking(cmd: BenchCommand) -> anyhow::Result<()> {
             BenchCommand::Ingest(args) => ingest::run(args).await,
             BenchCommand::Query(args) => query::run(args).await,
             BenchCommand::Live(args) => live::run(args).await,
+            BenchCommand::Alert(args) => alert::run(args).await,
             BenchCommand::Nab(args) => nab::run(args),
         }
     });

@@ -75,32 +75,7 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
     };
     let http = reqwest::Client::new();
     let stop = Instant::now() + Duration::from_secs(args.duration);
-    // Background load: requests of `batch` lines, paced to `background` points per second.
-    let background = {
-        let (http, base) = (http.clone(), base.clone());
-        let per_sec = args.background.max(1);
-        let batch = args.batch.max(1);
-        tokio::spawn(async move {
-            let interval = Duration::from_secs_f64(batch as f64 / per_sec as f64);
-            let mut tick = tokio::time::interval(interval);
-            let mut round = 0u64;
-            let mut failures = 0u64;
-            while Instant::now() < stop {
-                tick.tick().await;
-                let ts = crate::stats::now_us() * 1000;
-                let mut body = String::with_capacity(batch * 40);
-                for i in 0..batch {
-                    body.push_str(&format!("livebg,host=h{} v={}i {}\n", i % 1000, round, ts + i as u64));
-                }
-                round += 1;
-                match http.post(format!("{base}/write?db=live")).body(body).send().await {
-                    Ok(r) if r.status().as_u16() == 204 => {}
-                    _ => failures += 1,
-                }
-            }
-            failures
-        })
-    };
+    let background = spawn_background(http.clone(), base.clone(), args.background, args.batch, stop, "livebg");
     // Let the subscription settle before probing.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut probes = 0u64;
@@ -132,4 +107,44 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
             "background_failures":failures,"latency_ms":lat})
     );
     Ok(())
+}
+
+/// Background load for the latency benchmarks: requests of `batch` lines of `measurement`
+/// (1,000 hosts, one integer field), paced to `per_sec` points per second until `stop`; resolves
+/// to the number of failed requests.
+pub(crate) fn spawn_background(
+    http: reqwest::Client,
+    base: String,
+    per_sec: usize,
+    batch: usize,
+    stop: Instant,
+    measurement: &'static str,
+) -> tokio::task::JoinHandle<u64> {
+    let per_sec = per_sec.max(1);
+    let batch = batch.max(1);
+    tokio::spawn(async move {
+        let interval = Duration::from_secs_f64(batch as f64 / per_sec as f64);
+        let mut tick = tokio::time::interval(interval);
+        let mut round = 0u64;
+        let mut failures = 0u64;
+        while Instant::now() < stop {
+            tick.tick().await;
+            let ts = crate::stats::now_us() * 1000;
+            let mut body = String::with_capacity(batch * 40);
+            for i in 0..batch {
+                body.push_str(&format!(
+                    "{measurement},host=h{} v={}i {}\n",
+                    i % 1000,
+                    round,
+                    ts + i as u64
+                ));
+            }
+            round += 1;
+            match http.post(format!("{base}/write?db=live")).body(body).send().await {
+                Ok(r) if r.status().as_u16() == 204 => {}
+                _ => failures += 1,
+            }
+        }
+        failures
+    })
 }

@@ -288,17 +288,22 @@ fn decode_body(body: &[u8], sketches: Sketches, out: &mut Vec<(i64, Summary)>) -
         decode_columns(&mut br, &counts, &starts, m, sketches)?
     } else {
         Vec::new()
-    }
-    .into_iter();
+    };
     if sketches == Sketches::Decode && br.position() != body.len() {
         return Err(Error::Corrupt("trailing bytes after summaries"));
     }
+    if m == n {
+        // No empty buckets (the usual case): one bulk move instead of one per summary.
+        out.append(&mut full);
+        return Ok(());
+    }
     out.reserve(n);
+    let mut full = full.into_iter();
     for (&start, &count) in starts.iter().zip(&counts) {
         let s = if count == 0 {
             Summary::new()
         } else {
-            full.next().ok_or(Error::Corrupt("missing summary"))?
+            full.next().ok_or(Error::Corrupt("missing summary"))?.1
         };
         out.push((start, s));
     }
@@ -445,7 +450,7 @@ fn decode_columns(
     starts: &[i64],
     m: usize,
     sketches: Sketches,
-) -> Result<Vec<Summary>> {
+) -> Result<Vec<(i64, Summary)>> {
     let first_off = read_ints(br, m)?;
     let last_off = read_ints(br, m)?;
     let nonzero: Vec<(i64, u64)> = starts
@@ -485,7 +490,7 @@ fn decode_columns(
         s.increase = at(&increase)?;
         s.mean = at(&mean)?;
         s.m2 = at(&m2)?;
-        out.push(s);
+        out.push((start, s));
     }
     if sketches == Sketches::Decode {
         decode_sketches(br, &mut out)?;
@@ -852,7 +857,7 @@ fn encode_sketches(full: &[(i64, &Summary)], out: &mut Vec<u8>) {
     }
 }
 
-fn decode_sketches(br: &mut ByteReader<'_>, out: &mut [Summary]) -> Result<()> {
+fn decode_sketches(br: &mut ByteReader<'_>, out: &mut [(i64, Summary)]) -> Result<()> {
     let flags = br.u8()?;
     if flags & !(FLAG_LIMITS | FLAG_MODES) != 0 {
         return Err(Error::Corrupt("unknown sketch flags"));
@@ -881,7 +886,7 @@ fn decode_sketches(br: &mut ByteReader<'_>, out: &mut [Summary]) -> Result<()> {
     // Known cells of every compact bucket, and the most cells each spread one can hold.
     let mut plans = Vec::with_capacity(m);
     let mut spread_room = Vec::new();
-    for (s, &is_full) in out.iter().zip(&full_mode) {
+    for ((_, s), &is_full) in out.iter().zip(&full_mode) {
         if is_full {
             plans.push(None);
             continue;
@@ -915,7 +920,7 @@ fn decode_sketches(br: &mut ByteReader<'_>, out: &mut [Summary]) -> Result<()> {
     let counts = read_ints(br, total - spread)?;
     let (mut keys, mut counts, mut ncells) = (keys.iter(), counts.iter(), ncells.iter());
 
-    for (s, plan) in out.iter_mut().zip(plans) {
+    for ((_, s), plan) in out.iter_mut().zip(plans) {
         let Some((known, r)) = plan else {
             let (sketch, used) = Sketch::decode(br.remaining())?;
             br.advance(used)?;

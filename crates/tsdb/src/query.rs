@@ -169,7 +169,19 @@ pub fn summarize_raw(ts: &[i64], values: &[f64], res: i64) -> Vec<(i64, Summary)
 /// Merges ascending `(bucket, summary)` runs re-bucketed to `step` (a multiple of their width).
 pub fn rebucket(runs: Vec<(i64, Summary)>, step: i64) -> Vec<(i64, Summary)> {
     let mut sorted = runs;
-    sorted.sort_by_key(|(t, _)| *t);
+    // Already one summary per output bucket, in order (a query at the tier's own step over one
+    // part): nothing to move. A summary is a few hundred bytes, and moving 1,441 of them twice
+    // was a tenth of a one-day 1-minute query.
+    if sorted
+        .windows(2)
+        .all(|w| matches!(w, [(a, _), (b, _)] if bucket_of(*a, step) < bucket_of(*b, step)))
+    {
+        if sorted.iter().all(|(t, _)| bucket_of(*t, step) == *t) {
+            return sorted;
+        }
+    } else if !sorted.is_sorted_by_key(|(t, _)| *t) {
+        sorted.sort_by_key(|(t, _)| *t);
+    }
     let mut out: Vec<(i64, Summary)> = Vec::new();
     for (t, s) in sorted {
         let b = bucket_of(t, step);

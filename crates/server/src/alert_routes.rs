@@ -117,8 +117,7 @@ pub async fn get_rule(State(state): State<AppState>, Path(name): Path<String>) -
 pub async fn create_rule(State(state): State<AppState>, bytes: axum::body::Bytes) -> Result<Response, Refused> {
     let spec: RuleSpec = body(&bytes)?;
     let echo = spec.clone();
-    let events = blocking(&state, move |a| a.put_rule(spec, true)).await?;
-    crate::alerting::publish(state.hub(), events).await;
+    blocking(&state, move |a| a.put_rule(spec, true)).await?;
     Ok((
         StatusCode::CREATED,
         Json(rule_json(&echo, crate::alerting::RuleSource::Api)),
@@ -148,15 +147,13 @@ pub async fn put_rule(
     }
     let spec: RuleSpec = serde_json::from_value(v).map_err(|e| Refused::bad(format!("body: {e}")))?;
     let echo = spec.clone();
-    let events = blocking(&state, move |a| a.put_rule(spec, false)).await?;
-    crate::alerting::publish(state.hub(), events).await;
+    blocking(&state, move |a| a.put_rule(spec, false)).await?;
     Ok(Json(rule_json(&echo, crate::alerting::RuleSource::Api)))
 }
 
 /// `DELETE /api/v1/rules/{name}`: removes the rule and resolves its alerts.
 pub async fn delete_rule(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, Refused> {
-    let events = blocking(&state, move |a| a.delete_rule(&name)).await?;
-    crate::alerting::publish(state.hub(), events).await;
+    blocking(&state, move |a| a.delete_rule(&name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

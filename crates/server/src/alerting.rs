@@ -6,8 +6,14 @@
 //! On disk, under `<data_dir>/alerts/`: `rules.json` (rules created over the API; rules from the
 //! configuration file are not stored, the file is their home), `state.json` (alert instances,
 //! silences and what the dispatcher has notified, replaced atomically after every change, so a
-//! `kill -9` loses at most a change not yet written) and `events.jsonl` (the alert log, one event
-//! per line, trimmed to `analysis.alerts.log_retention` at start).
+//! `kill -9` loses at most the changes of the last `analysis.alerts.tick`) and `events.jsonl` (the
+//! alert log, one event per line, trimmed to `analysis.alerts.log_retention` at start).
+//!
+//! Nothing here writes to disk while holding the lock the ingest path takes: changes mark the
+//! state dirty and the timer (or the API request that made them) writes a snapshot taken under
+//! the lock. Events leave in the order the engine made them, through one channel drained by one
+//! publisher task, so `firing` and `resolved` of an alert cannot swap on `alerts` and an event
+//! is not lost with the request that caused it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -87,6 +93,14 @@ pub struct Alerting {
     log_file: Mutex<Option<fs::File>>,
     /// Whether any rule exists: when none does, the ingest path skips the engine entirely.
     has_rules: AtomicBool,
+    /// Changed since the state was last written.
+    dirty: AtomicBool,
+    /// Serialises state writes, so a later snapshot is never overwritten by an earlier one.
+    saving: Mutex<()>,
+    /// Serialises rule changes over the API (each writes `rules.json` before it takes effect).
+    rule_changes: Mutex<()>,
+    events: tokio::sync::mpsc::UnboundedSender<AlertEvent>,
+    events_rx: Mutex<Option<tokio::sync::mpsc::UnboundedReceiver<AlertEvent>>>,
 }
 
 fn ms(d: std::time::Duration) -> i64 {
@@ -162,6 +176,7 @@ impl Alerting {
             .open(dir.join("events.jsonl"))
             .with_context(|| format!("cannot open {}", dir.join("events.jsonl").display()))?;
         let has_rules = engine.rules().next().is_some();
+        let (events, events_rx) = tokio::sync::mpsc::unbounded_channel();
         Ok(Alerting {
             dir,
             config: config.clone(),
@@ -175,6 +190,11 @@ impl Alerting {
             }),
             log_file: Mutex::new(Some(log_file)),
             has_rules: AtomicBool::new(has_rules),
+            dirty: AtomicBool::new(false),
+            saving: Mutex::new(()),
+            rule_changes: Mutex::new(()),
+            events,
+            events_rx: Mutex::new(Some(events_rx)),
         })
     }
 
@@ -182,13 +202,14 @@ impl Alerting {
         self.has_rules.load(Ordering::Relaxed)
     }
 
-    /// Feeds the samples of one write to the rules; returns the events to publish.
-    pub fn on_points(&self, points: &[(u64, SeriesMeta, i64, f64, Option<f64>)]) -> Vec<AlertEvent> {
+    /// Feeds the samples of one write to the rules; returns how many alert events they caused
+    /// (the events themselves go out through [`spawn_publisher`]).
+    pub fn on_points(&self, points: &[(u64, SeriesMeta, i64, f64, Option<f64>)]) -> usize {
         if points.is_empty() || !self.has_rules() {
-            return Vec::new();
+            return 0;
         }
-        let now = now_ms();
         let mut inner = self.inner.lock();
+        let now = now_ms();
         let mut events = Vec::new();
         for (series, meta, ts, value, score) in points {
             let (series, ts, value, score) = (*series, *ts, *value, *score);
@@ -200,39 +221,44 @@ impl Alerting {
             events.extend(inner.engine.on_point(series, &r, ts, value, score, now));
         }
         self.record(&mut inner, &events, now);
-        events
+        events.len()
     }
 
-    /// What time alone changes, and the notifications now due.
-    pub fn tick(&self) -> (Vec<AlertEvent>, Vec<Notification>) {
-        let now = now_ms();
+    /// What time alone changes, and the notifications now due; writes the state if it changed.
+    pub fn tick(&self) -> Vec<Notification> {
         let mut inner = self.inner.lock();
+        let now = now_ms();
         let events = inner.engine.tick(now);
         self.record(&mut inner, &events, now);
         let Inner {
             dispatcher, silences, ..
         } = &mut *inner;
+        silences.gc(now, ms(self.config.alerts.resolved_retention));
         let due = dispatcher.due(now, silences);
         if !due.is_empty() {
             // What was notified is part of the state: not re-notified after a restart.
-            self.persist(&inner);
+            self.dirty.store(true, Ordering::Relaxed);
         }
-        let notes = due
-            .into_iter()
+        drop(inner);
+        self.save_if_dirty();
+        due.into_iter()
             .map(|n| Notification {
                 group_key: n.group_key,
                 group_labels: n.group_labels,
                 alerts: n.alerts,
             })
-            .collect();
-        (events, notes)
+            .collect()
     }
 
-    /// Logs events, hands them to the dispatcher and writes the state, all under the lock so
-    /// the state on disk follows the order of events.
+    /// Logs events, hands them to the dispatcher and the publisher and marks the state dirty,
+    /// all under the lock, so every consumer sees the engine's order.
     fn record(&self, inner: &mut Inner, events: &[AlertEvent], now: i64) {
         if events.is_empty() {
             return;
+        }
+        for e in events {
+            // Only fails once the publisher is gone (shutdown); the log and state still hold it.
+            let _ = self.events.send(e.clone());
         }
         inner.dispatcher.push(events.iter().cloned(), now);
         inner.log.extend(events.iter().cloned());
@@ -253,23 +279,33 @@ impl Alerting {
                 tracing::error!("cannot append to the alert log: {e}");
             }
         }
-        self.persist(inner);
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
-    fn persist(&self, inner: &Inner) {
-        let p = Persisted {
-            engine: Some(inner.engine.snapshot()),
-            silences: inner.silences.snapshot(),
-            dispatcher: Some(inner.dispatcher.clone()),
+    /// Writes the state if it changed since the last write: a snapshot taken under the lock,
+    /// written after it is released.
+    pub fn save_if_dirty(&self) {
+        let _saving = self.saving.lock();
+        if !self.dirty.swap(false, Ordering::Relaxed) {
+            return;
+        }
+        let p = {
+            let inner = self.inner.lock();
+            Persisted {
+                engine: Some(inner.engine.snapshot()),
+                silences: inner.silences.snapshot(),
+                dispatcher: Some(inner.dispatcher.clone()),
+            }
         };
         if let Err(e) = write_json(&self.dir.join("state.json"), &p) {
+            self.dirty.store(true, Ordering::Relaxed);
             tracing::error!("cannot write the alert state: {e}");
         }
     }
 
-    fn persist_rules(&self, inner: &Inner) -> Result<(), AlertingError> {
-        let specs: Vec<&RuleSpec> = inner.api_rules.values().collect();
-        write_json(&self.dir.join("rules.json"), &specs).map_err(|e| AlertingError::Storage(e.to_string()))
+    /// Takes the receiving end of the event channel (once).
+    fn take_events(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<AlertEvent>> {
+        self.events_rx.lock().take()
     }
 
     pub fn rules(&self) -> Vec<(RuleSpec, RuleSource)> {
@@ -294,41 +330,64 @@ impl Alerting {
         self.rules().into_iter().find(|(r, _)| r.name == name)
     }
 
+    /// Writes the API's rules as they will be after a change, before the change takes effect:
+    /// a failed write leaves both the file and the running rules as they were.
+    fn write_rules(&self, change: impl FnOnce(&mut BTreeMap<String, RuleSpec>)) -> Result<(), AlertingError> {
+        let mut rules = self.inner.lock().api_rules.clone();
+        change(&mut rules);
+        let specs: Vec<&RuleSpec> = rules.values().collect();
+        write_json(&self.dir.join("rules.json"), &specs).map_err(|e| AlertingError::Storage(e.to_string()))
+    }
+
     /// Creates (`create`) or replaces a rule given over the API.
-    pub fn put_rule(&self, spec: RuleSpec, create: bool) -> Result<Vec<AlertEvent>, AlertingError> {
+    pub fn put_rule(&self, spec: RuleSpec, create: bool) -> Result<(), AlertingError> {
         let rule = validate_one(&spec).map_err(AlertingError::Invalid)?;
-        let now = now_ms();
+        let _changing = self.rule_changes.lock();
+        {
+            let inner = self.inner.lock();
+            if inner.config_rules.contains(&spec.name) {
+                return Err(AlertingError::Conflict(format!(
+                    "rule `{}` is defined in the configuration file; change it there",
+                    spec.name
+                )));
+            }
+            if create && inner.engine.rule(&spec.name).is_some() {
+                return Err(AlertingError::Conflict(format!("rule `{}` already exists", spec.name)));
+            }
+        }
+        self.write_rules(|r| {
+            r.insert(spec.name.clone(), spec.clone());
+        })?;
         let mut inner = self.inner.lock();
-        if inner.config_rules.contains(&spec.name) {
-            return Err(AlertingError::Conflict(format!(
-                "rule `{}` is defined in the configuration file; change it there",
-                spec.name
-            )));
-        }
-        let exists = inner.engine.rule(&spec.name).is_some();
-        if create && exists {
-            return Err(AlertingError::Conflict(format!("rule `{}` already exists", spec.name)));
-        }
+        let now = now_ms();
         inner.api_rules.insert(spec.name.clone(), spec);
-        self.persist_rules(&inner)?;
         let events = inner.engine.upsert(rule, now);
         self.has_rules.store(true, Ordering::Relaxed);
         self.record(&mut inner, &events, now);
-        Ok(events)
+        drop(inner);
+        self.save_if_dirty();
+        Ok(())
     }
 
-    pub fn delete_rule(&self, name: &str) -> Result<Vec<AlertEvent>, AlertingError> {
-        let now = now_ms();
+    pub fn delete_rule(&self, name: &str) -> Result<(), AlertingError> {
+        let _changing = self.rule_changes.lock();
+        {
+            let inner = self.inner.lock();
+            if inner.config_rules.contains(name) {
+                return Err(AlertingError::Conflict(format!(
+                    "rule `{name}` is defined in the configuration file; remove it there"
+                )));
+            }
+            if !inner.api_rules.contains_key(name) {
+                return Err(AlertingError::NotFound(format!("no rule named `{name}`")));
+            }
+        }
+        self.write_rules(|r| {
+            r.remove(name);
+        })?;
         let mut inner = self.inner.lock();
-        if inner.config_rules.contains(name) {
-            return Err(AlertingError::Conflict(format!(
-                "rule `{name}` is defined in the configuration file; remove it there"
-            )));
-        }
-        if inner.api_rules.remove(name).is_none() {
-            return Err(AlertingError::NotFound(format!("no rule named `{name}`")));
-        }
-        self.persist_rules(&inner)?;
+        let now = now_ms();
+        inner.api_rules.remove(name);
         let events = inner
             .engine
             .remove(name, now)
@@ -336,7 +395,9 @@ impl Alerting {
         self.has_rules
             .store(inner.engine.rules().next().is_some(), Ordering::Relaxed);
         self.record(&mut inner, &events, now);
-        Ok(events)
+        drop(inner);
+        self.save_if_dirty();
+        Ok(())
     }
 
     pub fn alerts(&self, filter: &AlertFilter) -> Vec<AlertInfo> {
@@ -344,15 +405,17 @@ impl Alerting {
     }
 
     pub fn ack(&self, id: &str, by: &str, comment: &str) -> Result<AlertInfo, AlertingError> {
-        let now = now_ms();
         let mut inner = self.inner.lock();
+        let now = now_ms();
         let info = inner
             .engine
             .ack(id, by, comment, now)
             .map_err(|e| AlertingError::NotFound(e.to_string()))?;
         // The dispatcher learns of the acknowledgement (it stops repeats) through the event.
         inner.dispatcher.push([info.alert.clone()], now);
-        self.persist(&inner);
+        self.dirty.store(true, Ordering::Relaxed);
+        drop(inner);
+        self.save_if_dirty();
         Ok(info)
     }
 
@@ -370,46 +433,61 @@ impl Alerting {
     }
 
     pub fn add_silence(&self, spec: SilenceSpec) -> Result<Silence, AlertingError> {
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        let s = inner.silences.add(spec, now).map_err(AlertingError::Invalid)?;
-        self.persist(&inner);
+        let s = {
+            let mut inner = self.inner.lock();
+            inner.silences.add(spec, now_ms()).map_err(AlertingError::Invalid)?
+        };
+        self.dirty.store(true, Ordering::Relaxed);
+        self.save_if_dirty();
         Ok(s)
     }
 
     pub fn expire_silence(&self, id: &str) -> Result<(), AlertingError> {
-        let now = now_ms();
-        let mut inner = self.inner.lock();
-        inner
-            .silences
-            .expire(id, now)
-            .map_err(|e| AlertingError::NotFound(e.to_string()))?;
-        self.persist(&inner);
+        {
+            let mut inner = self.inner.lock();
+            inner
+                .silences
+                .expire(id, now_ms())
+                .map_err(|e| AlertingError::NotFound(e.to_string()))?;
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+        self.save_if_dirty();
         Ok(())
     }
 
     /// Writes the state one last time (at shutdown).
     pub fn flush(&self) {
-        let inner = self.inner.lock();
-        self.persist(&inner);
+        self.dirty.store(true, Ordering::Relaxed);
+        self.save_if_dirty();
         if let Some(f) = self.log_file.lock().as_mut() {
             let _ = f.sync_data();
         }
     }
 }
 
-/// Pushes alert events on [`ALERTS_CHANNEL`], one publication per event, in order.
-pub async fn publish(hub: &pulsewire_hub::Hub, events: Vec<AlertEvent>) {
-    let tenant = TenantId::default_tenant();
-    for e in events {
-        let Ok(data) = serde_json::to_vec(&e) else { continue };
-        if let Err(err) = hub
-            .publish(&tenant, ALERTS_CHANNEL, Bytes::from(data), Priority::Critical)
-            .await
-        {
-            tracing::warn!(error = %err, "alert event not published");
+/// The publisher: pushes every alert event on [`ALERTS_CHANNEL`], one publication per event, in
+/// the engine's order. Ends once the alerting side is dropped or the server stops.
+pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
+    let rx = state.alerting().take_events();
+    tokio::spawn(async move {
+        let Some(mut rx) = rx else { return };
+        let tenant = TenantId::default_tenant();
+        loop {
+            let event = tokio::select! {
+                e = rx.recv() => e,
+                _ = stop.cancelled() => None,
+            };
+            let Some(e) = event else { break };
+            let Ok(data) = serde_json::to_vec(&e) else { continue };
+            if let Err(err) = state
+                .hub()
+                .publish(&tenant, ALERTS_CHANNEL, Bytes::from(data), Priority::Critical)
+                .await
+            {
+                tracing::warn!(error = %err, "alert event not published");
+            }
         }
-    }
+    })
 }
 
 /// The timer: time-driven transitions and due notifications, every `analysis.alerts.tick`.
@@ -423,10 +501,9 @@ pub fn spawn_ticker(state: AppState, stop: CancellationToken) -> JoinHandle<()> 
                 _ = every.tick() => {}
             }
             let alerting: Arc<Alerting> = state.alerting().clone();
-            let Ok((events, notes)) = tokio::task::spawn_blocking(move || alerting.tick()).await else {
+            let Ok(notes) = tokio::task::spawn_blocking(move || alerting.tick()).await else {
                 continue;
             };
-            publish(state.hub(), events).await;
             for n in notes {
                 state.notifiers().send(n);
             }

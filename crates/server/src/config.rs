@@ -294,7 +294,8 @@ pub struct AnomalyConfig {
     pub enabled: bool,
     /// The detector (`kind` = `surprise`, `zscore`, `mad` or `ewma`, with its parameters).
     pub detector: pulsewire_analysis::DetectorKind,
-    /// Points scoring at least this are published on the `anomalies` channel.
+    /// Points scoring at least this are published on the `anomalies` channel (0.5 is every
+    /// detector's own threshold; anomaly rules choose their own for alerts).
     pub threshold: f64,
     /// Scores at least this high are stored beside the sample (same field, tags and time, in the
     /// measurement `<measurement>:anomaly`); lower ones (ordinary points) are not kept.
@@ -306,7 +307,7 @@ impl Default for AnomalyConfig {
         Self {
             enabled: true,
             detector: pulsewire_analysis::DetectorKind::default(),
-            threshold: 0.9,
+            threshold: 0.5,
             store_min_score: crate::watch::DEFAULT_STORE_MIN_SCORE,
         }
     }

@@ -102,6 +102,7 @@ impl Server {
         let live = state.live().clone().spawn(tasks.clone());
         let stats_publisher = statistics::spawn_publisher(state.clone(), tasks.clone());
         let alert_ticker = alerting::spawn_ticker(state.clone(), tasks.clone());
+        let alert_publisher = alerting::spawn_publisher(state.clone(), tasks.clone());
         // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous one
         // is acknowledged: at 1,000 subscribers x 100/s, p50 was 20 ms without it and 4 ms with.
         let user_timeout = state.config().http.tcp_user_timeout;
@@ -150,6 +151,7 @@ impl Server {
                 ("live publisher", live),
                 ("statistics publisher", stats_publisher),
                 ("alert ticker", alert_ticker),
+                ("alert publisher", alert_publisher),
             ] {
                 if let Err(e) = task.await {
                     tracing::error!("{name} task failed: {e}");

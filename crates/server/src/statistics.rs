@@ -344,6 +344,8 @@ pub async fn summary(
         let to = now_ms();
         let from = to - window.ms;
         let mut series = store.all_series(&TenantId::default_tenant());
+        // Anomaly scores are derived series: the summary shows what was written.
+        series.retain(|(_, m)| !crate::watch::is_derived(&m.line.measurement));
         if let Some(db) = &db {
             series.retain(|(_, m)| &m.line.db == db);
         }

@@ -65,11 +65,11 @@ pub struct Watch {
     scores_stored: AtomicU64,
 }
 
-/// What one write produced: anomaly and alert events to publish once the write is durable.
+/// What one write produced: anomaly events to publish once the write is durable (alert events
+/// leave through the alerting publisher, in the engine's order).
 #[derive(Default)]
 pub struct Findings {
     pub anomalies: Vec<Bytes>,
-    pub alerts: Vec<pulsewire_model::AlertEvent>,
 }
 
 /// One anomaly as published on [`ANOMALIES_CHANNEL`].
@@ -176,7 +176,7 @@ impl Watch {
         if !kept.is_empty() {
             self.store_scores(store, tenant, &kept);
         }
-        findings.alerts = alerting.on_points(&points);
+        alerting.on_points(&points);
         findings
     }
 
@@ -247,7 +247,6 @@ fn anomaly_json(meta: &SeriesMeta, ts: i64, value: f64, score: &Score) -> Bytes 
 
 /// Publishes what a write found, once it is durable.
 pub async fn publish(hub: &pulsewire_hub::Hub, tenant: &TenantId, findings: Findings) {
-    crate::alerting::publish(hub, findings.alerts).await;
     for data in findings.anomalies {
         if let Err(e) = hub
             .publish(tenant, ANOMALIES_CHANNEL, data, pulsewire_model::Priority::High)

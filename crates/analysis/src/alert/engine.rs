@@ -322,12 +322,18 @@ impl Engine {
         now_ms: i64,
     ) -> Vec<AlertEvent> {
         let generation = self.generation;
+        // One time base for every verdict, the timer's: windows are judged as of now (a point
+        // from a lagging clock, or a backfill older than the window, falls outside the window
+        // instead of firing on its own time and resolving at the next tick), and a series was
+        // last seen when its point arrived.
+        let eval_at = now_ms.max(ts_ms);
+        let restored_at = self.restored_at;
         let entry = self.series.entry(series).or_insert_with(|| SeriesEntry {
             generation: generation.wrapping_sub(1),
-            last_seen: ts_ms,
+            last_seen: now_ms,
             slots: Vec::new(),
         });
-        entry.last_seen = entry.last_seen.max(ts_ms);
+        entry.last_seen = entry.last_seen.max(now_ms);
         if entry.generation != generation {
             rebuild_slots(entry, sref, &self.rules, self.config.window_cap);
             entry.generation = generation;
@@ -341,14 +347,14 @@ impl Engine {
             let verdict = match (rule.kind, slot.window.as_mut()) {
                 (RuleKind::Threshold, Some(w)) => {
                     w.push(ts_ms, value);
-                    w.aggregate(ts_ms, rule.agg.unwrap_or(Agg::Last)).map(|v| Verdict {
+                    w.aggregate(eval_at, rule.agg.unwrap_or(Agg::Last)).map(|v| Verdict {
                         active: rule.holds(v),
                         value: v,
                     })
                 }
                 (RuleKind::Rate, Some(w)) => {
                     w.push(ts_ms, value);
-                    w.change_per_second(ts_ms).map(|v| Verdict {
+                    w.change_per_second(eval_at).map(|v| Verdict {
                         active: rule.holds(v),
                         value: v,
                     })
@@ -375,7 +381,10 @@ impl Engine {
                 (_, None) => None,
             };
             if let Some(v) = verdict {
-                events.extend(self.book.judge(rule, slot, v, ts_ms, now_ms));
+                if !v.active && restored_early(restored_at, rule, &self.book, slot, now_ms) {
+                    continue;
+                }
+                events.extend(self.book.judge(rule, slot, v, now_ms, now_ms));
             }
         }
         events
@@ -427,6 +436,9 @@ impl Engine {
                         }
                     }
                 };
+                if !verdict.active && restored_early(self.restored_at, rule, &self.book, slot, now_ms) {
+                    continue;
+                }
                 events.extend(self.book.judge(rule, slot, verdict, entry.last_seen, now_ms));
             }
         }
@@ -573,13 +585,15 @@ impl Engine {
         }
     }
 
-    /// Resumes from a snapshot taken by [`Engine::snapshot`], keeping every instance's `since`
-    /// and `active_since`. Produces no events: the states were reported before the restart.
+    /// Resumes from a snapshot taken by [`Engine::snapshot`], keeping every firing and resolved
+    /// instance's `since` and `active_since`. Produces no events: the states were reported
+    /// before the restart. Pending instances are not restored: their `for` starts again with new
+    /// evidence, rather than firing on the strength of points seen before the restart.
     pub fn restore(&mut self, snapshot: EngineSnapshot, now: i64) {
         self.book.instances = snapshot
             .instances
             .into_iter()
-            .filter(|i| i.state.phase != Phase::Inactive)
+            .filter(|i| !matches!(i.state.phase, Phase::Inactive | Phase::Pending))
             .map(|i| (i.id.clone(), i))
             .collect();
         // Open clusters keep their ids; the settings are the current configuration's.
@@ -604,6 +618,11 @@ impl Book {
     /// Feeds a verdict on `slot`'s series to its instance, creating the instance when the
     /// condition starts holding.
     fn judge(&mut self, rule: &Rule, slot: &Slot, v: Verdict, last_seen: i64, now: i64) -> Option<AlertEvent> {
+        // An infinite or NaN aggregate (a sum past f64's range, a rate over no time) is no
+        // verdict: it could neither be compared meaningfully nor stored as JSON.
+        if !v.value.is_finite() {
+            return None;
+        }
         let tick_no = self.tick_no;
         match self.instances.get_mut(&slot.instance_id) {
             Some(inst) => {
@@ -718,6 +737,14 @@ fn event_of(inst: &Instance, state: AlertState, now: i64) -> AlertEvent {
         active_since: inst.state.active_since,
         ack: inst.ack.clone(),
     }
+}
+
+/// Whether a verdict that the condition stopped holding comes too soon after a restart to be
+/// trusted for an instance restored from the snapshot: its window is refilling from new points
+/// only, and judging on a part of it would resolve (and then re-fire, with a new `since`) an
+/// alert that never stopped.
+fn restored_early(restored_at: Option<i64>, rule: &Rule, book: &Book, slot: &Slot, now: i64) -> bool {
+    restored_at.is_some_and(|r| now - r < rule.window_ms) && book.instances.contains_key(&slot.instance_id)
 }
 
 /// The labels of an instance of `rule` on a series.
@@ -1026,24 +1053,29 @@ mod tests {
         let mut r = engine(specs);
         r.restore(snap, 20_000);
         let after = r.alerts(&AlertFilter::default(), 10_000);
-        assert_eq!(before, after);
+        let firing: Vec<AlertInfo> = before
+            .into_iter()
+            .filter(|i| i.alert.state == AlertState::Firing)
+            .collect();
+        assert_eq!(after, firing);
         // The firing one keeps firing on new points without a second `firing` event.
         assert!(cpu(&mut r, "a", 21_000, 95.0).is_empty());
-        // The pending one fires on the timer, keeping its start.
-        let ev = r.tick(21_000);
-        assert_eq!(states(&ev), vec![AlertState::Firing]);
-        assert_eq!(ev[0].active_since, 10_000);
+        // The pending one was not restored: nothing fires on the timer without new evidence,
+        // and new evidence starts its `for` afresh.
+        assert!(r.tick(21_000).is_empty());
+        assert_eq!(states(&cpu(&mut r, "b", 22_000, 95.0)), vec![AlertState::Pending]);
         // `a` keeps its original since.
         let a = r.alerts(&AlertFilter::default(), 21_000);
         assert!(
             a.iter()
                 .any(|i| i.alert.since == 10_000 && i.alert.state == AlertState::Firing)
         );
-        // `b` has no data after the restart: resolved one window after the restore.
-        assert!(r.tick(79_999).iter().all(|ev| ev.labels["host"] != "b"));
-        let ev = r.tick(80_000);
+        // Within a window of the restore, a point below the threshold does not resolve the
+        // restored alert (its window is refilling); after one, it does.
+        assert!(cpu(&mut r, "a", 23_000, 50.0).is_empty());
+        let ev = cpu(&mut r, "a", 81_000, 50.0);
         assert_eq!(states(&ev), vec![AlertState::Resolved]);
-        assert_eq!(ev[0].labels["host"], "b");
+        assert_eq!(ev[0].since, 81_000);
     }
 
     #[test]

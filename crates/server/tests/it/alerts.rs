@@ -182,6 +182,31 @@ async fn a_firing_alert_survives_a_restart_with_its_since() {
     assert_eq!(after["alerts"].as_array().unwrap().len(), 1, "{after}");
     assert_eq!(after["alerts"][0]["since"], since);
     assert_eq!(after["alerts"][0]["id"], before["alerts"][0]["id"]);
+    // New points neither announce it again nor resolve it on a window that is still refilling
+    // (the points before the restart are not in it).
+    let mut ws = s.ws().await;
+    ws.subscribe(1, &["alerts"]).await;
+    write(
+        &s,
+        &format!(
+            "cpu,host=web1 usage=99 {}
+",
+            now_ms()
+        ),
+    )
+    .await;
+    write(
+        &s,
+        &format!(
+            "cpu,host=web1 usage=20 {}
+",
+            now_ms() + 1
+        ),
+    )
+    .await;
+    ws.expect_silence(Duration::from_millis(600)).await;
+    let later = s.get_json("/api/v1/alerts?state=firing").await;
+    assert_eq!(later["alerts"][0]["since"], since, "{later}");
 }
 
 type Got = Arc<Mutex<Vec<Value>>>;

@@ -209,8 +209,7 @@ pub async fn list_alerts(
 
 /// `GET /api/v1/alerts/{id}`.
 pub async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Refused> {
-    let all = state.alerting().alerts(&AlertFilter::default());
-    match all.into_iter().find(|a| a.alert.id == id) {
+    match state.alerting().alert(&id) {
         Some(a) => Ok(Json(serde_json::to_value(a).unwrap_or(Value::Null))),
         None => Err(AlertingError::NotFound(format!("no alert with id `{id}`")).into()),
     }

@@ -15,7 +15,7 @@
 //! publisher task, so `firing` and `resolved` of an alert cannot swap on `alerts` and an event
 //! is not lost with the request that caused it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use pulsewire_analysis::alert::{
     AlertError, AlertFilter, AlertInfo, CorrelationConfig, DispatchConfig, Dispatcher, Engine, EngineConfig,
-    EngineSnapshot, Rule, RuleSpec, SeriesRef, Silence, SilenceSpec, Silences, validate_one,
+    EngineSnapshot, Rule, RuleKind, RuleSpec, SeriesRef, Silence, SilenceSpec, Silences, validate_one,
 };
 use pulsewire_model::{AlertEvent, Priority, TenantId};
 use pulsewire_tsdb::SeriesMeta;
@@ -82,7 +82,7 @@ struct Inner {
     api_rules: BTreeMap<String, RuleSpec>,
     config_rules: HashSet<String>,
     /// The alert log of the last `log_retention`, oldest first.
-    log: Vec<AlertEvent>,
+    log: VecDeque<AlertEvent>,
 }
 
 /// The alerting side of the server.
@@ -149,7 +149,17 @@ impl Alerting {
         }
         let now = now_ms();
         let mut engine = Engine::new(engine_config, rules);
-        let persisted = read_json::<Persisted>(&dir.join("state.json"))?.unwrap_or_default();
+        let persisted = match read_json::<Persisted>(&dir.join("state.json")) {
+            Ok(p) => p.unwrap_or_default(),
+            Err(e) => {
+                // Alert state is rebuilt from new points; refusing to start over it would stop
+                // ingest too. Kept aside for a look, and said loudly.
+                let aside = dir.join(format!("state.json.damaged-{now}"));
+                let _ = fs::rename(dir.join("state.json"), &aside);
+                tracing::error!("{e}; moved to {} and starting without alert state", aside.display());
+                Persisted::default()
+            }
+        };
         if let Some(snapshot) = persisted.engine {
             engine.restore(snapshot, now);
         }
@@ -169,7 +179,7 @@ impl Alerting {
             Some(d) if d.config() == &dispatch => d,
             _ => Dispatcher::new(dispatch),
         };
-        let log = load_log(&dir.join("events.jsonl"), now - ms(a.log_retention))?;
+        let log = load_log(&dir.join("events.jsonl"), now.saturating_sub(ms(a.log_retention)))?.into();
         let log_file = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -262,11 +272,9 @@ impl Alerting {
         }
         inner.dispatcher.push(events.iter().cloned(), now);
         inner.log.extend(events.iter().cloned());
-        let retention = now - ms(self.config.alerts.log_retention);
-        if inner.log.len() > MAX_LOG_EVENTS || inner.log.first().is_some_and(|e| e.at < retention) {
-            let cut = inner.log.partition_point(|e| e.at < retention);
-            let cut = cut.max(inner.log.len().saturating_sub(MAX_LOG_EVENTS));
-            inner.log.drain(..cut);
+        let retention = now.saturating_sub(ms(self.config.alerts.log_retention));
+        while inner.log.len() > MAX_LOG_EVENTS || inner.log.front().is_some_and(|e| e.at < retention) {
+            inner.log.pop_front();
         }
         if let Some(f) = self.log_file.lock().as_mut() {
             let mut buf = Vec::new();
@@ -342,6 +350,12 @@ impl Alerting {
     /// Creates (`create`) or replaces a rule given over the API.
     pub fn put_rule(&self, spec: RuleSpec, create: bool) -> Result<(), AlertingError> {
         let rule = validate_one(&spec).map_err(AlertingError::Invalid)?;
+        if rule.kind == RuleKind::Anomaly && !self.config.anomaly.enabled {
+            return Err(AlertingError::Invalid(vec![AlertError::Invalid {
+                path: "kind".into(),
+                message: "anomaly rules need anomaly detection (analysis.anomaly.enabled is false)".into(),
+            }]));
+        }
         let _changing = self.rule_changes.lock();
         {
             let inner = self.inner.lock();
@@ -404,6 +418,27 @@ impl Alerting {
         self.inner.lock().engine.alerts(filter, now_ms())
     }
 
+    /// Firing alerts no silence covers, as events (to seed the Alertmanagers at start).
+    pub fn firing_unsilenced(&self) -> Vec<AlertEvent> {
+        let now = now_ms();
+        let inner = self.inner.lock();
+        let filter = AlertFilter {
+            state: Some(pulsewire_model::AlertState::Firing),
+            ..AlertFilter::default()
+        };
+        inner
+            .engine
+            .alerts(&filter, now)
+            .into_iter()
+            .map(|i| i.alert)
+            .filter(|a| inner.silences.silencing(a, now).is_none())
+            .collect()
+    }
+
+    pub fn alert(&self, id: &str) -> Option<AlertInfo> {
+        self.inner.lock().engine.alert(id, now_ms())
+    }
+
     pub fn ack(&self, id: &str, by: &str, comment: &str) -> Result<AlertInfo, AlertingError> {
         let mut inner = self.inner.lock();
         let now = now_ms();
@@ -422,7 +457,9 @@ impl Alerting {
     pub fn stats(&self, from: i64, to: i64) -> pulsewire_analysis::alert::AlertStats {
         let inner = self.inner.lock();
         let start = inner.log.partition_point(|e| e.at < from);
-        pulsewire_analysis::alert::stats(inner.log.get(start..).unwrap_or_default(), from, to)
+        let events: Vec<AlertEvent> = inner.log.range(start..).cloned().collect();
+        drop(inner);
+        pulsewire_analysis::alert::stats(&events, from, to)
     }
 
     pub fn silences(&self) -> Vec<Silence> {
@@ -469,6 +506,9 @@ impl Alerting {
 /// the engine's order. Ends once the alerting side is dropped or the server stops.
 pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<()> {
     let rx = state.alerting().take_events();
+    state
+        .notifiers()
+        .alertmanager_sync(state.alerting().firing_unsilenced());
     tokio::spawn(async move {
         let Some(mut rx) = rx else { return };
         let tenant = TenantId::default_tenant();
@@ -478,6 +518,9 @@ pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<(
                 _ = stop.cancelled() => None,
             };
             let Some(e) = event else { break };
+            if e.state == pulsewire_model::AlertState::Resolved {
+                state.notifiers().alertmanager_sync(vec![e.clone()]);
+            }
             let Ok(data) = serde_json::to_vec(&e) else { continue };
             if let Err(err) = state
                 .hub()

@@ -528,6 +528,15 @@ impl Config {
         if let Err(errors) = pulsewire_analysis::alert::validate(&self.analysis.rules) {
             out.extend(errors.into_iter().map(|e| format!("analysis.{e}")));
         }
+        if !self.analysis.anomaly.enabled {
+            for (i, r) in self.analysis.rules.iter().enumerate() {
+                if r.kind == "anomaly" {
+                    out.push(format!(
+                        "analysis.rules[{i}].kind: anomaly rules need anomaly detection (analysis.anomaly.enabled is false)"
+                    ));
+                }
+            }
+        }
         positive(&mut out, "analysis.alerts.tick", self.analysis.alerts.tick);
         if self.analysis.alerts.group_by.is_empty() {
             out.push("analysis.alerts.group_by: must name at least one label (or `...`)".into());

@@ -163,6 +163,25 @@ impl Notifiers {
         }
     }
 
+    /// Tells the Alertmanagers of alert states directly, outside grouping: the firing alerts
+    /// restored at start (the dispatcher will not notify them again, and an Alertmanager not
+    /// refreshed would resolve them on its own), and every resolution, silenced ones included
+    /// (the dispatcher drops a silenced resolution, which would leave the Alertmanager re-sent
+    /// a firing alert forever). Webhooks get neither.
+    pub fn alertmanager_sync(&self, alerts: Vec<AlertEvent>) {
+        if self.0.alertmanagers.is_empty() || alerts.is_empty() {
+            return;
+        }
+        let n = Notification {
+            group_key: String::new(),
+            group_labels: BTreeMap::new(),
+            alerts,
+        };
+        for am in &self.0.alertmanagers {
+            am.update(&n);
+        }
+    }
+
     /// Queues again every dead letter of `webhook` (every webhook if `None`) and removes them
     /// from the log. They keep their idempotency keys, so a receiver that did get one before
     /// can tell.

@@ -368,7 +368,7 @@ impl Store {
         precision: Precision,
         lines: &[(usize, Line<'_>)],
     ) -> Result<WriteOutcome> {
-        self.write_inner(tenant, db, precision, lines, false)
+        self.write_inner(tenant, db, precision, lines, false, false)
     }
 
     /// [`Store::write`], also returning the numeric samples written with their series ids.
@@ -379,7 +379,20 @@ impl Store {
         precision: Precision,
         lines: &[(usize, Line<'_>)],
     ) -> Result<WriteOutcome> {
-        self.write_inner(tenant, db, precision, lines, true)
+        self.write_inner(tenant, db, precision, lines, true, false)
+    }
+
+    /// [`Store::write`] for data the server derives from written data (anomaly scores): the
+    /// series limits do not apply, since there is at most one derived series per series that
+    /// passed them, and counting them would refuse a client's series for the server's.
+    pub fn write_derived(
+        &self,
+        tenant: &TenantId,
+        db: &str,
+        precision: Precision,
+        lines: &[(usize, Line<'_>)],
+    ) -> Result<WriteOutcome> {
+        self.write_inner(tenant, db, precision, lines, false, true)
     }
 
     /// What the store knows of one series.
@@ -394,6 +407,7 @@ impl Store {
         precision: Precision,
         lines: &[(usize, Line<'_>)],
         observe: bool,
+        derived: bool,
     ) -> Result<WriteOutcome> {
         if let Some(msg) = self.poisoned() {
             return Err(Error::Poisoned(msg));
@@ -487,35 +501,37 @@ impl Store {
                 continue;
             }
             if new_fields > 0 {
-                let in_db = st.index.series_in_db(tenant, db);
-                if in_db + new_fields > cfg.limits.max_series_per_database {
-                    refused.push(refuse(
-                        RefusalKind::Limit,
-                        format!(
-                            "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
-                            cfg.limits.max_series_per_database
-                        ),
-                    ));
-                    continue;
+                if !derived {
+                    let in_db = st.index.series_in_db(tenant, db);
+                    if in_db + new_fields > cfg.limits.max_series_per_database {
+                        refused.push(refuse(
+                            RefusalKind::Limit,
+                            format!(
+                                "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
+                                cfg.limits.max_series_per_database
+                            ),
+                        ));
+                        continue;
+                    }
+                    let counter = st
+                        .new_series
+                        .entry((tenant.clone(), db.to_string()))
+                        .or_insert((minute, 0));
+                    if counter.0 != minute {
+                        *counter = (minute, 0);
+                    }
+                    if counter.1 + new_fields > cfg.limits.max_new_series_per_minute {
+                        refused.push(refuse(
+                            RefusalKind::RateLimited,
+                            format!(
+                                "database {db} created {} new series this minute, the limit is {} per minute",
+                                counter.1, cfg.limits.max_new_series_per_minute
+                            ),
+                        ));
+                        continue;
+                    }
+                    counter.1 += new_fields;
                 }
-                let counter = st
-                    .new_series
-                    .entry((tenant.clone(), db.to_string()))
-                    .or_insert((minute, 0));
-                if counter.0 != minute {
-                    *counter = (minute, 0);
-                }
-                if counter.1 + new_fields > cfg.limits.max_new_series_per_minute {
-                    refused.push(refuse(
-                        RefusalKind::RateLimited,
-                        format!(
-                            "database {db} created {} new series this minute, the limit is {} per minute",
-                            counter.1, cfg.limits.max_new_series_per_minute
-                        ),
-                    ));
-                    continue;
-                }
-                counter.1 += new_fields;
                 // Create the missing series (in field order, so ids are deterministic).
                 ids.clear();
                 for (field, value) in &line.fields {

@@ -22,7 +22,11 @@ fn steady(host: &str, n: i64, end: i64) -> String {
 
 #[tokio::test]
 async fn a_spike_is_pushed_on_anomalies_and_its_score_is_stored() {
-    let s = TestServer::start_default().await;
+    let mut cfg = pulsewire_testkit::test_config();
+    // Score series are the server's, not the client's: the client's series limits leave them be.
+    cfg.tsdb.limits.max_new_series_per_minute = 1;
+    cfg.tsdb.limits.max_series_per_database = 1;
+    let s = TestServer::start(cfg).await;
     let mut ws = s.ws().await;
     ws.subscribe(1, &["anomalies"]).await;
     let spike_at = now_ms() - 1000;

@@ -609,3 +609,72 @@ async fn acknowledged_writes_survive_sigkill() {
         "every writer must have had writes acknowledged, or the test checked nothing"
     );
 }
+
+/// A firing alert and the rule that fired it survive SIGKILL: after the restart the alert is
+/// listed as firing with its original id and `since`, and the rule (created over the API) is
+/// back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_alert_survives_sigkill() {
+    let dir = DataDir(std::env::temp_dir().join(format!("pulsewire-crash-alert-{}", std::process::id())));
+    let _ = fs::remove_dir_all(&dir.0);
+    let data_dir = dir.0.join("data");
+    fs::create_dir_all(&data_dir).expect("create the data directory");
+    let http = reqwest::Client::new();
+    let mut node = Node::spawn(&data_dir, dir.0.join("server-1.log"));
+    let addr = node.wait_ready(&http, 1).await;
+    let rule = serde_json::json!({
+        "name": "high_cpu", "kind": "threshold", "expr": "last(cpu.usage)", "window": "1m",
+        "op": ">", "threshold": 90.0
+    });
+    let resp = http
+        .post(format!("http://{addr}/api/v1/rules"))
+        .json(&rule)
+        .send()
+        .await
+        .expect("rule posted");
+    assert_eq!(resp.status().as_u16(), 201);
+    let resp = http
+        .post(format!("http://{addr}/write?db=d"))
+        .body("cpu,host=a usage=99")
+        .send()
+        .await
+        .expect("write sent");
+    assert_eq!(resp.status().as_u16(), 204);
+    let firing = |addr: SocketAddr| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .get(format!("http://{addr}/api/v1/alerts?state=firing"))
+                .send()
+                .await
+                .expect("alerts listed")
+                .json()
+                .await
+                .expect("alerts JSON");
+            v["alerts"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    let before = firing(addr).await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    // The state is written within one alert tick (250 ms by default) of the change.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    node.kill();
+
+    let mut node = Node::spawn(&data_dir, dir.0.join("server-2.log"));
+    let addr = node.wait_ready(&http, 2).await;
+    let after = firing(addr).await;
+    assert_eq!(after.len(), 1, "{after:?}; log:\n{}", node.log_text());
+    assert_eq!(
+        (&after[0]["id"], &after[0]["since"]),
+        (&before[0]["id"], &before[0]["since"])
+    );
+    let rules: Value = http
+        .get(format!("http://{addr}/api/v1/rules/high_cpu"))
+        .send()
+        .await
+        .expect("rule read")
+        .json()
+        .await
+        .expect("rule JSON");
+    assert_eq!(rules["source"], "api");
+}

@@ -584,3 +584,117 @@ async fn alertmanager_notifier_against_the_real_alertmanager() {
     })
     .await;
 }
+
+/// A rule on `cpu.usage` of the web hosts judged on the last value (so a lower point clears it).
+fn last_value_rule() -> pulsewire_analysis::alert::RuleSpec {
+    serde_json::from_value(json!({
+        "name": "high_cpu", "kind": "threshold", "expr": "last(cpu.usage{host=~\"web.*\"})",
+        "window": "1m", "op": ">", "threshold": 90.0, "severity": "critical",
+        "annotations": {"summary": "CPU {{ $value }} on {{ $labels.host }}"}
+    }))
+    .expect("a valid rule")
+}
+
+/// A server with `last_value_rule`, quick alert timing and these notifiers.
+async fn alerting_server(notify: NotifyConfig) -> TestServer {
+    let mut cfg = test_config();
+    cfg.analysis.anomaly.enabled = false;
+    cfg.analysis.rules = vec![last_value_rule()];
+    cfg.analysis.alerts.tick = Duration::from_millis(50);
+    cfg.analysis.alerts.group_wait = Duration::from_millis(50);
+    cfg.analysis.alerts.group_interval = Duration::from_millis(100);
+    cfg.analysis.notify = notify;
+    TestServer::start(cfg).await
+}
+
+async fn write_cpu(s: &TestServer, host: &str, value: f64) {
+    let resp = s
+        .http
+        .post(s.url("/write?db=d&precision=ms"))
+        .body(format!("cpu,host={host} usage={value} {}\n", now_ms()))
+        .send()
+        .await
+        .expect("write sent");
+    assert_eq!(resp.status().as_u16(), 204);
+}
+
+#[tokio::test]
+async fn rules_feed_a_webhook_that_fails_then_recovers_each_notification_once() {
+    limited(async {
+        let receiver = Receiver::start(Mode::FailFirst(&[503, 503])).await;
+        let s = alerting_server(NotifyConfig {
+            webhooks: vec![webhook(receiver.url(), 5)],
+            ..NotifyConfig::default()
+        })
+        .await;
+        write_cpu(&s, "web1", 95.0).await;
+        wait_for("the firing notification", || {
+            (receiver.state.received.lock().accepted.len() == 1).then_some(())
+        })
+        .await;
+        write_cpu(&s, "web1", 40.0).await;
+        wait_for("the resolved notification", || {
+            (receiver.state.received.lock().accepted.len() == 2).then_some(())
+        })
+        .await;
+        // Nothing more comes: each state change was notified once, though the first attempts
+        // failed.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let r = receiver.state.received.lock();
+        assert_eq!((r.requests, r.accepted.len()), (4, 2));
+        let (first, second) = (&r.accepted[0].1, &r.accepted[1].1);
+        assert_eq!(first["status"], "firing");
+        assert_eq!(first["alerts"][0]["labels"]["host"], "web1");
+        assert_eq!(first["alerts"][0]["annotations"]["summary"], "CPU 95 on web1");
+        assert_eq!(second["status"], "resolved");
+        assert_eq!(second["alerts"][0]["status"], "resolved");
+        assert_ne!(r.accepted[0].0, r.accepted[1].0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rules_feed_the_real_alertmanager() {
+    limited(async {
+        let dir = temp_dir("rules-alertmanager");
+        let mut am = RealAlertmanager::start(&dir).await;
+        let s = alerting_server(NotifyConfig {
+            alertmanagers: vec![AlertmanagerConfig {
+                url: am.url.clone(),
+                timeout: Duration::from_secs(2),
+                resend_interval: Duration::from_millis(500),
+                max_retries: 3,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(50),
+            }],
+            ..NotifyConfig::default()
+        })
+        .await;
+        write_cpu(&s, "web7", 97.0).await;
+        let mut shown = Vec::new();
+        for _ in 0..200 {
+            shown = am.alerts("active=true", "web7").await;
+            if shown.first().is_some_and(|a| a["status"]["state"] == "active") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(shown.len(), 1, "alertmanager log:\n{}", am.log_text());
+        assert_eq!(shown[0]["labels"]["alertname"], "high_cpu");
+        assert_eq!(shown[0]["labels"]["severity"], "critical");
+        assert_eq!(shown[0]["labels"]["__name__"], "cpu.usage");
+        assert_eq!(shown[0]["annotations"]["summary"], "CPU 97 on web7");
+        write_cpu(&s, "web7", 10.0).await;
+        let mut still = shown;
+        for _ in 0..200 {
+            still = am.alerts("active=true", "web7").await;
+            if still.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(still.is_empty(), "resolved alert still active: {still:?}");
+        am.child.kill().await.expect("alertmanager stops");
+    })
+    .await;
+}

@@ -86,19 +86,10 @@ pub async fn run(args: AlertArgs) -> anyhow::Result<()> {
     let stop = Instant::now() + Duration::from_secs(args.duration);
     let background =
         crate::live::spawn_background(http.clone(), base.clone(), args.background, args.batch, stop, "alertbg");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut probes = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(args.probe_every.max(1)));
-    while Instant::now() < stop {
-        tick.tick().await;
-        probes += 1;
-        sent.lock().insert(probes, Instant::now());
-        let body = format!("alertprobe,probe={probes} v=1000");
-        let resp = http.post(format!("{base}/write?db=live")).body(body).send().await?;
-        if resp.status().as_u16() != 204 {
-            bail!("probe write failed: {}", resp.status());
-        }
-    }
+    let probes = crate::live::probe(&http, &base, stop, args.probe_every, &sent, |n| {
+        format!("alertprobe,probe={n} v=1000")
+    })
+    .await?;
     let failures = background.await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     received.abort();

@@ -77,19 +77,10 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
     let stop = Instant::now() + Duration::from_secs(args.duration);
     let background = spawn_background(http.clone(), base.clone(), args.background, args.batch, stop, "livebg");
     // Let the subscription settle before probing.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut probes = 0u64;
-    let mut tick = tokio::time::interval(Duration::from_millis(args.probe_every.max(1)));
-    while Instant::now() < stop {
-        tick.tick().await;
-        probes += 1;
-        sent.lock().insert(probes, Instant::now());
-        let body = format!("liveprobe,src=bench seq={probes}u");
-        let resp = http.post(format!("{base}/write?db=live")).body(body).send().await?;
-        if resp.status().as_u16() != 204 {
-            bail!("probe write failed: {}", resp.status());
-        }
-    }
+    let probes = probe(&http, &base, stop, args.probe_every, &sent, |n| {
+        format!("liveprobe,src=bench seq={n}u")
+    })
+    .await?;
     let failures = background.await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     received.abort();
@@ -147,4 +138,34 @@ pub(crate) fn spawn_background(
         }
         failures
     })
+}
+
+/// The probes of the latency benchmarks: after the subscription settles, one write of
+/// `line(n)` every `every_ms` until `stop`, each noted in `sent` with its send time (the
+/// receiving side removes what arrives); returns how many were sent.
+pub(crate) async fn probe(
+    http: &reqwest::Client,
+    base: &str,
+    stop: Instant,
+    every_ms: u64,
+    sent: &Mutex<HashMap<u64, Instant>>,
+    line: impl Fn(u64) -> String,
+) -> anyhow::Result<u64> {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut probes = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(every_ms.max(1)));
+    while Instant::now() < stop {
+        tick.tick().await;
+        probes += 1;
+        sent.lock().insert(probes, Instant::now());
+        let resp = http
+            .post(format!("{base}/write?db=live"))
+            .body(line(probes))
+            .send()
+            .await?;
+        if resp.status().as_u16() != 204 {
+            bail!("probe write failed: {}", resp.status());
+        }
+    }
+    Ok(probes)
 }

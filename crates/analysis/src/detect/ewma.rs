@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, Score, check, guarded_spread, score_from_deviation};
+use super::{Detector, Score, band_problem, check, guarded_spread, score_from_deviation};
 
 /// Parameters of [`Ewma`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,13 +38,7 @@ impl EwmaConfig {
     pub(crate) fn problem(&self) -> Option<String> {
         check(self.alpha > 0.0 && self.alpha < 1.0, "alpha must be in (0, 1)")
             .or_else(|| check(self.warmup >= 2, "warmup must be at least 2"))
-            .or_else(|| {
-                check(
-                    self.threshold > 0.0 && self.high >= self.threshold,
-                    "need 0 < threshold <= high",
-                )
-            })
-            .or_else(|| check(self.min_relative_spread >= 0.0, "min_relative_spread must be >= 0"))
+            .or_else(|| band_problem(self.threshold, self.high, self.min_relative_spread))
     }
 }
 

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, Rolling, Score, check, guarded_spread, score_from_deviation};
+use super::{Detector, Rolling, Score, band_problem, check, guarded_spread, score_from_deviation};
 
 /// MAD of a Gaussian times this is its standard deviation.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -49,13 +49,7 @@ impl MadConfig {
                     "warmup must be in 3..=window",
                 )
             })
-            .or_else(|| {
-                check(
-                    self.threshold > 0.0 && self.high >= self.threshold,
-                    "need 0 < threshold <= high",
-                )
-            })
-            .or_else(|| check(self.min_relative_spread >= 0.0, "min_relative_spread must be >= 0"))
+            .or_else(|| band_problem(self.threshold, self.high, self.min_relative_spread))
     }
 }
 

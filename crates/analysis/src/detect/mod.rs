@@ -287,6 +287,13 @@ pub(crate) fn check(ok: bool, problem: &str) -> Option<String> {
     if ok { None } else { Some(problem.to_owned()) }
 }
 
+/// The checks every threshold-and-spread detector shares: a positive threshold, a high mark at
+/// or above it, and a non-negative constant-series guard.
+pub(crate) fn band_problem(threshold: f64, high: f64, min_relative_spread: f64) -> Option<String> {
+    check(threshold > 0.0 && high >= threshold, "need 0 < threshold <= high")
+        .or_else(|| check(min_relative_spread >= 0.0, "min_relative_spread must be >= 0"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, Rolling, Score, check, guarded_spread, score_from_deviation};
+use super::{Detector, Rolling, Score, band_problem, check, guarded_spread, score_from_deviation};
 
 /// Parameters of [`ZScore`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,13 +44,7 @@ impl ZScoreConfig {
                     "warmup must be in 2..=window",
                 )
             })
-            .or_else(|| {
-                check(
-                    self.threshold > 0.0 && self.high >= self.threshold,
-                    "need 0 < threshold <= high",
-                )
-            })
-            .or_else(|| check(self.min_relative_spread >= 0.0, "min_relative_spread must be >= 0"))
+            .or_else(|| band_problem(self.threshold, self.high, self.min_relative_spread))
     }
 }
 

@@ -240,6 +240,12 @@ impl Store {
             fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
         let manifest = Manifest::load(dir)?;
+        if !dir.join(crate::manifest::FILE).exists() {
+            // A new store: written now, so that a crash during the first checkpoint leaves parts
+            // next to a manifest that does not name them (leftovers, removed at the next start)
+            // rather than parts without a manifest, which refuse to start.
+            manifest.save(dir)?;
+        }
         let mut parts = Vec::new();
         let live: std::collections::HashSet<&str> = manifest.parts.iter().map(|p| p.file.as_str()).collect();
         for entry in fs::read_dir(&parts_dir)

@@ -532,3 +532,18 @@ fn a_missing_manifest_with_parts_refuses_to_open() {
     assert!(err.to_string().contains("MANIFEST is missing"), "{err}");
     assert!(part_files(dir.path(), "raw-") > 0, "parts kept");
 }
+
+/// A new store writes its (empty) manifest at once: parts that a crash during the first
+/// checkpoint left behind are leftovers at the next start, not a reason to refuse it.
+#[test]
+fn a_crash_during_the_first_checkpoint_leaves_a_store_that_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    assert!(dir.path().join("MANIFEST").exists());
+    drop(store);
+    // What a checkpoint killed before its manifest update leaves: a part nothing names.
+    std::fs::write(dir.path().join("parts").join("raw-0-0000000001.pwp"), b"torn").unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(part_files(dir.path(), "raw-"), 0, "the leftover is removed");
+    drop(store);
+}

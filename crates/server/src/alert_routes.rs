@@ -64,9 +64,23 @@ impl From<AlertingError> for Refused {
     }
 }
 
-/// A JSON body parsed with serde's message (which names the field) on failure.
+/// A JSON body; a value of the wrong type or a missing field is refused with the field's path,
+/// in `message` and as the one entry of `errors`.
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refused> {
-    serde_json::from_slice(bytes).map_err(|e| Refused::bad(format!("body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            return Refused::bad(format!("body: {inner}"));
+        }
+        Refused(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            format!("{path}: {inner}"),
+            vec![json!({ "path": path, "message": inner.to_string() })],
+        )
+    })
 }
 
 /// Runs blocking alerting work (it may write files) off the async workers.

@@ -185,6 +185,7 @@ pub async fn publish(State(state): State<AppState>, body: Body) -> Result<Respon
     check_ready(&state)?;
     let body = read_body(&state, body).await?;
     let req: PublishBody<'_> = parse_body(&body)?;
+    server_owned(&req.channel)?;
     let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
@@ -212,6 +213,21 @@ struct BroadcastBody<'a> {
     priority: Priority,
 }
 
+/// Refuses client publications to the channels the server itself publishes on (alert events,
+/// anomalies, rolling statistics), so their subscribers can trust what arrives there.
+fn server_owned(channel: &str) -> Result<(), ApiError> {
+    let owned = channel == crate::alerting::ALERTS_CHANNEL
+        || channel == crate::watch::ANOMALIES_CHANNEL
+        || channel.starts_with("stats:");
+    if owned {
+        return Err(ApiError::new(
+            ErrorCode::BadChannel,
+            format!("{channel:?}: the server publishes on this channel; clients cannot"),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
     check_ready(&state)?;
     let body = read_body(&state, body).await?;
@@ -223,6 +239,7 @@ pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Resp
     for name in &req.channels {
         pulsewire_model::ChannelName::parse(name)
             .map_err(|e| ApiError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
+        server_owned(name)?;
     }
     let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());

@@ -23,6 +23,8 @@ use super::silence::Silences;
 
 /// The `group_by` entry that stands for the rule's name.
 pub const ALERTNAME: &str = "alertname";
+/// The `group_by` (and silence matcher) name that stands for the alert's severity.
+pub const SEVERITY: &str = "severity";
 /// The `group_by` entry that groups by every label.
 pub const ALL_LABELS: &str = "...";
 
@@ -138,10 +140,12 @@ impl Dispatcher {
             if name == ALL_LABELS {
                 labels.extend(event.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 labels.insert(ALERTNAME.to_string(), event.rule.clone());
-            } else if name == ALERTNAME {
-                labels.insert(ALERTNAME.to_string(), event.rule.clone());
             } else if let Some(v) = event.labels.get(name) {
                 labels.insert(name.clone(), v.clone());
+            } else if name == ALERTNAME {
+                labels.insert(ALERTNAME.to_string(), event.rule.clone());
+            } else if name == SEVERITY {
+                labels.insert(SEVERITY.to_string(), event.severity.as_str().to_string());
             }
         }
         let body: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();

@@ -12,7 +12,7 @@ use pulsewire_proto::{MatchOp, Matcher};
 use serde::{Deserialize, Serialize};
 
 use super::AlertError;
-use super::dispatch::ALERTNAME;
+use super::dispatch::{ALERTNAME, SEVERITY};
 
 /// One matcher as written in the API: `{"name": "host", "op": "=~", "value": "web.*"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,13 +143,15 @@ impl Silences {
     }
 
     /// The id of an active silence that mutes `event` at `now`. Besides its labels, a matcher on
-    /// `alertname` sees the rule's name (unless the alert has a label of that name), so a rule
-    /// can be silenced as in Alertmanager.
+    /// `alertname` sees the rule's name and one on `severity` the alert's severity (unless the
+    /// alert has a label of that name), so a rule or a severity can be silenced as in
+    /// Alertmanager.
     pub fn silencing(&self, event: &AlertEvent, now: i64) -> Option<&str> {
         self.find(
             |tag| match event.labels.get(tag) {
                 Some(v) => Some(v.as_str()),
                 None if tag == ALERTNAME => Some(event.rule.as_str()),
+                None if tag == SEVERITY => Some(event.severity.as_str()),
                 None => None,
             },
             now,
@@ -292,6 +294,17 @@ mod tests {
         assert_eq!(s.silencing(&ev, 150), Some(by_rule.id.as_str()));
         assert_eq!(s.silenced_by(&ev.labels, 150), None);
         s.remove(&by_rule.id).unwrap_or_else(|e| panic!("{e}"));
+        // `severity` is the alert's severity.
+        let by_severity = s
+            .add(spec(vec![m("severity", "=~", "info|warning")], 100, 200), 50)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.silencing(&ev, 150), Some(by_severity.id.as_str()));
+        let critical = AlertEvent {
+            severity: pulsewire_model::Severity::Critical,
+            ..ev.clone()
+        };
+        assert_eq!(s.silencing(&critical, 150), None);
+        s.remove(&by_severity.id).unwrap_or_else(|e| panic!("{e}"));
         // Expire early, then collect.
         s.expire(&a.id, 120).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.silenced_by(&hit, 150), None);

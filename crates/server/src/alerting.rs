@@ -538,10 +538,16 @@ pub fn spawn_ticker(state: AppState, stop: CancellationToken) -> JoinHandle<()> 
     tokio::spawn(async move {
         let mut every = tokio::time::interval(state.config().analysis.alerts.tick);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
+            }
+            if last_sweep.elapsed() >= std::time::Duration::from_secs(60) {
+                last_sweep = tokio::time::Instant::now();
+                let watch = state.watch().clone();
+                let _ = tokio::task::spawn_blocking(move || watch.sweep(now_ms())).await;
             }
             let alerting: Arc<Alerting> = state.alerting().clone();
             let Ok(notes) = tokio::task::spawn_blocking(move || alerting.tick()).await else {

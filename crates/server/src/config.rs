@@ -300,6 +300,10 @@ pub struct AnomalyConfig {
     /// Scores at least this high are stored beside the sample (same field, tags and time, in the
     /// measurement `<measurement>:anomaly`); lower ones (ordinary points) are not kept.
     pub store_min_score: f64,
+    /// A series without a sample for this long is forgotten (its detector state freed); it
+    /// starts a new warm-up if it comes back.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
 }
 
 impl Default for AnomalyConfig {
@@ -309,6 +313,7 @@ impl Default for AnomalyConfig {
             detector: pulsewire_analysis::DetectorKind::default(),
             threshold: 0.5,
             store_min_score: crate::watch::DEFAULT_STORE_MIN_SCORE,
+            forget_after: Duration::from_secs(3600),
         }
     }
 }
@@ -538,6 +543,11 @@ impl Config {
             }
         }
         positive(&mut out, "analysis.alerts.tick", self.analysis.alerts.tick);
+        positive(
+            &mut out,
+            "analysis.anomaly.forget_after",
+            self.analysis.anomaly.forget_after,
+        );
         if self.analysis.alerts.group_by.is_empty() {
             out.push("analysis.alerts.group_by: must name at least one label (or `...`)".into());
         }

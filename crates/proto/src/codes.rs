@@ -26,6 +26,10 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Anything else; details are in the server log, not in the message.
     Internal,
+    /// The request carries no API key, or one the server does not know or has revoked.
+    Unauthorized,
+    /// The API key is valid but lacks the scope the request needs.
+    Forbidden,
 }
 
 impl ErrorCode {
@@ -42,6 +46,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 
@@ -58,6 +64,8 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
         }
     }
 }

@@ -29,6 +29,10 @@ pub struct BackupArgs {
     /// Directory to write the backup into; created if missing, refused if not empty.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// File holding an API key with the `admin` scope, for a node with `auth.enabled` (read
+    /// from a file so the key does not show in the process list).
+    #[arg(long, value_name = "FILE")]
+    pub api_key_file: Option<PathBuf>,
 }
 
 /// BACKUP.json.
@@ -182,8 +186,18 @@ async fn backup(args: BackupArgs) -> anyhow::Result<()> {
     if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
         bail!("--server: {} is not an http(s) URL", args.server);
     }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(path) = &args.api_key_file {
+        let key =
+            std::fs::read_to_string(path).with_context(|| format!("--api-key-file: cannot read {}", path.display()))?;
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .map_err(|_| anyhow::anyhow!("--api-key-file: {} does not hold a valid key", path.display()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     let created_dir = prepare_out(&args.out)?;
     let client = reqwest::Client::builder()
+        .default_headers(headers)
         .connect_timeout(Duration::from_secs(10))
         // Bounds a stalled node, generously: the snapshot's answer waits for a checkpoint, which
         // seals the whole in-memory head.

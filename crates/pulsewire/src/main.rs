@@ -3,6 +3,7 @@
 
 mod analyze;
 mod backup;
+mod keys;
 mod restore;
 mod settings;
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use pulsewire_server::auth::Exposure;
 use pulsewire_server::{Config, LogFormat, Server};
 
 #[cfg(not(target_env = "msvc"))]
@@ -38,6 +40,9 @@ enum Command {
     Restore(restore::RestoreArgs),
     /// Run an anomaly detector over a `timestamp,value` CSV as the server would, writing scores.
     Analyze(analyze::AnalyzeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +89,7 @@ fn main() -> ExitCode {
         Command::Backup(args) => exit_code("backup", backup::run(args)),
         Command::Restore(args) => exit_code("restore", restore::run(args)),
         Command::Analyze(args) => exit_code("analyze", analyze::run(args)),
+        Command::Keys(cmd) => exit_code("keys", keys::run(cmd)),
     }
 }
 
@@ -124,6 +130,12 @@ fn serve(config: Config, source: String) -> anyhow::Result<()> {
         println!("  publish      POST http://{addr}/api/v1/publish");
         println!("  stats        http://{addr}/api/v1/stats   metrics http://{addr}/metrics");
         println!("  health       http://{addr}/health   ready http://{addr}/ready");
+        let auth = match server.state().exposure() {
+            Exposure::Authenticated => "API keys (`pulsewire keys`)",
+            Exposure::Loopback => "none: serving without authentication on loopback",
+            Exposure::Insecure => "NONE (--insecure): anyone who can reach this address can write, read and administer",
+        };
+        println!("  authentication: {auth}");
         println!("  configuration: {source}");
         println!("  data directory: {}", config.data_dir.display());
         wait_for_signal().await;

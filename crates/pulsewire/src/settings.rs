@@ -31,6 +31,20 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     pub log_json: bool,
+    /// Serve without authentication even on a non-loopback address (sets `auth.insecure`).
+    #[arg(long)]
+    #[serde(skip)]
+    pub insecure: bool,
+}
+
+#[derive(Serialize)]
+struct InsecureOverride {
+    insecure: bool,
+}
+
+#[derive(Serialize)]
+struct AuthFlags {
+    auth: InsecureOverride,
 }
 
 #[derive(Serialize)]
@@ -70,7 +84,12 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
             },
         }));
     }
-    if args.listen.is_some() || args.data_dir.is_some() || args.log_json {
+    if args.insecure {
+        figment = figment.merge(Serialized::defaults(AuthFlags {
+            auth: InsecureOverride { insecure: true },
+        }));
+    }
+    if args.listen.is_some() || args.data_dir.is_some() || args.log_json || args.insecure {
         sources.push("flags".into());
     }
     let config: Config = figment.extract().map_err(|_| section_problems(&figment))?;
@@ -88,7 +107,7 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig,
+        AnalysisConfig, AuthConfig, HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -117,7 +136,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<IngestConfig>(figment, "ingest", &mut out);
     check::<StoreConfig>(figment, "tsdb", &mut out);
     check::<AnalysisConfig>(figment, "analysis", &mut out);
-    const KNOWN: [&str; 11] = [
+    check::<AuthConfig>(figment, "auth", &mut out);
+    const KNOWN: [&str; 12] = [
         "listen",
         "data_dir",
         "log",
@@ -129,6 +149,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "ingest",
         "tsdb",
         "analysis",
+        "auth",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
@@ -236,6 +257,27 @@ mod tests {
         let (config, source) = load(&args).unwrap();
         assert_eq!(config.listen.port(), 9999);
         assert!(source.ends_with("flags"), "{source}");
+    }
+
+    #[test]
+    fn insecure_flag_sets_auth_insecure_and_auth_keys_are_checked() {
+        let args = ServeArgs {
+            insecure: true,
+            ..Default::default()
+        };
+        let (config, source) = load(&args).unwrap();
+        assert!(config.auth.insecure && !config.auth.enabled);
+        assert!(source.ends_with("flags"), "{source}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.toml");
+        std::fs::write(&path, "[auth]\nenabled = \"yes\"\nkeyfile = \"k\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let problems = load(&args).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("auth.")), "{problems:?}");
     }
 
     #[test]

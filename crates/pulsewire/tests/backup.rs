@@ -449,3 +449,49 @@ async fn a_second_node_cannot_open_a_data_directory_in_use() {
     let node = serve(&node_dir).await;
     assert!(node.url.starts_with("http://127.0.0.1:"), "{}", node.url);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_of_a_node_with_auth_needs_an_admin_key_file() {
+    use pulsewire_server::auth::{self, Scope};
+    let tmp = tempfile::tempdir().unwrap();
+    let node_dir = tmp.path().join("node");
+    let mut config = Config {
+        data_dir: node_dir.clone(),
+        ..pulsewire_testkit::test_config()
+    };
+    config.auth.enabled = true;
+    let keys = auth::keys_path(&config.auth, &node_dir);
+    let (_, read_key) = auth::create_key(&keys, "r", "default", vec![Scope::Read]).unwrap();
+    let (_, admin_key) = auth::create_key(&keys, "ops", "default", vec![Scope::Admin]).unwrap();
+    let server = TestServer::start(config).await;
+    let (read_file, admin_file) = (tmp.path().join("read.key"), tmp.path().join("admin.key"));
+    std::fs::write(&read_file, format!("{read_key}\n")).unwrap();
+    std::fs::write(&admin_file, format!("{admin_key}\n")).unwrap();
+
+    let url = server.url("");
+    for (key_file, want) in [(None, "401"), (Some(&read_file), "403")] {
+        let out = tmp.path().join(format!("refused-{want}"));
+        let mut args = vec!["backup", "--server", &url, "--out", path(&out)];
+        if let Some(f) = key_file {
+            args.extend(["--api-key-file", path(f)]);
+        }
+        let refused = pulsewire(&args).await;
+        assert!(!refused.status.success());
+        let msg = stderr(&refused);
+        assert!(msg.contains(want), "{msg}");
+    }
+    let out = tmp.path().join("backup");
+    let done = pulsewire(&[
+        "backup",
+        "--server",
+        &url,
+        "--out",
+        path(&out),
+        "--api-key-file",
+        path(&admin_file),
+    ])
+    .await;
+    assert!(done.status.success(), "{}", stderr(&done));
+    assert!(out.join("BACKUP.json").exists());
+    stop(server).await;
+}

@@ -315,6 +315,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             Json(serde_json::json!({"status": "shutting_down"})),
         )
             .into_response()
+    } else if state.exposure() == crate::auth::Exposure::Insecure {
+        // Still 200, so health checks pass; the warning is for whoever looks.
+        Json(serde_json::json!({
+            "status": "ready",
+            "warning": "serving without authentication on a non-loopback address (--insecure)"
+        }))
+        .into_response()
     } else {
         Json(serde_json::json!({"status": "ready"})).into_response()
     }

@@ -35,6 +35,8 @@ pub struct Config {
     pub tsdb: StoreConfig,
     /// Live analysis of ingested series: rolling statistics, anomaly detection, alert rules.
     pub analysis: AnalysisConfig,
+    /// Authentication of the HTTP API with API keys (docs/security.md).
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -51,8 +53,22 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             tsdb: StoreConfig::default(),
             analysis: AnalysisConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every HTTP API request needs an API key (except `/health`, `/ping`, `/ready`, `/metrics`).
+    /// Off: no authentication, which is allowed only on a loopback address (or with `insecure`).
+    pub enabled: bool,
+    /// The keys file written by `pulsewire keys`; empty means `<data_dir>/auth/keys.json`.
+    pub keys_file: PathBuf,
+    /// Serve without authentication on a non-loopback address anyway (`--insecure`); warned
+    /// about at start and in `/ready`.
+    pub insecure: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -17,6 +17,7 @@ use pulsewire_tsdb::{Refusal, RefusalKind};
 use serde::Deserialize;
 
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::live::LiveBatch;
 use crate::watch::Findings;
 
@@ -90,6 +91,7 @@ pub struct V2Params {
 pub async fn write_v1(
     State(state): State<AppState>,
     Query(q): Query<V1Params>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, IngestError> {
@@ -101,13 +103,14 @@ pub async fn write_v1(
         None | Some("") => Precision::Ns,
         Some(p) => Precision::parse_v1(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
     };
-    write_line_protocol(state, d, db, precision, &headers, body).await
+    write_line_protocol(state, d, tenant, db, precision, &headers, body).await
 }
 
 /// `POST /api/v2/write?org=&bucket=&precision=` (InfluxDB 2.x).
 pub async fn write_v2(
     State(state): State<AppState>,
     Query(q): Query<V2Params>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, IngestError> {
@@ -120,18 +123,20 @@ pub async fn write_v2(
         None | Some("") => Precision::Ns,
         Some(p) => Precision::parse_v2(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
     };
-    write_line_protocol(state, d, bucket, precision, &headers, body).await
+    write_line_protocol(state, d, tenant, bucket, precision, &headers, body).await
 }
 
 /// `POST /api/v1/metrics/ingest`: one JSON object or an array of them.
 pub async fn ingest_json(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
     let d = Dialect::Json;
     let body = decode_body(&state, d, &headers, body).await?;
-    let tenant = TenantId::default_tenant();
+    // Findings are published in the tenant's own channels, after the task has taken `tenant`.
+    let findings_tenant = tenant.clone();
     let hub_state = state.clone();
     let (written, refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
         let items = parse_json_ingest(&body).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?;
@@ -157,7 +162,7 @@ pub async fn ingest_json(
     .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
     wait_durable(d, ack).await?;
     state.live().push(live);
-    crate::watch::publish(state.hub(), &TenantId::default_tenant(), findings).await;
+    crate::watch::publish(state.hub(), &findings_tenant, findings).await;
     let errors: Vec<serde_json::Value> = refused
         .iter()
         .map(|r| serde_json::json!({ "index": r.line, "message": r.message }))
@@ -173,6 +178,7 @@ pub async fn ingest_json(
 async fn write_line_protocol(
     state: AppState,
     d: Dialect,
+    tenant: TenantId,
     db: String,
     precision: Precision,
     headers: &HeaderMap,
@@ -180,7 +186,8 @@ async fn write_line_protocol(
 ) -> Result<StatusCode, IngestError> {
     let body = decode_body(&state, d, headers, body).await?;
     let max_line = state.config().ingest.max_line_bytes;
-    let tenant = TenantId::default_tenant();
+    // Findings are published in the tenant's own channels, after the task has taken `tenant`.
+    let findings_tenant = tenant.clone();
     let hub_state = state.clone();
     let (refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
         let mut refused = Vec::new();
@@ -216,7 +223,7 @@ async fn write_line_protocol(
     .map_err(|_| IngestError::new(d, StatusCode::INTERNAL_SERVER_ERROR, "ingest task failed"))??;
     wait_durable(d, ack).await?;
     state.live().push(live);
-    crate::watch::publish(state.hub(), &TenantId::default_tenant(), findings).await;
+    crate::watch::publish(state.hub(), &findings_tenant, findings).await;
     match status_for(d, &refused) {
         None => Ok(StatusCode::NO_CONTENT),
         Some(status) => {

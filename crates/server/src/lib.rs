@@ -6,6 +6,7 @@ mod admin;
 mod alert_routes;
 mod alerting;
 mod api;
+pub mod auth;
 mod config;
 mod error;
 mod ingest;
@@ -34,8 +35,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, Config, HttpConfig, IngestConfig, LogConfig,
-    LogFormat, NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
+    AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, Config, HttpConfig, IngestConfig,
+    LogConfig, LogFormat, NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -64,6 +65,16 @@ impl Server {
 
     pub async fn start_on(listener: TcpListener, config: Config) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
+        // Decided before anything is opened, so a refused start leaves nothing behind.
+        let exposure = auth::exposure(&config.auth, addr).map_err(anyhow::Error::msg)?;
+        match exposure {
+            auth::Exposure::Authenticated => {}
+            auth::Exposure::Loopback => tracing::info!(%addr, "serving without authentication on loopback"),
+            auth::Exposure::Insecure => tracing::warn!(
+                %addr,
+                "INSECURE: serving WITHOUT AUTHENTICATION on a non-loopback address (--insecure); anyone who can reach it can write, read and administer"
+            ),
+        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
         let data_lock = lock_data_dir(&config.data_dir)?;
@@ -91,7 +102,24 @@ impl Server {
             alerting::Alerting::open(&config.data_dir, &config.analysis)
                 .context("cannot load the alert rules and state")?,
         );
-        let state = AppState::new(hub, store, notifiers, alerting, config, metrics);
+        let keys = match exposure {
+            auth::Exposure::Authenticated => {
+                let path = auth::keys_path(&config.auth, &config.data_dir);
+                let keys = auth::KeyStore::open(path).context("cannot load the API keys")?;
+                tracing::info!(keys_file = %keys.path().display(), "HTTP API requires API keys");
+                Some(keys)
+            }
+            auth::Exposure::Loopback | auth::Exposure::Insecure => None,
+        };
+        let state = AppState::new(
+            hub,
+            store,
+            notifiers,
+            alerting,
+            config,
+            metrics,
+            auth::Auth { keys, exposure },
+        );
         let shutdown = CancellationToken::new();
 
         let router = router(state.clone());
@@ -302,6 +330,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/snapshots", post(admin::create))
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))
         .route("/api/v1/admin/snapshots/{id}/files/{*path}", get(admin::file))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .with_state(state)
 }
 

@@ -9,13 +9,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use pulsewire_codec::{Kind, ValueRef, Values};
-use pulsewire_model::TenantId;
 use pulsewire_proto::{QueryError, parse_duration, parse_query};
 use pulsewire_tsdb::{Aggregation, Bucket, SeriesId, SeriesMeta, Store, Tier, kind_name};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Tenant;
 
 /// A query that cannot be answered: 400 with what is wrong, or 500 for a store failure.
 pub struct QueryFailure(pub(crate) StatusCode, pub(crate) String);
@@ -100,6 +100,7 @@ const MAX_SERIES: usize = 10_000;
 /// `GET /api/v1/query?q=&from=&to=&step=&agg=[&db=]`.
 pub async fn query(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<QueryArgs>,
 ) -> Result<Json<QueryAnswer>, QueryFailure> {
     let p = parse_query(
@@ -110,7 +111,6 @@ pub async fn query(
         args.agg.as_deref(),
         now_ms(),
     )?;
-    let tenant = TenantId::default_tenant();
     let db = args.db.filter(|d| !d.is_empty());
     let force_raw = match args.tier.as_deref() {
         None | Some("") | Some("auto") => false,
@@ -262,6 +262,7 @@ pub struct SeriesArgs {
 /// `GET /api/v1/series?q=[&db=]`.
 pub async fn series(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<SeriesArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let q = args
@@ -269,10 +270,7 @@ pub async fn series(
         .ok_or_else(|| QueryFailure(StatusCode::BAD_REQUEST, "q: missing; expected a selector".into()))?;
     let selector = pulsewire_proto::parse_selector(&q)?;
     let db = args.db.filter(|d| !d.is_empty());
-    let matched = on_store(&state, move |store| {
-        Ok(store.select(&TenantId::default_tenant(), db.as_deref(), &selector))
-    })
-    .await?;
+    let matched = on_store(&state, move |store| Ok(store.select(&tenant, db.as_deref(), &selector))).await?;
     let out: Vec<Value> = matched
         .iter()
         .map(|(_, meta)| {
@@ -346,6 +344,7 @@ pub(crate) async fn on_store<T: Send + 'static>(
 /// `GET /api/v1/metrics/realtime/{source}?range=1h`: every series of one source.
 pub async fn realtime(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(source): Path<String>,
     Query(args): Query<RangeArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
@@ -353,7 +352,6 @@ pub async fn realtime(
     on_store(&state, move |store| {
         let to = now_ms();
         let from = to - range;
-        let tenant = TenantId::default_tenant();
         let mut out = Vec::new();
         // Anomaly scores are derived series: the overviews show what the source wrote.
         for (id, meta) in store
@@ -373,13 +371,13 @@ pub async fn realtime(
 /// `GET /api/v1/metrics/dashboard?range=1h`: the same overview for every source.
 pub async fn dashboard(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<RangeArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let range = range_ms(&args)?;
     on_store(&state, move |store| {
         let to = now_ms();
         let from = to - range;
-        let tenant = TenantId::default_tenant();
         let mut by_source: BTreeMap<String, Vec<Value>> = BTreeMap::new();
         let mut truncated = false;
         let mut n = 0;

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Config;
 use crate::alerting::Alerting;
+use crate::auth::{Auth, Exposure, KeyStore};
 use crate::live::Live;
 use crate::notify::Notifiers;
 use crate::statistics::PublisherCounters;
@@ -31,6 +32,7 @@ struct Inner {
     notifiers: Notifiers,
     alerting: Arc<Alerting>,
     config: Config,
+    auth: Auth,
     metrics: Arc<HubMetrics>,
     registry: Registry,
     rates: Mutex<Rates>,
@@ -52,6 +54,7 @@ impl AppState {
         alerting: Arc<Alerting>,
         config: Config,
         metrics: Arc<HubMetrics>,
+        auth: Auth,
     ) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -68,6 +71,7 @@ impl AppState {
             notifiers,
             alerting,
             config,
+            auth,
             metrics,
             registry,
             rates: Mutex::new(Rates::default()),
@@ -107,6 +111,16 @@ impl AppState {
 
     pub fn config(&self) -> &Config {
         &self.0.config
+    }
+
+    /// The API keys, when authentication is enabled.
+    pub fn keys(&self) -> Option<&KeyStore> {
+        self.0.auth.keys.as_ref()
+    }
+
+    /// How this server is exposed (decided at start).
+    pub fn exposure(&self) -> Exposure {
+        self.0.auth.exposure
     }
 
     pub fn metrics(&self) -> &HubMetrics {

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::AnalysisConfig;
 use crate::AppState;
+use crate::auth::Tenant;
 use crate::query::{QueryFailure, now_ms, on_store, series_head, value_json};
 
 /// The channel the window summaries of `measurement` are published to.
@@ -270,6 +271,7 @@ pub struct StatisticsArgs {
 /// `GET /api/v1/metrics/statistics?q=<selector>[&window=5m][&db=]`.
 pub async fn statistics(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<StatisticsArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let q = args
@@ -282,7 +284,7 @@ pub async fn statistics(
     on_store(&state, move |store| {
         let to = now_ms();
         let from = to - window.ms;
-        let matched = store.select(&TenantId::default_tenant(), db.as_deref(), &selector);
+        let matched = store.select(&tenant, db.as_deref(), &selector);
         if matched.len() > MAX_STATS_SERIES {
             return Err(QueryFailure(
                 StatusCode::BAD_REQUEST,
@@ -316,11 +318,12 @@ pub struct SummaryArgs {
     limit: Option<String>,
 }
 
-/// `GET /api/v1/metrics/summary[?db=][&limit=1000]`: every series of the default tenant, its
+/// `GET /api/v1/metrics/summary[?db=][&limit=1000]`: every series of the key's tenant, its
 /// latest value (within the longest window) and its statistics over 5m (or the shortest
 /// window when 5m is not configured).
 pub async fn summary(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<SummaryArgs>,
 ) -> Result<Json<Value>, QueryFailure> {
     let limit = match args.limit.as_deref().map(str::trim) {
@@ -343,7 +346,7 @@ pub async fn summary(
     on_store(&state, move |store| {
         let to = now_ms();
         let from = to - window.ms;
-        let mut series = store.all_series(&TenantId::default_tenant());
+        let mut series = store.all_series(&tenant);
         // Anomaly scores are derived series: the summary shows what was written.
         series.retain(|(_, m)| !crate::watch::is_derived(&m.line.measurement));
         if let Some(db) = &db {

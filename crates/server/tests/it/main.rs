@@ -2,6 +2,7 @@
 
 mod alerts;
 mod analysis;
+mod auth;
 mod errors;
 mod history;
 mod ingest;

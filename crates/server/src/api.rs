@@ -57,6 +57,7 @@ pub async fn execute(
             data,
             priority,
         } => {
+            server_owned(&channel).map_err(|e| (id, e))?;
             let p = hub
                 .publish(&client.tenant, &channel, data, priority)
                 .await
@@ -181,12 +182,15 @@ struct PublishBody<'a> {
     priority: Priority,
 }
 
-pub async fn publish(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+pub async fn publish(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    body: Body,
+) -> Result<Response, ApiError> {
     check_ready(&state)?;
     let body = read_body(&state, body).await?;
     let req: PublishBody<'_> = parse_body(&body)?;
     server_owned(&req.channel)?;
-    let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
     Ok(json_response(encode_reply(&publish_reply(None, &p))))
@@ -228,7 +232,11 @@ fn server_owned(channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Response, ApiError> {
+pub async fn broadcast(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    body: Body,
+) -> Result<Response, ApiError> {
     check_ready(&state)?;
     let body = read_body(&state, body).await?;
     let req: BroadcastBody<'_> = parse_body(&body)?;
@@ -241,7 +249,6 @@ pub async fn broadcast(State(state): State<AppState>, body: Body) -> Result<Resp
             .map_err(|e| ApiError::new(ErrorCode::BadChannel, format!("{name:?}: {e}")))?;
         server_owned(name)?;
     }
-    let tenant = TenantId::default_tenant();
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let mut results = Vec::with_capacity(req.channels.len());
     for name in &req.channels {
@@ -259,7 +266,11 @@ pub struct HistoryQuery {
     since_offset: Option<u64>,
 }
 
-pub async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery>) -> Result<Response, ApiError> {
+pub async fn history(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
     let since = match (q.since_epoch, q.since_offset) {
         (Some(epoch), Some(offset)) => Some(Position {
             epoch: epoch.into(),
@@ -273,15 +284,7 @@ pub async fn history(State(state): State<AppState>, Query(q): Query<HistoryQuery
             ));
         }
     };
-    let frame = history_frame(
-        state.hub(),
-        &TenantId::default_tenant(),
-        None,
-        &q.channel,
-        since.as_ref(),
-        q.limit,
-    )
-    .await?;
+    let frame = history_frame(state.hub(), &tenant, None, &q.channel, since.as_ref(), q.limit).await?;
     Ok(json_response(frame))
 }
 

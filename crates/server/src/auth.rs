@@ -100,6 +100,23 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
     }
 }
 
+/// Whether a connection may publish: always without authentication, else only with a key that
+/// has the `publish` scope.
+pub struct Publisher(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for Publisher {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Publisher(
+            parts
+                .extensions
+                .get::<Principal>()
+                .is_none_or(|p| p.scopes.contains(&Scope::Publish)),
+        ))
+    }
+}
+
 /// One key as the keys file stores it: never the key itself, only its SHA-256.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -357,12 +374,13 @@ pub fn exposure(auth: &AuthConfig, addr: SocketAddr) -> Result<Exposure, String>
     }
 }
 
-/// The scope a request needs, or `None` for the open endpoints (health, readiness, metrics)
-/// and for WebSocket and SSE, whose authentication is separate.
+/// The scope a request needs, or `None` for the open endpoints (health, readiness, metrics).
+/// WebSocket and SSE connections need `read` to connect; publishing over WebSocket needs
+/// `publish` as well, checked per command ([`Publisher`]).
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let reading = method == Method::GET || method == Method::HEAD;
     match path {
-        "/health" | "/ping" | "/ready" | "/metrics" | "/ws" | "/sse" => None,
+        "/health" | "/ping" | "/ready" | "/metrics" => None,
         "/write" | "/api/v2/write" | "/api/v1/metrics/ingest" => Some(Scope::Ingest),
         "/api/v1/publish" => Some(Scope::Publish),
         "/api/v1/broadcast" | "/api/v1/clients" | "/api/v1/channels" | "/api/v1/notify/dead-letter/replay" => {
@@ -395,8 +413,15 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     };
     let shape = Shape::of(path);
     // The v1 `u`/`p` parameters are what InfluxDB 1.x clients send; only /write speaks 1.x.
-    let presented =
-        presented_key(req.headers()).or_else(|| (path == "/write").then(|| v1_password(req.uri().query())).flatten());
+    // Browsers cannot set headers on a WebSocket or an EventSource: those take the key as
+    // `?access_token=`.
+    let presented = presented_key(req.headers())
+        .or_else(|| (path == "/write").then(|| v1_password(req.uri().query())).flatten())
+        .or_else(|| {
+            matches!(path, "/ws" | "/sse")
+                .then(|| access_token(req.uri().query()))
+                .flatten()
+        });
     let Some(key) = presented else {
         return refuse(
             shape,
@@ -437,6 +462,11 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
         return Some(password.to_owned()).filter(|k| !k.is_empty());
     }
     None
+}
+
+fn access_token(query: Option<&str>) -> Option<String> {
+    let params: HashMap<String, String> = serde_urlencoded_pairs(query?);
+    params.get("access_token").cloned().filter(|p| !p.is_empty())
 }
 
 fn v1_password(query: Option<&str>) -> Option<String> {

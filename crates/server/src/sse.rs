@@ -23,7 +23,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use pulsewire_hub::{Client, CloseReason, Outbound, Transport};
-use pulsewire_model::{ChannelName, Position, TenantId, is_pattern};
+use pulsewire_model::{ChannelName, Position, is_pattern};
 use pulsewire_proto::{CloseCode, ErrorCode};
 use serde::Deserialize;
 
@@ -92,6 +92,7 @@ fn decode_id(id: &str, channels: &[ChannelName]) -> BTreeMap<String, Position> {
 pub async fn stream(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
     headers: HeaderMap,
     Query(q): Query<SseQuery>,
 ) -> Result<Response, ApiError> {
@@ -118,9 +119,7 @@ pub async fn stream(
         .or(q.last_event_id);
     let since = last_id.map(|id| decode_id(&id, &channels)).unwrap_or_default();
 
-    let client = state
-        .hub()
-        .connect(TenantId::default_tenant(), Transport::Sse, Some(remote));
+    let client = state.hub().connect(tenant, Transport::Sse, Some(remote));
     let guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let starts = state.hub().subscribe(&client, None, &names, &since).await?;
     let starts: HashMap<ChannelName, Position> = starts.into_iter().collect();

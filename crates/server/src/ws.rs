@@ -14,7 +14,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use pulsewire_hub::{Client, CloseReason, Outbound};
 use pulsewire_model::TenantId;
-use pulsewire_proto::{CloseCode, ErrorCode, encode_error};
+use pulsewire_proto::{ClientCommand, CloseCode, ErrorCode, encode_error};
 use std::sync::Arc;
 
 use crate::AppState;
@@ -26,6 +26,8 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    crate::auth::Publisher(may_publish): crate::auth::Publisher,
 ) -> Response {
     let cfg = &state.config().websocket;
     // The library limit is a backstop well above ours, so that an oversized frame normally
@@ -38,7 +40,7 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(backstop)
         .max_frame_size(backstop)
-        .on_upgrade(move |socket| run(socket, state, remote))
+        .on_upgrade(move |socket| run(socket, state, remote, tenant, may_publish))
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -55,20 +57,18 @@ enum Exit {
     Gone,
 }
 
-async fn run(socket: WebSocket, state: AppState, remote: SocketAddr) {
+async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, tenant: TenantId, may_publish: bool) {
     if state.is_shutting_down() {
         let (mut sink, _) = socket.split();
         let _ = close(&mut sink, CloseCode::ShuttingDown).await;
         return;
     }
-    let client = state.hub().connect(
-        TenantId::default_tenant(),
-        pulsewire_hub::Transport::WebSocket,
-        Some(remote),
-    );
+    let client = state
+        .hub()
+        .connect(tenant, pulsewire_hub::Transport::WebSocket, Some(remote));
     let _guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let (mut sink, mut stream) = socket.split();
-    let exit = serve(&state, &client, &mut sink, &mut stream).await;
+    let exit = serve(&state, &client, may_publish, &mut sink, &mut stream).await;
     match exit {
         Exit::Close(code) => {
             if code == CloseCode::HeartbeatTimeout {
@@ -156,7 +156,13 @@ async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
     .await
 }
 
-async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Exit {
+async fn serve(
+    state: &AppState,
+    client: &Arc<Client>,
+    may_publish: bool,
+    sink: &mut Sink,
+    stream: &mut SplitStream<WebSocket>,
+) -> Exit {
     let cfg = &state.config().websocket;
     // No timer here: the heartbeat task (`spawn_heartbeat`) checks every connection and queues
     // pings, so an idle connection is just this future, waiting on its queue and its socket.
@@ -200,7 +206,7 @@ async fn serve(state: &AppState, client: &Arc<Client>, sink: &mut Sink, stream: 
                         // Boxed, like every rarely used large future here: a connection's task
                         // keeps the space of every future it may await inline, and idle
                         // connections should not pay for commands they are not running.
-                        Box::pin(handle_text(state, client, text.as_str())).await;
+                        Box::pin(handle_text(state, client, may_publish, text.as_str())).await;
                     }
                     Message::Binary(_) => {
                         let message = "binary frames are not supported; send JSON text frames";
@@ -270,7 +276,7 @@ async fn write_batch(
     Ok(())
 }
 
-async fn handle_text(state: &AppState, client: &Arc<Client>, text: &str) {
+async fn handle_text(state: &AppState, client: &Arc<Client>, may_publish: bool, text: &str) {
     let cmd = match pulsewire_proto::decode_command(text) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -278,6 +284,16 @@ async fn handle_text(state: &AppState, client: &Arc<Client>, text: &str) {
             return;
         }
     };
+    if let ClientCommand::Publish { id, .. } = &cmd
+        && !may_publish
+    {
+        client.push_control(encode_error(
+            *id,
+            ErrorCode::Forbidden,
+            "this connection's API key lacks the `publish` scope",
+        ));
+        return;
+    }
     if let Err((id, e)) = api::execute(state, client, cmd).await {
         client.push_control(encode_error(id, e.code, &e.message));
     }

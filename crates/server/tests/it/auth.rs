@@ -288,3 +288,104 @@ async fn unauthenticated_non_loopback_serving_needs_insecure() {
     let ready = plain.get_json("/ready").await;
     assert!(ready.get("warning").is_none(), "{ready}");
 }
+
+/// Opens a WebSocket to `path` (with its query), returning the stream or the HTTP status of the
+/// refused upgrade.
+async fn ws_at(
+    s: &TestServer,
+    query: &str,
+) -> Result<tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, u16> {
+    match tokio_tungstenite::connect_async(format!("ws://{}/ws{query}", s.addr())).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("websocket connect: {e}"),
+    }
+}
+
+async fn ws_request(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    frame: Value,
+) -> Value {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    ws.send(tokio_tungstenite::tungstenite::Message::text(frame.to_string()))
+        .await
+        .expect("frame sent");
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a reply in time")
+            .expect("connection open")
+            .expect("frame read");
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("JSON frame");
+        }
+    }
+}
+
+#[tokio::test]
+async fn websocket_and_sse_need_a_key_and_act_for_its_tenant() {
+    let mut config = test_config();
+    config.auth.enabled = true;
+    let path = auth::keys_path(&config.auth, &config.data_dir);
+    let (_, read_key) = create(&path, "a", &[Scope::Read]);
+    let (_, publish_b) = create(&path, "b", &[Scope::Read, Scope::Publish]);
+    let s = TestServer::start(config).await;
+    // No key, or an unknown one: the upgrade is refused.
+    assert_eq!(ws_at(&s, "").await.err(), Some(401));
+    assert_eq!(ws_at(&s, "?access_token=pw_nope").await.err(), Some(401));
+    let (status, _) = send(&s, "GET", "/sse?channels=news", None, "").await;
+    assert_eq!(status, 401);
+    // A read-only key subscribes but cannot publish.
+    let mut a = ws_at(&s, &format!("?access_token={read_key}"))
+        .await
+        .expect("connected");
+    let reply = ws_request(
+        &mut a,
+        serde_json::json!({"type":"subscribe","id":1,"channels":["news"]}),
+    )
+    .await;
+    assert_eq!(reply["type"], "subscribed", "{reply}");
+    let reply = ws_request(
+        &mut a,
+        serde_json::json!({"type":"publish","id":2,"channel":"news","data":{"x":1}}),
+    )
+    .await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["code"].as_str()),
+        (Some("error"), Some("forbidden")),
+        "{reply}"
+    );
+    // Tenant b's publication on `news` is b's channel: a's subscriber gets nothing, b's does.
+    let mut b = ws_at(&s, &format!("?access_token={publish_b}"))
+        .await
+        .expect("connected");
+    let reply = ws_request(
+        &mut b,
+        serde_json::json!({"type":"subscribe","id":1,"channels":["news"]}),
+    )
+    .await;
+    assert_eq!(reply["type"], "subscribed");
+    let (status, body) = send(
+        &s,
+        "POST",
+        "/api/v1/publish",
+        Some(&bearer(&publish_b)),
+        r#"{"channel":"news","data":{"from":"b"}}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let got = ws_request(&mut b, serde_json::json!({"type":"ping","id":3})).await;
+    assert_eq!(got["data"]["from"], "b", "{got}");
+    {
+        use futures_util::StreamExt as _;
+        let nothing = tokio::time::timeout(std::time::Duration::from_millis(300), a.next()).await;
+        assert!(
+            nothing.is_err(),
+            "tenant a received tenant b's publication: {nothing:?}"
+        );
+    }
+    // The history of `news` is per tenant too.
+    let (status, body) = send(&s, "GET", "/api/v1/history?channel=news", Some(&bearer(&read_key)), "").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["publications"].as_array().map(Vec::len), Some(0), "{body}");
+}

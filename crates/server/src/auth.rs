@@ -212,12 +212,10 @@ fn update_keys(path: &Path, change: impl FnOnce(&mut Vec<KeyRecord>) -> anyhow::
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    private_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let lock_path = path.with_extension("lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
+    let lock = private_file()
         .truncate(false)
-        .write(true)
         .open(&lock_path)
         .with_context(|| format!("cannot open {}", lock_path.display()))?;
     lock.lock()
@@ -226,7 +224,10 @@ fn update_keys(path: &Path, change: impl FnOnce(&mut Vec<KeyRecord>) -> anyhow::
     change(&mut keys)?;
     let text = serde_json::to_vec_pretty(&KeyFile { keys })?;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut f = private_file()
+        .truncate(true)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
     f.write_all(&text)?;
     f.sync_all()?;
     drop(f);
@@ -238,6 +239,31 @@ fn update_keys(path: &Path, change: impl FnOnce(&mut Vec<KeyRecord>) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// Options that create a file only its owner can read: the keys file holds no key, but it names
+/// every tenant and key, which is nobody else's business.
+fn private_file() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o
+}
+
+/// Creates `dir` (and its parents) for the owner only, if it does not exist.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        b.mode(0o700);
+    }
+    b.create(dir)
 }
 
 /// Tenants name storage namespaces and channels: keep them to a plain, bounded alphabet.
@@ -615,6 +641,13 @@ mod tests {
         assert!(key.starts_with("pw_") && key.len() > 40, "{key}");
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&key) && text.contains(&hash_key(&key)), "{text}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600, "the keys file is the owner's only");
+            assert_eq!(mode(path.parent().unwrap()), 0o700);
+        }
         let store = KeyStore::open(path.clone()).unwrap();
         match store.lookup(&key) {
             Lookup::Valid(p) => assert_eq!((p.tenant.as_str(), p.key_id.as_str()), ("acme", rec.id.as_str())),

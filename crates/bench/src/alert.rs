@@ -15,26 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::stats::{LatencySummary, latency_histogram};
 
-/// Arguments of `bench alert`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct AlertArgs {
-    /// Server address (host:port).
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    pub addr: String,
-    /// Background points per second written to another measurement (scored by the anomaly
-    /// detector too, if the server runs it).
-    #[arg(long, default_value_t = 100_000)]
-    pub background: usize,
-    /// Lines per background request.
-    #[arg(long, default_value_t = 5000)]
-    pub batch: usize,
-    /// Interval between probe points, in milliseconds.
-    #[arg(long, default_value_t = 10)]
-    pub probe_every: u64,
-    /// Seconds measured.
-    #[arg(long, default_value_t = 30)]
-    pub duration: u64,
-}
+/// `bench alert` takes the same arguments as `bench live`.
+pub type AlertArgs = crate::live::LiveArgs;
 
 const RULE: &str = "bench_alert_latency";
 

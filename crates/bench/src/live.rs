@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::stats::{LatencySummary, latency_histogram};
 
-/// Arguments of `bench live`.
+/// Arguments of the latency benchmarks, `bench live` and `bench alert`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LiveArgs {
     /// Server address (host:port).

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, Rolling, Score, band_problem, check, guarded_spread, score_from_deviation};
+use super::{Detector, Rolling, Score, band_problem, guarded_spread, score_from_deviation, window_problem};
 
 /// MAD of a Gaussian times this is its standard deviation.
 const MAD_TO_SIGMA: f64 = 1.4826;
@@ -42,13 +42,7 @@ impl Default for MadConfig {
 
 impl MadConfig {
     pub(crate) fn problem(&self) -> Option<String> {
-        check((3..=1024).contains(&self.window), "window must be between 3 and 1024")
-            .or_else(|| {
-                check(
-                    self.warmup >= 3 && self.warmup <= self.window,
-                    "warmup must be in 3..=window",
-                )
-            })
+        window_problem(self.window, self.warmup, 3, 1024)
             .or_else(|| band_problem(self.threshold, self.high, self.min_relative_spread))
     }
 }

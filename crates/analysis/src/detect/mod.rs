@@ -287,6 +287,21 @@ pub(crate) fn check(ok: bool, problem: &str) -> Option<String> {
     if ok { None } else { Some(problem.to_owned()) }
 }
 
+/// The checks of a detector with a rolling window of `window` points scored after `warmup`:
+/// the window within `min..=max`, the warm-up at least `min` and at most the window.
+pub(crate) fn window_problem(window: usize, warmup: usize, min: usize, max: usize) -> Option<String> {
+    check(
+        (min..=max).contains(&window),
+        &format!("window must be between {min} and {max}"),
+    )
+    .or_else(|| {
+        check(
+            warmup >= min && warmup <= window,
+            &format!("warmup must be in {min}..=window"),
+        )
+    })
+}
+
 /// The checks every threshold-and-spread detector shares: a positive threshold, a high mark at
 /// or above it, and a non-negative constant-series guard.
 pub(crate) fn band_problem(threshold: f64, high: f64, min_relative_spread: f64) -> Option<String> {

@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Detector, Rolling, Score, band_problem, check, guarded_spread, score_from_deviation};
+use super::{Detector, Rolling, Score, band_problem, guarded_spread, score_from_deviation, window_problem};
 
 /// Parameters of [`ZScore`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,13 +37,7 @@ impl Default for ZScoreConfig {
 
 impl ZScoreConfig {
     pub(crate) fn problem(&self) -> Option<String> {
-        check((2..=4096).contains(&self.window), "window must be between 2 and 4096")
-            .or_else(|| {
-                check(
-                    self.warmup >= 2 && self.warmup <= self.window,
-                    "warmup must be in 2..=window",
-                )
-            })
+        window_problem(self.window, self.warmup, 2, 4096)
             .or_else(|| band_problem(self.threshold, self.high, self.min_relative_spread))
     }
 }

@@ -1,5 +1,6 @@
 //! `bench query`: query latency over one stored series. Loads one day of 1 s data for one
-//! series (86,400 points) through `/write`, seals it (`POST /api/v1/admin/checkpoint`), then
+//! series (86,400 points) through `/write`, seals it and builds its rollups
+//! (`POST /api/v1/admin/rollup`), then
 //! times `GET /api/v1/query` aggregating the day to 1-minute steps, from raw points
 //! (`tier=raw`) and from the 1-minute rollup tier, and prints latency percentiles.
 
@@ -59,12 +60,12 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let resp = http.post(format!("{base}/api/v1/admin/checkpoint")).send().await?;
+    let resp = http.post(format!("{base}/api/v1/admin/rollup")).send().await?;
     if !resp.status().is_success() {
-        bail!("checkpoint failed: {}", resp.status());
+        bail!("rollup failed: {}", resp.status());
     }
     println!(
-        "loaded              {} points of one series (1 s apart) in {:.1} s, sealed into parts",
+        "loaded              {} points of one series (1 s apart) in {:.1} s, sealed into parts with their rollups",
         args.points,
         loading.elapsed().as_secs_f64()
     );

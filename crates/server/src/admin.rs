@@ -115,3 +115,19 @@ pub async fn checkpoint(State(state): State<AppState>) -> Response {
         Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "checkpoint task failed"),
     }
 }
+
+/// `POST /api/v1/admin/rollup`: seals the head, then builds the rollup tiers of every day that
+/// has none yet, without waiting for the day to end and go quiet (after importing history).
+pub async fn rollup(State(state): State<AppState>) -> Response {
+    let store = state.store().clone();
+    let work = move || {
+        store.checkpoint()?;
+        store.roll_up()?;
+        Ok::<_, pulsewire_tsdb::Error>(store.stats())
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(stats)) => (StatusCode::OK, Json(json!({ "tsdb": stats }))).into_response(),
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("rollup failed: {e}")),
+        Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "rollup task failed"),
+    }
+}

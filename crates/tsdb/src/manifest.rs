@@ -3,6 +3,7 @@
 //! directory), so after a crash it is either the old or the new set, never a mix; part files
 //! it does not name are leftovers of an interrupted checkpoint or compaction and are deleted.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 
@@ -13,6 +14,8 @@ use crate::wal::sync_dir;
 use crate::{Error, Result};
 
 pub const FILE: &str = "MANIFEST";
+/// 2: rollups built per day once it is quiet (`unrolled`); 1: built at every checkpoint.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -22,6 +25,12 @@ pub struct Manifest {
     /// Sequence number for the next part; a higher sequence wins at equal timestamps.
     pub next_seq: u64,
     pub parts: Vec<PartEntry>,
+    /// Raw day partitions (their start, ms) whose rollup tiers are not built yet: a day's 1m, 5m
+    /// and 1h summaries are built once it has gone quiet (see `Store::roll_up`), and points
+    /// that arrive for it after that are summarised as they are sealed. Empty in version 1
+    /// manifests, whose checkpoints built every tier as they sealed.
+    #[serde(default)]
+    pub unrolled: BTreeSet<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +52,18 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Manifest> {
         let path = dir.join(FILE);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display()))),
+            Ok(bytes) => {
+                let m: Manifest =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+                if m.version > VERSION {
+                    return Err(Error::Corrupt(format!(
+                        "{} is version {}, newer than this Pulsewire reads ({VERSION})",
+                        path.display(),
+                        m.version
+                    )));
+                }
+                Ok(m)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Without a manifest every part would look like a leftover and be deleted: refuse
                 // to start instead of losing sealed data.
@@ -59,7 +79,7 @@ impl Manifest {
                     )));
                 }
                 Ok(Manifest {
-                    version: 1,
+                    version: VERSION,
                     ..Manifest::default()
                 })
             }
@@ -68,8 +88,12 @@ impl Manifest {
     }
 
     pub fn save(&self, dir: &Path) -> Result<()> {
+        let this = Manifest {
+            version: VERSION,
+            ..self.clone()
+        };
         let tmp = dir.join("MANIFEST.tmp");
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Invalid(e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(&this).map_err(|e| Error::Invalid(e.to_string()))?;
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             std::io::Write::write_all(&mut f, &bytes)?;

@@ -2,7 +2,7 @@
 //! compaction, retention, recovery on open, and the read path that merges parts, frozen heads
 //! and the live head.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,6 +32,10 @@ const COMPACT_AT: usize = 4;
 /// A partition that ended this long ago is merged into a single part (large blocks compress
 /// best: the codec needs hundreds of points per block to reach its size).
 const COLD_AFTER_MS: i64 = 3_600_000;
+/// A cold day's rollups are built once no checkpoint has added raw points to it for this long
+/// (store clock, ms): a day still being back-filled would otherwise be summarised again and
+/// again as late points trickle in.
+const ROLLUP_QUIET_MS: i64 = 600_000;
 /// How often retention and compaction run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 /// Points one raw query may return.
@@ -121,6 +125,9 @@ struct View {
     parts: Vec<Arc<LivePart>>,
     /// Heads being checkpointed: immutable, read without locks.
     frozen: Vec<Arc<Head>>,
+    /// Raw day partitions without rollup tiers yet (the manifest's `unrolled`): aggregated
+    /// queries summarise their raw points instead.
+    unrolled: BTreeSet<i64>,
 }
 
 struct Shared {
@@ -137,6 +144,9 @@ struct Shared {
     next_seq: AtomicU64,
     /// Serialises checkpoints.
     checkpointing: Mutex<()>,
+    /// Store-clock time (ms) of the last checkpoint that added raw points to each day partition
+    /// since the start, for [`ROLLUP_QUIET_MS`].
+    raw_written: Mutex<HashMap<i64, i64>>,
     /// Serialises compaction and retention. Held apart from checkpoints: a compaction can take
     /// many seconds, and a checkpoint waiting behind it let the head and the WAL grow without
     /// bound (and writers stall for as long).
@@ -322,7 +332,9 @@ impl Store {
             view: RwLock::new(Arc::new(View {
                 parts,
                 frozen: Vec::new(),
+                unrolled: manifest.unrolled.clone(),
             })),
+            raw_written: Mutex::new(HashMap::new()),
             wal,
             next_seq: AtomicU64::new(manifest.next_seq),
             manifest: Mutex::new(manifest),
@@ -609,37 +621,9 @@ impl Store {
         let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
         let from = from.max((self.shared.clock)() - retention.as_millis() as i64);
         let (view, heads) = self.view_and_heads(id, meta, from, to);
-        let mut runs: Vec<(Vec<i64>, Values)> = Vec::new();
-        let mut parts: Vec<&Arc<LivePart>> = view
-            .parts
-            .iter()
-            .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
-            .collect();
-        parts.sort_by_key(|p| p.entry.seq);
-        let mut total = 0usize;
-        for p in parts {
-            if p.part.blocks(id, from, to).is_empty() {
-                continue;
-            }
-            let mut ts = Vec::new();
-            let mut values = Values::new(meta.kind);
-            p.part.read_raw(id, from, to, &mut ts, &mut values)?;
-            total += ts.len();
-            if total > MAX_RAW_POINTS {
-                return Err(too_many_points());
-            }
-            runs.push((ts, values));
-        }
+        let mut runs = raw_runs(&view, id, meta.kind, from, to)?;
         runs.extend(heads);
-        runs.retain(|(ts, _)| !ts.is_empty());
-        let out = match runs.len() {
-            0 => (Vec::new(), Values::new(meta.kind)),
-            1 => runs.pop().unwrap_or_else(|| (Vec::new(), Values::new(meta.kind))),
-            _ => {
-                let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
-                merge(&refs, meta.kind)
-            }
-        };
+        let out = merge_runs(runs, meta.kind);
         if out.0.len() > MAX_RAW_POINTS {
             return Err(too_many_points());
         }
@@ -811,6 +795,11 @@ impl Store {
         sketches: Sketches,
     ) -> Result<Vec<(i64, Summary)>> {
         let (view, heads) = self.view_and_heads(id, meta, lo, hi);
+        let resolution = tier.resolution_ms();
+        let summarize = |ts: &[i64], values: &Values| {
+            let vals = numeric(values).unwrap_or_else(|| vec![1.0; ts.len()]);
+            summarize_raw(ts, &vals, resolution)
+        };
         let mut out = Vec::new();
         for p in view
             .parts
@@ -819,9 +808,25 @@ impl Store {
         {
             p.part.read_summaries(id, lo, hi, sketches, &mut out)?;
         }
+        // Days without tiers yet are summarised from their raw points, parts and heads merged so
+        // that a rewritten point counts once; the heads' points of other days join the tiers.
+        let mut pending: BTreeMap<i64, Vec<(Vec<i64>, Values)>> = view
+            .unrolled
+            .range(Tier::Raw.partition_of(lo)..hi)
+            .map(|&day| Ok((day, raw_runs(&view, id, meta.kind, lo.max(day), hi.min(day + Tier::Raw.partition_ms()))?)))
+            .collect::<Result<_>>()?;
         for (ts, values) in heads {
-            let vals = numeric(&values).unwrap_or_else(|| vec![1.0; ts.len()]);
-            out.extend(summarize_raw(&ts, &vals, tier.resolution_ms()));
+            for (day, range) in day_runs(&ts) {
+                let run = (ts.get(range.clone()).unwrap_or_default().to_vec(), slice_values(&values, range));
+                match pending.get_mut(&day) {
+                    Some(runs) => runs.push(run),
+                    None => out.extend(summarize(&run.0, &run.1)),
+                }
+            }
+        }
+        for runs in pending.into_values() {
+            let (ts, values) = merge_runs(runs, meta.kind);
+            out.extend(summarize(&ts, &values));
         }
         Ok(out)
     }
@@ -862,9 +867,17 @@ impl Store {
         self.shared.checkpoint()
     }
 
-    /// Runs retention and compaction now.
+    /// Runs rollups, retention and compaction now.
     pub fn maintain(&self) -> Result<()> {
         self.shared.maintain((self.shared.clock)())
+    }
+
+    /// Builds the rollup tiers of every day that has none yet, without waiting for the day to
+    /// end and go quiet (after a bulk import, before measuring). Points that arrive later for
+    /// those days are summarised as they are sealed.
+    pub fn roll_up(&self) -> Result<()> {
+        let _m = self.shared.maintenance.lock();
+        self.shared.roll_up((self.shared.clock)(), true)
     }
 
     /// A consistent copy of the store in `dest` (a new directory on the same file system):
@@ -911,6 +924,62 @@ impl Store {
         self.shared.wal.close();
         result
     }
+}
+
+/// The points of one series in `[from, to)` in each raw part that has some, in the parts'
+/// order of precedence (later writes last).
+fn raw_runs(view: &View, id: SeriesId, kind: Kind, from: i64, to: i64) -> Result<Vec<(Vec<i64>, Values)>> {
+    let mut parts: Vec<&Arc<LivePart>> = view
+        .parts
+        .iter()
+        .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
+        .collect();
+    parts.sort_by_key(|p| p.entry.seq);
+    let mut runs = Vec::new();
+    let mut total = 0usize;
+    for p in parts {
+        if p.part.blocks(id, from, to).is_empty() {
+            continue;
+        }
+        let mut ts = Vec::new();
+        let mut values = Values::new(kind);
+        p.part.read_raw(id, from, to, &mut ts, &mut values)?;
+        total += ts.len();
+        if total > MAX_RAW_POINTS {
+            return Err(too_many_points());
+        }
+        runs.push((ts, values));
+    }
+    Ok(runs)
+}
+
+/// Runs of points merged into one ascending run; a later run wins at an equal timestamp.
+fn merge_runs(mut runs: Vec<(Vec<i64>, Values)>, kind: Kind) -> (Vec<i64>, Values) {
+    runs.retain(|(ts, _)| !ts.is_empty());
+    match runs.len() {
+        0 => (Vec::new(), Values::new(kind)),
+        1 => runs.pop().unwrap_or_else(|| (Vec::new(), Values::new(kind))),
+        _ => {
+            let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
+            merge(&refs, kind)
+        }
+    }
+}
+
+/// Ascending timestamps cut at raw day partitions: each day's start and its index range.
+fn day_runs(ts: &[i64]) -> impl Iterator<Item = (i64, std::ops::Range<usize>)> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let &t0 = ts.get(start)?;
+        let day = Tier::Raw.partition_of(t0);
+        let end = start
+            + ts.get(start..)
+                .map_or(0, |r| r.partition_point(|&t| t < day + Tier::Raw.partition_ms()));
+        let end = end.max(start + 1);
+        let range = start..end;
+        start = end;
+        Some((day, range))
+    })
 }
 
 fn too_many_points() -> Error {
@@ -1049,11 +1118,34 @@ impl Shared {
                 .collect();
             (frozen, rotated, defs, metas)
         };
+        // Days whose tiers are built: the head's points of those days are summarised as they
+        // are sealed. A rollup commits only between checkpoints (it takes `checkpointing`), so
+        // this stays true until this checkpoint's own commit.
+        let rolled: BTreeSet<i64> = {
+            let m = self.manifest.lock();
+            m.parts
+                .iter()
+                .filter(|p| p.tier == Tier::Raw && !m.unrolled.contains(&p.partition))
+                .map(|p| p.partition)
+                .collect()
+        };
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
             self.append_series_log(&defs)?;
             let parts_dir = self.dir.join("parts");
-            let added = seal(&frozen, &metas, &parts_dir, &self.next_seq)?;
+            let added = seal(&frozen, &metas, &parts_dir, &self.next_seq, &rolled)?;
+            let new_days: BTreeSet<i64> = added
+                .iter()
+                .filter(|e| e.tier == Tier::Raw && !rolled.contains(&e.partition))
+                .map(|e| e.partition)
+                .collect();
+            {
+                let now = (self.clock)();
+                let mut written = self.raw_written.lock();
+                for e in added.iter().filter(|e| e.tier == Tier::Raw) {
+                    written.insert(e.partition, now);
+                }
+            }
             wal::sync_dir(&parts_dir)?;
             let opened: Vec<Arc<LivePart>> = added
                 .iter()
@@ -1070,6 +1162,7 @@ impl Shared {
                 let mut current = self.manifest.lock();
                 let mut manifest = current.clone();
                 manifest.parts.extend(added);
+                manifest.unrolled.extend(new_days.iter().copied());
                 manifest.wal_checkpoint = closed;
                 manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
                 manifest.save(&self.dir)?;
@@ -1077,6 +1170,7 @@ impl Shared {
                 let mut next = (**view).clone();
                 next.frozen.retain(|h| !Arc::ptr_eq(h, &frozen));
                 next.parts.extend(opened);
+                next.unrolled.extend(new_days);
                 *view = Arc::new(next);
                 *current = manifest;
             }
@@ -1122,6 +1216,7 @@ impl Shared {
     /// there are several).
     fn maintain(&self, now: i64) -> Result<()> {
         let _m = self.maintenance.lock();
+        self.roll_up(now, false)?;
         let r = &self.config.retention;
         let manifest = self.manifest.lock().clone();
         let mut groups: BTreeMap<(Tier, i64), Vec<PartEntry>> = BTreeMap::new();
@@ -1169,6 +1264,134 @@ impl Shared {
             }
         }
         Ok(())
+    }
+
+    /// Builds the tiers of the raw day partitions that have none yet and are due: ended at least
+    /// [`COLD_AFTER_MS`] ago with no checkpoint into them for [`ROLLUP_QUIET_MS`], or about to
+    /// lose raw points to retention; every one with `force`. Caller holds `maintenance`.
+    fn roll_up(&self, now: i64, force: bool) -> Result<()> {
+        let r = &self.config.retention;
+        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
+        let shortest_raw = shortest_raw.as_millis() as i64;
+        let unrolled = self.manifest.lock().unrolled.clone();
+        let written = self.raw_written.lock().clone();
+        for day in unrolled {
+            let end = day + Tier::Raw.partition_ms();
+            let quiet = written.get(&day).is_none_or(|&t| t <= now - ROLLUP_QUIET_MS);
+            let due = force || (end <= now - COLD_AFTER_MS && quiet) || end <= now - shortest_raw;
+            if due {
+                let started = Instant::now();
+                if self.roll_up_day(day)? {
+                    tracing::info!(partition = day, ms = started.elapsed().as_millis() as u64, "rollups built");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds the 1m, 5m and 1h tiers of one raw day partition from its parts. Returns false,
+    /// leaving the day for later, if a checkpoint added points to the day meanwhile.
+    fn roll_up_day(&self, day: i64) -> Result<bool> {
+        let view = self.view.read().clone();
+        let mut parts: Vec<&Arc<LivePart>> = view
+            .parts
+            .iter()
+            .filter(|p| p.entry.tier == Tier::Raw && p.entry.partition == day)
+            .collect();
+        parts.sort_by_key(|p| p.entry.seq);
+        let inputs: BTreeSet<u64> = parts.iter().map(|p| p.entry.seq).collect();
+        let mut ids: Vec<SeriesId> = parts
+            .iter()
+            .flat_map(|p| p.part.series_ids().collect::<Vec<_>>())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let parts_dir = self.dir.join("parts");
+        let mut writers = Writers {
+            dir: &parts_dir,
+            next_seq: &self.next_seq,
+            open: BTreeMap::new(),
+        };
+        let result = (|| {
+            for id in ids {
+                let mut runs = Vec::new();
+                let mut kind = None;
+                for p in &parts {
+                    let Some(k) = p.part.kind(id).transpose()? else {
+                        continue;
+                    };
+                    let mut ts = Vec::new();
+                    let mut values = Values::new(k);
+                    p.part.read_raw(id, i64::MIN, i64::MAX, &mut ts, &mut values)?;
+                    kind = Some(k);
+                    runs.push((ts, values));
+                }
+                let Some(kind) = kind else { continue };
+                let (ts, values) = merge_runs(runs, kind);
+                if let Some(vals) = numeric(&values) {
+                    writers.add_tiers(id, &ts, &vals)?;
+                }
+            }
+            Ok(())
+        })();
+        let added = writers.finish(result)?;
+        let discard = |added: &[PartEntry]| {
+            for e in added {
+                let _ = fs::remove_file(parts_dir.join(&e.file));
+            }
+        };
+        let opened = (|| {
+            wal::sync_dir(&parts_dir)?;
+            added
+                .iter()
+                .map(|entry| {
+                    Part::open(&parts_dir.join(&entry.file)).map(|part| {
+                        Arc::new(LivePart {
+                            entry: entry.clone(),
+                            part,
+                        })
+                    })
+                })
+                .collect::<Result<Vec<_>>>()
+        })();
+        let opened = match opened {
+            Ok(o) => o,
+            Err(e) => {
+                discard(&added);
+                return Err(e);
+            }
+        };
+        // No checkpoint between the check and the commit: the checkpoint decides per day
+        // whether to summarise its points from this same manifest.
+        let _c = self.checkpointing.lock();
+        let mut current = self.manifest.lock();
+        let now_inputs: BTreeSet<u64> = current
+            .parts
+            .iter()
+            .filter(|p| p.tier == Tier::Raw && p.partition == day)
+            .map(|p| p.seq)
+            .collect();
+        if now_inputs != inputs || !current.unrolled.contains(&day) {
+            std::mem::drop(current);
+            discard(&added);
+            return Ok(false);
+        }
+        let mut manifest = current.clone();
+        manifest.parts.extend(added.iter().cloned());
+        manifest.unrolled.remove(&day);
+        manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
+        if let Err(e) = manifest.save(&self.dir) {
+            std::mem::drop(current);
+            discard(&added);
+            return Err(e);
+        }
+        let mut view = self.view.write();
+        let mut next = (**view).clone();
+        next.parts.extend(opened);
+        next.unrolled.remove(&day);
+        *view = Arc::new(next);
+        *current = manifest;
+        Ok(true)
     }
 
     /// Merges the parts of one partition into one, leaving out the series in `drop`.
@@ -1317,6 +1540,45 @@ struct Writers<'a> {
 }
 
 impl Writers<'_> {
+    /// Adds the 1m, 5m and 1h summaries of one series' points (ascending) to the tier parts.
+    fn add_tiers(&mut self, id: SeriesId, ts: &[i64], vals: &[f64]) -> Result<()> {
+        let m1 = summarize_raw(ts, vals, Tier::M1.resolution_ms());
+        let m5 = rebucket(m1.clone(), Tier::M5.resolution_ms());
+        let h1 = rebucket(m5.clone(), Tier::H1.resolution_ms());
+        for (tier, buckets) in [(Tier::M1, m1), (Tier::M5, m5), (Tier::H1, h1)] {
+            let mut start = 0;
+            while let Some(&(b0, _)) = buckets.get(start) {
+                let p = tier.partition_of(b0);
+                let end = start
+                    + buckets
+                        .get(start..)
+                        .map_or(0, |r| r.partition_point(|(b, _)| *b < p + tier.partition_ms()));
+                self.get(tier, p)?
+                    .add_summaries(id, buckets.get(start..end).unwrap_or_default())?;
+                start = end.max(start + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes every part (synced and renamed) and returns their entries; on an error
+    /// abandons them all.
+    fn finish(mut self, result: Result<()>) -> Result<Vec<PartEntry>> {
+        let open = std::mem::take(&mut self.open);
+        if let Err(e) = result {
+            for (_, w) in open.into_values() {
+                w.abandon();
+            }
+            return Err(e);
+        }
+        let mut added = Vec::new();
+        for (entry, w) in open.into_values() {
+            w.finish()?;
+            added.push(entry);
+        }
+        Ok(added)
+    }
+
     fn get(&mut self, tier: Tier, partition: i64) -> Result<&mut PartWriter> {
         use std::collections::btree_map::Entry;
         match self.open.entry((tier, partition)) {
@@ -1330,10 +1592,17 @@ impl Writers<'_> {
     }
 }
 
-/// Writes a frozen head into raw parts per day partition and 1m/5m/1h rollup parts, one series
-/// at a time (ascending ids, as parts require), so memory stays that of one series; returns the
-/// entries of the parts written (synced and renamed, not yet in the manifest).
-fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, next_seq: &AtomicU64) -> Result<Vec<PartEntry>> {
+/// Writes a frozen head into raw parts per day partition, and its points of the days in `rolled`
+/// (whose tiers are built already) into 1m/5m/1h rollup parts, one series at a time (ascending
+/// ids, as parts require), so memory stays that of one series; returns the entries of the parts
+/// written (synced and renamed, not yet in the manifest).
+fn seal(
+    head: &Head,
+    metas: &[(SeriesId, SeriesMeta)],
+    dir: &Path,
+    next_seq: &AtomicU64,
+    rolled: &BTreeSet<i64>,
+) -> Result<Vec<PartEntry>> {
     // Sealing (block and rollup encoding) is CPU work that writers may be waiting on: split the
     // series over one thread per core. Each thread writes its own parts; parts of one
     // checkpoint hold disjoint series, so their order of precedence does not matter.
@@ -1342,7 +1611,7 @@ fn seal(head: &Head, metas: &[(SeriesId, SeriesMeta)], dir: &Path, next_seq: &At
     let results: Vec<Result<Vec<PartEntry>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = metas
             .chunks(chunk)
-            .map(|part| scope.spawn(move || seal_series(head, part, dir, next_seq)))
+            .map(|part| scope.spawn(move || seal_series(head, part, dir, next_seq, rolled)))
             .collect();
         handles
             .into_iter()
@@ -1375,6 +1644,7 @@ fn seal_series(
     metas: &[(SeriesId, SeriesMeta)],
     dir: &Path,
     next_seq: &AtomicU64,
+    rolled: &BTreeSet<i64>,
 ) -> Result<Vec<PartEntry>> {
     let mut writers = Writers {
         dir,
@@ -1384,50 +1654,26 @@ fn seal_series(
     let result = (|| {
         for (id, meta) in metas {
             let (ts, values) = head.read(*id, meta.kind);
-            let mut start = 0;
-            while let Some(&t0) = ts.get(start) {
-                let p = Tier::Raw.partition_of(t0);
-                let end = start
-                    + ts.get(start..)
-                        .map_or(0, |r| r.partition_point(|&t| t < p + Tier::Raw.partition_ms()));
-                let run = ts.get(start..end).unwrap_or_default();
+            let vals = numeric(&values);
+            // Points of days whose tiers exist already are summarised into them now.
+            let (mut late_ts, mut late_vals) = (Vec::new(), Vec::new());
+            for (day, range) in day_runs(&ts) {
+                let run = ts.get(range.clone()).unwrap_or_default();
                 writers
-                    .get(Tier::Raw, p)?
-                    .add_raw(*id, run, &slice_values(&values, start..end))?;
-                start = end.max(start + 1);
-            }
-            let Some(vals) = numeric(&values) else { continue };
-            let m1 = summarize_raw(&ts, &vals, Tier::M1.resolution_ms());
-            let m5 = rebucket(m1.clone(), Tier::M5.resolution_ms());
-            let h1 = rebucket(m5.clone(), Tier::H1.resolution_ms());
-            for (tier, buckets) in [(Tier::M1, m1), (Tier::M5, m5), (Tier::H1, h1)] {
-                let mut start = 0;
-                while let Some(&(b0, _)) = buckets.get(start) {
-                    let p = tier.partition_of(b0);
-                    let end = start
-                        + buckets
-                            .get(start..)
-                            .map_or(0, |r| r.partition_point(|(b, _)| *b < p + tier.partition_ms()));
-                    writers
-                        .get(tier, p)?
-                        .add_summaries(*id, buckets.get(start..end).unwrap_or_default())?;
-                    start = end.max(start + 1);
+                    .get(Tier::Raw, day)?
+                    .add_raw(*id, run, &slice_values(&values, range.clone()))?;
+                if let Some(vals) = &vals
+                    && rolled.contains(&day)
+                {
+                    late_ts.extend_from_slice(run);
+                    late_vals.extend_from_slice(vals.get(range).unwrap_or_default());
                 }
+            }
+            if !late_ts.is_empty() {
+                writers.add_tiers(*id, &late_ts, &late_vals)?;
             }
         }
         Ok::<_, Error>(())
     })();
-    let open = std::mem::take(&mut writers.open);
-    if let Err(e) = result {
-        for (_, w) in open.into_values() {
-            w.abandon();
-        }
-        return Err(e);
-    }
-    let mut added = Vec::new();
-    for (entry, w) in open.into_values() {
-        w.finish()?;
-        added.push(entry);
-    }
-    Ok(added)
+    writers.finish(result)
 }

@@ -250,14 +250,18 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Rollup tiers (1m, 5m, 1h; built at checkpoints and merged with the unsealed head) answer
-    /// exactly what the raw points give, quantiles within the sketch's relative accuracy.
+    /// Rollup tiers (1m, 5m, 1h; built per day, late points added at checkpoints, merged with
+    /// the unsealed head and with the raw points of days not rolled up yet) answer exactly what
+    /// the raw points give, quantiles within the sketch's relative accuracy.
     #[test]
     fn rollups_match_brute_force(
         points in prop::collection::btree_map(0i64..3 * HOUR, 0.0f64..1000.0, 1..400),
         split in 0usize..400,
+        // 0: no tiers built (aggregates summarise raw points); 1: the first part's day rolled
+        // up, the rest in the head; 2: as 1, then the rest sealed into the built tiers.
+        phase in 0u8..3,
     ) {
         let dir = tempfile::tempdir().unwrap();
         let (clock, _) = clock_at(NOW);
@@ -270,7 +274,15 @@ proptest! {
         };
         write(&store, "db", lines(&pts[..split]));
         store.checkpoint().unwrap();
+        if phase > 0 {
+            store.roll_up().unwrap();
+        }
         write(&store, "db", lines(&pts[split..]));
+        if phase > 1 {
+            store.checkpoint().unwrap();
+        }
+        let tiers_built = part_files(dir.path(), "1m-") > 0;
+        prop_assert_eq!(tiers_built, phase > 0 && split > 0);
         let sel = parse_selector("m.f").unwrap();
         let (id, meta) = store.select(&TenantId::default_tenant(), None, &sel).pop().unwrap();
         for (step, tier) in [(60_000, Tier::M1), (300_000, Tier::M5), (HOUR, Tier::H1), (2 * HOUR, Tier::H1), (30_000, Tier::Raw)] {
@@ -397,8 +409,9 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
             },
         )
         .unwrap();
-    // Rollups count every write, overwrites included (documented).
-    assert_eq!(sums[0].value, 12.0);
+    // The day's rollups are built from its merged raw points once it is over: an overwritten
+    // point counts once.
+    assert_eq!(sums[0].value, 7.0);
     drop(store);
     let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + DAY)).unwrap();
     assert_eq!(raw(&store, "m.f")[0].1, want);
@@ -546,4 +559,51 @@ fn a_crash_during_the_first_checkpoint_leaves_a_store_that_opens() {
     let store = Store::open(dir.path(), config()).unwrap();
     assert_eq!(part_files(dir.path(), "raw-"), 0, "the leftover is removed");
     drop(store);
+}
+
+/// A day's tiers are built once it has ended and no checkpoint has written to it for a while,
+/// not while it is still being filled; until then aggregates come from its raw points.
+#[test]
+fn a_day_is_rolled_up_once_it_has_gone_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    let yesterday = (NOW / DAY - 1) * DAY;
+    let lines = (0..100)
+        .map(|i| line("m", &[], vec![("f", FieldValue::Float(i as f64))], yesterday + 60_000 * i))
+        .collect();
+    write(&store, "db", lines);
+    store.checkpoint().unwrap();
+    store.maintain().unwrap();
+    assert_eq!(part_files(dir.path(), "1m-"), 0, "just written: not quiet yet");
+    let (id, meta) = store
+        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+        .pop()
+        .unwrap();
+    let sum = |store: &Store| {
+        let q = Aggregation {
+            from: yesterday,
+            to: yesterday + DAY,
+            step: HOUR,
+            agg: Agg::Sum,
+            force_raw: false,
+        };
+        store.aggregate(id, &meta, &q).unwrap().1.iter().map(|b| b.value).sum::<f64>()
+    };
+    assert_eq!(sum(&store), 4950.0);
+    now.store(NOW + 11 * 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert!(part_files(dir.path(), "1m-") > 0, "quiet for 11 minutes: rolled up");
+    assert_eq!(sum(&store), 4950.0);
+    // A late point for the rolled-up day is summarised as it is sealed.
+    write(
+        &store,
+        "db",
+        vec![line("m", &[], vec![("f", FieldValue::Float(50.0))], yesterday + 30_000)],
+    );
+    store.checkpoint().unwrap();
+    assert_eq!(sum(&store), 5000.0);
+    drop(store);
+    let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + 11 * 60_000)).unwrap();
+    assert_eq!(sum(&store), 5000.0);
 }

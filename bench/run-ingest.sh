@@ -10,7 +10,11 @@
 #     partition is a single part;
 #   InfluxDB 1.x: cache snapshot and full compaction once writes stop (the
 #     "cold" delays are shortened in its config, see lib.sh);
-#   Pulsewire: nothing beyond its own background work;
+#   Pulsewire: POST /api/v1/admin/compact (seal the head, merge each
+#     partition's parts into one, as its background compaction does once a
+#     partition is an hour cold); with ROLLUP=1, POST /api/v1/admin/rollup
+#     first (build the rollup tiers now instead of once the day has gone
+#     quiet), so the size includes them;
 # then the size is sampled until stable (SETTLE_MAX s at most), the server is
 # stopped with SIGTERM (each seals/flushes what it holds on shutdown) and the
 # directory is measured again; that last figure is the one reported.
@@ -18,7 +22,8 @@
 #   18086 influxdb), DURATION (30), WARMUP (5), WRITERS (4), BATCH (5000),
 #   SERIES (10000), FIELDS (10), SETTLE_MAX (180), KEEP_DATA (1 keeps the
 #   data dir), BENCH_BIN, SERVER_BIN (the pulsewire binary; not PULSEWIRE_*,
-#   which Pulsewire reads as configuration), LOG_DIR (bench/logs).
+#   which Pulsewire reads as configuration), LOG_DIR (bench/logs), ROLLUP (1: Pulsewire builds its rollup tiers
+#   before the size is measured).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -73,6 +78,14 @@ SAMPLES="$(jq -r '.total_samples_accepted' <<<"$SUMMARY")"
 
 # Server-side count of what it took in, as a cross-check of the generator's.
 case "$TARGET" in
+  pulsewire)
+    if [[ "${ROLLUP:-0}" == 1 ]]; then
+      curl -fsS -m 600 -X POST "http://127.0.0.1:$PORT/api/v1/admin/rollup" >/dev/null
+      echo "server storage      rollup tiers built (POST /api/v1/admin/rollup)" | tee -a "$REPORT"
+    fi
+    curl -fsS -m 600 -X POST "http://127.0.0.1:$PORT/api/v1/admin/compact" >/dev/null
+    echo "server storage      every partition merged into one part (POST /api/v1/admin/compact)" | tee -a "$REPORT"
+    ;;
   victoriametrics)
     SERVER_ROWS="$(curl -fsS "http://127.0.0.1:$PORT/metrics" |
       awk '/^vm_rows_inserted_total\{type="influx"\}/ {print $2}')"

@@ -131,3 +131,15 @@ pub async fn rollup(State(state): State<AppState>) -> Response {
         Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "rollup task failed"),
     }
 }
+
+/// `POST /api/v1/admin/compact`: seals the head, then merges every partition's parts into one
+/// (as compaction does by itself once a partition has gone cold).
+pub async fn compact(State(state): State<AppState>) -> Response {
+    let store = state.store().clone();
+    let work = move || store.compact().map(|()| store.stats());
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(stats)) => (StatusCode::OK, Json(json!({ "tsdb": stats }))).into_response(),
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("compaction failed: {e}")),
+        Err(_) => failure(StatusCode::INTERNAL_SERVER_ERROR, "compaction task failed"),
+    }
+}

@@ -594,6 +594,7 @@ mod tests {
             (Method::GET, "/api/v1/channels", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/checkpoint", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/rollup", Some(Scope::Admin)),
+            (Method::POST, "/api/v1/admin/compact", Some(Scope::Admin)),
             (Method::POST, "/api/v1/notify/dead-letter/replay", Some(Scope::Admin)),
             (Method::GET, "/nowhere", Some(Scope::Read)),
         ];

@@ -328,6 +328,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/notify/stats", get(notify::routes::stats))
         .route("/api/v1/admin/checkpoint", post(admin::checkpoint))
         .route("/api/v1/admin/rollup", post(admin::rollup))
+        .route("/api/v1/admin/compact", post(admin::compact))
         .route("/api/v1/admin/snapshots", post(admin::create))
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))
         .route("/api/v1/admin/snapshots/{id}/files/{*path}", get(admin::file))

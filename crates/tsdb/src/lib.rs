@@ -15,6 +15,7 @@ mod manifest;
 mod part;
 mod query;
 mod record;
+mod series_log;
 mod store;
 mod wal;
 

@@ -21,7 +21,8 @@ use crate::index::{Index, LineKey, SeriesId, SeriesMeta, line_lookup_key};
 use crate::manifest::{Manifest, PartEntry};
 use crate::part::{Part, PartWriter, slice_values};
 use crate::query::{Bucket, Tier, aggregate_raw, bucket_of, eval_summary, rebucket, summarize_raw};
-use crate::record::{BatchBuilder, put_def, read_def, replay_batch};
+use crate::record::{BatchBuilder, put_def, replay_batch};
+use crate::series_log;
 use crate::wal::{self, Ack, Wal};
 use crate::{Error, Result};
 
@@ -280,15 +281,16 @@ impl Store {
         let series_log = dir.join("series.log");
         let mut persisted = 0;
         if series_log.exists() {
-            let (records, clean) = wal::read_segment(&series_log)?;
-            for rec in &records {
-                let def = read_def(&mut crate::bytes::Reader::new(rec, "series log"))?;
+            let contents = series_log::read(&series_log)?;
+            for def in contents.defs {
                 index.add_def(def)?;
             }
             persisted = index.len();
-            if !clean {
-                tracing::warn!("series log ends in a torn record (crash during a checkpoint); it is rewritten");
-                rewrite_series_log(&series_log, &index)?;
+            if contents.rewrite {
+                tracing::info!(
+                    "series log rewritten (it ended in a torn record after a crash, or had the first format)"
+                );
+                series_log::rewrite(&series_log, &index)?;
             }
         }
 
@@ -813,11 +815,25 @@ impl Store {
         let mut pending: BTreeMap<i64, Vec<(Vec<i64>, Values)>> = view
             .unrolled
             .range(Tier::Raw.partition_of(lo)..hi)
-            .map(|&day| Ok((day, raw_runs(&view, id, meta.kind, lo.max(day), hi.min(day + Tier::Raw.partition_ms()))?)))
+            .map(|&day| {
+                Ok((
+                    day,
+                    raw_runs(
+                        &view,
+                        id,
+                        meta.kind,
+                        lo.max(day),
+                        hi.min(day + Tier::Raw.partition_ms()),
+                    )?,
+                ))
+            })
             .collect::<Result<_>>()?;
         for (ts, values) in heads {
             for (day, range) in day_runs(&ts) {
-                let run = (ts.get(range.clone()).unwrap_or_default().to_vec(), slice_values(&values, range));
+                let run = (
+                    ts.get(range.clone()).unwrap_or_default().to_vec(),
+                    slice_values(&values, range),
+                );
                 match pending.get_mut(&day) {
                     Some(runs) => runs.push(run),
                     None => out.extend(summarize(&run.0, &run.1)),
@@ -870,6 +886,25 @@ impl Store {
     /// Runs rollups, retention and compaction now.
     pub fn maintain(&self) -> Result<()> {
         self.shared.maintain((self.shared.clock)())
+    }
+
+    /// Seals the head, then merges every partition's parts into one, as background compaction
+    /// does once a partition has gone cold (before measuring disk use, or a backup to keep).
+    pub fn compact(&self) -> Result<()> {
+        self.shared.checkpoint()?;
+        let _m = self.shared.maintenance.lock();
+        let manifest = self.shared.manifest.lock().clone();
+        let mut groups: BTreeMap<(Tier, i64), Vec<PartEntry>> = BTreeMap::new();
+        for p in &manifest.parts {
+            groups.entry((p.tier, p.partition)).or_default().push(p.clone());
+        }
+        for ((tier, partition), mut entries) in groups {
+            if entries.len() > 1 {
+                entries.sort_by_key(|e| e.seq);
+                self.shared.compact(tier, partition, &entries, &[])?;
+            }
+        }
+        Ok(())
     }
 
     /// Builds the rollup tiers of every day that has none yet, without waiting for the day to
@@ -996,23 +1031,6 @@ fn type_conflict(field: &str, existing: Kind, written: Kind) -> String {
     )
 }
 
-fn rewrite_series_log(path: &Path, index: &Index) -> Result<()> {
-    let mut out = Vec::new();
-    for id in index.ids() {
-        if let Some(meta) = index.meta(id) {
-            let mut rec = Vec::new();
-            put_def(&mut rec, id, &meta.line, &meta.field, meta.kind);
-            wal::frame(&rec, &mut out);
-        }
-    }
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, &out).map_err(|e| Error::io("rewriting the series log", e))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("syncing the series log", e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io("rewriting the series log", e))
-}
-
 fn clip(ts: Vec<i64>, values: Values, from: i64, to: i64) -> (Vec<i64>, Values) {
     let start = ts.partition_point(|&t| t < from);
     let end = ts.partition_point(|&t| t < to);
@@ -1131,7 +1149,7 @@ impl Shared {
         };
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
-            self.append_series_log(&defs)?;
+            series_log::append(&self.dir.join("series.log"), &defs)?;
             let parts_dir = self.dir.join("parts");
             let added = seal(&frozen, &metas, &parts_dir, &self.next_seq, &rolled)?;
             let new_days: BTreeSet<i64> = added
@@ -1193,22 +1211,6 @@ impl Shared {
             Err(e) => self.poison(e),
         }
         result
-    }
-
-    fn append_series_log(&self, defs: &[u8]) -> Result<()> {
-        if defs.is_empty() {
-            return Ok(());
-        }
-        use std::io::Write;
-        let path = self.dir.join("series.log");
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| Error::io("opening the series log", e))?;
-        f.write_all(defs).map_err(|e| Error::io("writing the series log", e))?;
-        f.sync_data().map_err(|e| Error::io("syncing the series log", e))?;
-        wal::sync_dir(&self.dir)
     }
 
     /// Retention (drop whole partitions past their tier's retention; rewrite raw partitions
@@ -1282,7 +1284,11 @@ impl Shared {
             if due {
                 let started = Instant::now();
                 if self.roll_up_day(day)? {
-                    tracing::info!(partition = day, ms = started.elapsed().as_millis() as u64, "rollups built");
+                    tracing::info!(
+                        partition = day,
+                        ms = started.elapsed().as_millis() as u64,
+                        "rollups built"
+                    );
                 }
             }
         }

@@ -69,20 +69,26 @@ pub fn segments(dir: &Path) -> Result<Vec<u64>> {
 /// and whether the segment ended cleanly.
 pub fn read_segment(path: &Path) -> Result<(Vec<Vec<u8>>, bool)> {
     let data = fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let mut r = Reader::new(&data, "wal");
+    Ok(read_frames(&data))
+}
+
+/// The payloads of CRC-framed records back to back, up to the first torn or corrupt one, and
+/// whether every byte was a good record.
+pub fn read_frames(data: &[u8]) -> (Vec<Vec<u8>>, bool) {
+    let mut r = Reader::new(data, "wal");
     let mut out = Vec::new();
     while !r.is_empty() {
-        let Ok(len) = r.u32_le() else { return Ok((out, false)) };
-        let Ok(crc) = r.u32_le() else { return Ok((out, false)) };
+        let Ok(len) = r.u32_le() else { return (out, false) };
+        let Ok(crc) = r.u32_le() else { return (out, false) };
         let Ok(payload) = r.bytes(len as usize) else {
-            return Ok((out, false));
+            return (out, false);
         };
         if crc32fast::hash(payload) != crc {
-            return Ok((out, false));
+            return (out, false);
         }
         out.push(payload.to_vec());
     }
-    Ok((out, true))
+    (out, true)
 }
 
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {

@@ -570,7 +570,14 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
     let yesterday = (NOW / DAY - 1) * DAY;
     let lines = (0..100)
-        .map(|i| line("m", &[], vec![("f", FieldValue::Float(i as f64))], yesterday + 60_000 * i))
+        .map(|i| {
+            line(
+                "m",
+                &[],
+                vec![("f", FieldValue::Float(i as f64))],
+                yesterday + 60_000 * i,
+            )
+        })
         .collect();
     write(&store, "db", lines);
     store.checkpoint().unwrap();
@@ -588,7 +595,13 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
             agg: Agg::Sum,
             force_raw: false,
         };
-        store.aggregate(id, &meta, &q).unwrap().1.iter().map(|b| b.value).sum::<f64>()
+        store
+            .aggregate(id, &meta, &q)
+            .unwrap()
+            .1
+            .iter()
+            .map(|b| b.value)
+            .sum::<f64>()
     };
     assert_eq!(sum(&store), 4950.0);
     now.store(NOW + 11 * 60_000, Ordering::SeqCst);

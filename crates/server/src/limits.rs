@@ -383,6 +383,7 @@ impl Limits {
 
     fn release(&self, user: &str, tenant: &str) {
         let mut open = self.open.lock();
+        let open = &mut *open;
         for (map, key) in [(&mut open.per_user, user), (&mut open.per_tenant, tenant)] {
             if let Some(n) = map.get_mut(key) {
                 *n -= 1;
@@ -495,6 +496,13 @@ impl IntoResponse for Refusal {
 /// when dropped (when the connection ends, or when an upgrade never happens).
 pub struct ConnectionPermit {
     held: Option<(Arc<Limits>, String, String)>,
+}
+
+impl std::fmt::Debug for ConnectionPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.held.as_ref().map(|(_, user, tenant)| (user, tenant));
+        f.debug_struct("ConnectionPermit").field("held", &held).finish()
+    }
 }
 
 impl ConnectionPermit {
@@ -641,7 +649,11 @@ impl MessageGate {
         if self.seen > self.max_in_window {
             return Verdict::Close;
         }
-        if limiter.check().is_ok() { Verdict::Pass } else { Verdict::Drop }
+        if limiter.check().is_ok() {
+            Verdict::Pass
+        } else {
+            Verdict::Drop
+        }
     }
 }
 
@@ -821,7 +833,9 @@ mod tests {
         let mut refused = 0;
         for i in 0..2000u32 {
             let b = (i + 50_000).to_be_bytes();
-            if l.admit_connection(&caller(&format!("key:x{i}"), [10, b[1], b[2], b[3]])).is_err() {
+            if l.admit_connection(&caller(&format!("key:x{i}"), [10, b[1], b[2], b[3]]))
+                .is_err()
+            {
                 refused += 1;
             }
         }

@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
-use pulsewire_server::auth::{self, Scope};
 use pulsewire_server::Config;
+use pulsewire_server::auth::{self, Scope};
 use pulsewire_testkit::{TestServer, WAIT, Ws, test_config};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -31,8 +31,10 @@ async fn refusals(s: &TestServer, limit: &str) -> u64 {
 async fn ws_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, (u16, Option<u64>, Value)> {
     let mut req = format!("ws://{addr}/ws").into_client_request().unwrap();
     for (k, v) in headers {
-        req.headers_mut()
-            .insert(k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>().unwrap(), v.parse().unwrap());
+        req.headers_mut().insert(
+            k.parse::<tokio_tungstenite::tungstenite::http::HeaderName>().unwrap(),
+            v.parse().unwrap(),
+        );
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok((inner, _)) => Ok(Ws { inner }),
@@ -41,7 +43,10 @@ async fn ws_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, (u16,
                 .headers()
                 .get("retry-after")
                 .map(|v| v.to_str().unwrap().parse().expect("Retry-After in seconds"));
-            let body = resp.body().as_deref().map_or(Value::Null, |b| serde_json::from_slice(b).unwrap());
+            let body = resp
+                .body()
+                .as_deref()
+                .map_or(Value::Null, |b| serde_json::from_slice(b).unwrap());
             Err((resp.status().as_u16(), retry, body))
         }
         Err(e) => panic!("handshake failed: {e}"),
@@ -90,7 +95,10 @@ async fn new_connections_per_user_are_rate_limited_per_key() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let (status, retry, body) = ws_with(s.addr(), &[("authorization", &auth_a)]).await.err().expect("refused");
+    let (status, retry, body) = ws_with(s.addr(), &[("authorization", &auth_a)])
+        .await
+        .err()
+        .expect("refused");
     assert_eq!(status, 429, "{body}");
     assert_eq!(body["code"], "rate_limited", "{body}");
     assert!((1..=60).contains(&retry.expect("Retry-After")), "{retry:?}");
@@ -137,18 +145,36 @@ async fn open_connections_are_capped_per_user_and_per_tenant() {
     config.auth.enabled = true;
     config.limits.max_connections_per_user = 2;
     config.limits.max_connections_per_tenant = 3;
+    config.limits.new_connections_per_user_per_minute = 0;
+    config.limits.new_connections_per_ip_per_minute = 0;
     let a1 = bearer(&key(&config, "t", &[Scope::Read]));
     let a2 = bearer(&key(&config, "t", &[Scope::Read]));
     let other_tenant = bearer(&key(&config, "u", &[Scope::Read]));
     let s = TestServer::start(config).await;
     let first = ws_with(s.addr(), &[("authorization", &a1)]).await.expect("1");
     let _second = ws_with(s.addr(), &[("authorization", &a1)]).await.expect("2");
-    let (status, retry, body) = ws_with(s.addr(), &[("authorization", &a1)]).await.err().expect("user cap");
-    assert_eq!((status, retry, body["code"].as_str()), (429, Some(5), Some("too_many_connections")), "{body}");
+    let (status, retry, body) = ws_with(s.addr(), &[("authorization", &a1)])
+        .await
+        .err()
+        .expect("user cap");
+    assert_eq!(
+        (status, retry, body["code"].as_str()),
+        (429, Some(5), Some("too_many_connections")),
+        "{body}"
+    );
     assert_eq!(refusals(&s, "connections_per_user").await, 1);
-    let _third = ws_with(s.addr(), &[("authorization", &a2)]).await.expect("3 in the tenant");
-    let (status, _, body) = ws_with(s.addr(), &[("authorization", &a2)]).await.err().expect("tenant cap");
-    assert_eq!((status, body["code"].as_str()), (429, Some("too_many_connections")), "{body}");
+    let _third = ws_with(s.addr(), &[("authorization", &a2)])
+        .await
+        .expect("3 in the tenant");
+    let (status, _, body) = ws_with(s.addr(), &[("authorization", &a2)])
+        .await
+        .err()
+        .expect("tenant cap");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too_many_connections")),
+        "{body}"
+    );
     assert!(body["message"].as_str().unwrap().contains("tenant t"), "{body}");
     assert_eq!(refusals(&s, "connections_per_tenant").await, 1);
     still_served(&s, &[("authorization", &other_tenant)]).await;
@@ -208,7 +234,12 @@ async fn frames_over_the_rate_are_dropped_and_a_flood_is_closed() {
     }
     // A flood: more than 3 x 5/s over the 4 s window closes the connection with 4029.
     for i in 0..80 {
-        if ws.inner.send(Message::text(json!({"type":"ping","id":i}).to_string())).await.is_err() {
+        if ws
+            .inner
+            .send(Message::text(json!({"type":"ping","id":i}).to_string()))
+            .await
+            .is_err()
+        {
             break;
         }
     }
@@ -227,7 +258,8 @@ async fn subscriptions_and_frame_sizes_are_counted() {
     })
     .await;
     let mut ws = s.ws().await;
-    ws.send(json!({"type":"subscribe","id":1,"channels":["a","b","c"]})).await;
+    ws.send(json!({"type":"subscribe","id":1,"channels":["a","b","c"]}))
+        .await;
     let f = ws.recv().await;
     assert_eq!(f["code"], "too_many_subscriptions", "{f}");
     assert_eq!(refusals(&s, "subscriptions_per_connection").await, 1);
@@ -240,7 +272,12 @@ async fn subscriptions_and_frame_sizes_are_counted() {
     assert_eq!(code, Some(4009));
     assert_eq!(frames.last().map(|f| f["code"].clone()), Some(json!("frame_too_large")));
     assert_eq!(refusals(&s, "frame_bytes").await, 1);
-    let (status, body) = s.post("/api/v1/publish", &format!("{{\"channel\":\"a\",\"data\":\"{}\"}}", "x".repeat(70_000))).await;
+    let (status, body) = s
+        .post(
+            "/api/v1/publish",
+            &format!("{{\"channel\":\"a\",\"data\":\"{}\"}}", "x".repeat(70_000)),
+        )
+        .await;
     assert_eq!((status, body["code"].as_str()), (413, Some("frame_too_large")));
     assert_eq!(refusals(&s, "http_body_bytes").await, 1);
     still_served(&s, &[]).await;
@@ -256,13 +293,22 @@ async fn write(s: &TestServer, path: &str, auth: &str, body: String) -> (u16, Op
         .await
         .unwrap();
     let status = resp.status().as_u16();
-    let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+    let retry = resp
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
     let text = resp.text().await.unwrap();
-    (status, retry, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        retry,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 fn lines(n: usize, from: usize) -> String {
-    (from..from + n).map(|i| format!("cpu v={i} {}\n", 1_795_600_000 + i)).collect()
+    (from..from + n)
+        .map(|i| format!("cpu v={i} {}\n", 1_795_600_000 + i))
+        .collect()
 }
 
 #[tokio::test]
@@ -274,17 +320,23 @@ async fn ingest_points_are_rate_limited_per_key_in_influxdb_shapes() {
     let a = bearer(&key(&config, "t", &[Scope::Ingest]));
     let b = bearer(&key(&config, "t", &[Scope::Ingest]));
     let s = TestServer::start(config).await;
-    let (status, _, body) = write(&s, "/api/v2/write?bucket=x&precision=s", &a, lines(8, 0)).await;
+    // The whole burst at once, then nothing left for several seconds.
+    let (status, _, body) = write(&s, "/api/v2/write?bucket=x&precision=s", &a, lines(10, 0)).await;
     assert_eq!(status, 204, "{body}");
     let (status, retry, body) = write(&s, "/api/v2/write?bucket=x&precision=s", &a, lines(8, 8)).await;
-    assert_eq!((status, body["code"].as_str()), (429, Some("too many requests")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("too many requests")),
+        "{body}"
+    );
     let retry: u64 = retry.expect("Retry-After").parse().unwrap();
     assert!((1..=10).contains(&retry), "{retry}");
     let (status, retry, body) = write(&s, "/write?db=x&precision=s", &a, lines(8, 8)).await;
     assert_eq!(status, 429);
     assert!(retry.is_some());
     assert!(body["error"].as_str().unwrap().contains("ingest rate limit"), "{body}");
-    let (status, _, body) = write(&s, "/api/v1/metrics/ingest", &a, json!({"name":"cpu","fields":{"v":1}}).to_string()).await;
+    let five: Vec<Value> = (0..5).map(|i| json!({"source":"h","metrics":{"cpu":i}})).collect();
+    let (status, _, body) = write(&s, "/api/v1/metrics/ingest", &a, Value::from(five).to_string()).await;
     assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
     assert_eq!(refusals(&s, "ingest_points").await, 3);
     // Another key of the same tenant has its own budget.
@@ -302,16 +354,35 @@ async fn the_series_quota_of_a_tenant_refuses_lines_over_it() {
     let s = TestServer::start(config).await;
     let body: String = (0..5).map(|i| format!("cpu,host=h{i} v=1 1795600000\n")).collect();
     let (status, retry, resp) = write(&s, "/api/v2/write?bucket=x&precision=s", &small, body.clone()).await;
-    assert_eq!((status, resp["code"].as_str()), (429, Some("too many requests")), "{resp}");
+    assert_eq!(
+        (status, resp["code"].as_str()),
+        (429, Some("too many requests")),
+        "{resp}"
+    );
     assert_eq!(retry, None, "waiting does not free a quota");
     let msg = resp["message"].as_str().unwrap();
-    assert!(msg.contains("series quota exceeded: tenant small holds 3 series, its quota is 3"), "{msg}");
+    assert!(
+        msg.contains("series quota exceeded: tenant small holds 3 series, its quota is 3"),
+        "{msg}"
+    );
     assert!(msg.contains("dropped=2"), "{msg}");
     assert_eq!(refusals(&s, "series_per_tenant").await, 2);
     // Known series still take points; another database of the tenant shares the quota.
-    let (status, _, _) = write(&s, "/api/v2/write?bucket=x&precision=s", &small, "cpu,host=h0 v=2 1795600001".into()).await;
+    let (status, _, _) = write(
+        &s,
+        "/api/v2/write?bucket=x&precision=s",
+        &small,
+        "cpu,host=h0 v=2 1795600001".into(),
+    )
+    .await;
     assert_eq!(status, 204);
-    let (status, _, _) = write(&s, "/api/v2/write?bucket=y&precision=s", &small, "cpu,host=new v=2 1795600001".into()).await;
+    let (status, _, _) = write(
+        &s,
+        "/api/v2/write?bucket=y&precision=s",
+        &small,
+        "cpu,host=new v=2 1795600001".into(),
+    )
+    .await;
     assert_eq!(status, 429);
     let (status, _, resp) = write(&s, "/api/v2/write?bucket=x&precision=s", &big, body).await;
     assert_eq!(status, 204, "{resp}");
@@ -345,15 +416,25 @@ async fn keyed_limiters_stay_bounded_under_a_flood_of_distinct_addresses() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (_, text) = s.get_text("/metrics").await;
-    assert!(text.contains("pulsewire_limiter_keys{limiter=\"new_connections_per_ip\"}"), "{text}");
+    assert!(
+        text.contains("pulsewire_limiter_keys{limiter=\"new_connections_per_ip\"}"),
+        "{text}"
+    );
     still_served(&s, &[]).await;
 }
 
 #[tokio::test]
 async fn browser_origins_are_checked_for_websocket_and_sse() {
     let s = TestServer::start_default().await;
-    let (status, _, body) = ws_with(s.addr(), &[("origin", "https://evil.example")]).await.err().expect("refused");
-    assert_eq!((status, body["code"].as_str()), (403, Some("origin_not_allowed")), "{body}");
+    let (status, _, body) = ws_with(s.addr(), &[("origin", "https://evil.example")])
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("origin_not_allowed")),
+        "{body}"
+    );
     let resp = s
         .http
         .get(s.url("/sse?channels=x"))
@@ -365,14 +446,21 @@ async fn browser_origins_are_checked_for_websocket_and_sse() {
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "origin_not_allowed");
     assert_eq!(refusals(&s, "origin").await, 2);
     // Loopback pages by default, and clients without Origin, pass.
-    ws_with(s.addr(), &[("origin", "http://localhost:3000")]).await.expect("loopback origin");
+    ws_with(s.addr(), &[("origin", "http://localhost:3000")])
+        .await
+        .expect("loopback origin");
     ws_with(s.addr(), &[]).await.expect("no origin");
 
     let s = start(|c| c.http.allowed_origins = vec!["https://app.example.com".into()]).await;
-    ws_with(s.addr(), &[("origin", "https://app.example.com")]).await.expect("listed origin");
+    ws_with(s.addr(), &[("origin", "https://app.example.com")])
+        .await
+        .expect("listed origin");
     let same = format!("http://{}", s.addr());
     ws_with(s.addr(), &[("origin", &same)]).await.expect("same origin");
-    let (status, _, _) = ws_with(s.addr(), &[("origin", "http://localhost:3000")]).await.err().expect("loopback not listed");
+    let (status, _, _) = ws_with(s.addr(), &[("origin", "http://localhost:3000")])
+        .await
+        .err()
+        .expect("loopback not listed");
     assert_eq!(status, 403);
     still_served(&s, &[]).await;
 }
@@ -386,7 +474,7 @@ async fn cors_preflight_is_answered_before_authentication() {
     let s = TestServer::start(config).await;
     let preflight = |origin: &'static str| {
         s.http
-            .request(reqwest::Method::OPTIONS, s.url("/api/v1/series"))
+            .request(reqwest::Method::OPTIONS, s.url("/api/v1/stats"))
             .header("origin", origin)
             .header("access-control-request-method", "GET")
             .header("access-control-request-headers", "authorization")
@@ -397,14 +485,19 @@ async fn cors_preflight_is_answered_before_authentication() {
     let h = resp.headers();
     assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
     assert_eq!(h["access-control-allow-credentials"], "true");
-    assert!(h["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    assert!(
+        h["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
     assert!(h["access-control-allow-methods"].to_str().unwrap().contains("GET"));
     let resp = preflight("https://evil.example").await.unwrap();
     assert!(!resp.headers().contains_key("access-control-allow-origin"));
     // The request itself carries the header for an allowed origin.
     let resp = s
         .http
-        .get(s.url("/api/v1/series"))
+        .get(s.url("/api/v1/stats"))
         .header("origin", "https://app.example.com")
         .header("authorization", &k)
         .send()
@@ -412,7 +505,12 @@ async fn cors_preflight_is_answered_before_authentication() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example.com");
-    assert!(resp.headers()["access-control-expose-headers"].to_str().unwrap().contains("retry-after"));
+    assert!(
+        resp.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("retry-after")
+    );
 }
 
 #[tokio::test]
@@ -421,6 +519,12 @@ async fn limits_are_checked_at_start() {
     config.http.allowed_origins = vec!["app.example.com".into()];
     config.limits.flood_factor = 1;
     let problems = config.problems();
-    assert!(problems.iter().any(|p| p.starts_with("http.allowed_origins[0]:")), "{problems:?}");
-    assert!(problems.contains(&"limits.flood_factor: must be at least 2".to_string()), "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.starts_with("http.allowed_origins[0]:")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"limits.flood_factor: must be at least 2".to_string()),
+        "{problems:?}"
+    );
 }

@@ -30,6 +30,13 @@ pub enum ErrorCode {
     Unauthorized,
     /// The API key is valid but lacks the scope the request needs.
     Forbidden,
+    /// Over a rate limit (new connections, messages per connection, ingested points); retry
+    /// after the time the HTTP `Retry-After` header gives.
+    RateLimited,
+    /// The user or tenant already holds the most WebSocket and SSE connections allowed.
+    TooManyConnections,
+    /// A browser page from an origin not in `http.allowed_origins`.
+    OriginNotAllowed,
 }
 
 impl ErrorCode {
@@ -48,6 +55,9 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::OriginNotAllowed => "origin_not_allowed",
         }
     }
 
@@ -65,7 +75,8 @@ impl ErrorCode {
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::Forbidden => 403,
+            ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
+            ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
         }
     }
 }
@@ -83,6 +94,8 @@ pub enum CloseCode {
     SlowConsumer = 4008,
     /// The server is shutting down; reconnect (to another node, or to this one after a delay).
     ShuttingDown = 4010,
+    /// The client kept sending frames far over its rate limit (`rate_limited` errors came first).
+    RateLimited = 4029,
 }
 
 impl CloseCode {
@@ -97,6 +110,7 @@ impl CloseCode {
             CloseCode::HeartbeatTimeout => "heartbeat timeout",
             CloseCode::SlowConsumer => "slow consumer",
             CloseCode::ShuttingDown => "server shutting down, reconnect",
+            CloseCode::RateLimited => "rate limit exceeded",
         }
     }
 }

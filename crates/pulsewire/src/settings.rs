@@ -107,7 +107,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, AuthConfig, HttpConfig, IngestConfig, LogConfig, ShutdownConfig, SseConfig, WebSocketConfig,
+        AnalysisConfig, AuthConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig, ShutdownConfig, SseConfig,
+        WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -137,7 +138,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<StoreConfig>(figment, "tsdb", &mut out);
     check::<AnalysisConfig>(figment, "analysis", &mut out);
     check::<AuthConfig>(figment, "auth", &mut out);
-    const KNOWN: [&str; 12] = [
+    check::<LimitsConfig>(figment, "limits", &mut out);
+    const KNOWN: [&str; 13] = [
         "listen",
         "data_dir",
         "log",
@@ -150,6 +152,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "tsdb",
         "analysis",
         "auth",
+        "limits",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

@@ -146,6 +146,7 @@ fn json_response(bytes: Bytes) -> Response {
 async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config().http.max_body_bytes;
     axum::body::to_bytes(body, limit).await.map_err(|e| {
+        state.limits().refused(crate::limits::Limit::http_body_bytes);
         ApiError::new(
             ErrorCode::FrameTooLarge,
             format!("body exceeds the limit of {limit} bytes: {e}"),

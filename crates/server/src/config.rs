@@ -37,6 +37,8 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     /// Authentication of the HTTP API with API keys (docs/security.md).
     pub auth: AuthConfig,
+    /// Rate and connection limits per user, address, tenant and connection (docs/security.md).
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -54,6 +56,69 @@ impl Default for Config {
             tsdb: StoreConfig::default(),
             analysis: AnalysisConfig::default(),
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// What one user, address, tenant or connection may take of a shared node. A rate of 0 turns
+/// that limit off; so does a maximum of 0.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// New WebSocket and SSE connections one user may open per minute (the API key; without a
+    /// key, the remote address). 429 `rate_limited` above.
+    pub new_connections_per_user_per_minute: u32,
+    /// New WebSocket and SSE connections one remote address may open per minute. 429
+    /// `rate_limited` above.
+    pub new_connections_per_ip_per_minute: u32,
+    /// WebSocket and SSE connections one user may hold open at once. 429 `too_many_connections`.
+    pub max_connections_per_user: usize,
+    /// WebSocket and SSE connections one tenant may hold open at once. 429 `too_many_connections`.
+    pub max_connections_per_tenant: usize,
+    /// Frames one WebSocket connection may send per second; over it a frame is answered with an
+    /// `error` frame `rate_limited` and dropped.
+    pub messages_per_second: u32,
+    /// Frames a WebSocket connection may send at once above the steady rate.
+    pub message_burst: u32,
+    /// A connection that sends more than `flood_factor` times `messages_per_second` over one
+    /// `flood_window` is closed with 4029.
+    pub flood_factor: u32,
+    #[serde(with = "humantime_serde")]
+    pub flood_window: Duration,
+    /// Points (lines, or JSON objects) one API key may write per second (one tenant's writes
+    /// together when authentication is off). 429 with `Retry-After` above.
+    pub ingest_points_per_second: u32,
+    /// Points one key may write at once above the steady rate; a single write larger than this
+    /// waits for a full bucket and takes all of it.
+    pub ingest_points_burst: u32,
+    /// Keys (users, addresses, API keys) each rate limiter tracks at most; once full, keys it
+    /// does not hold share one bucket until pruning makes room.
+    pub max_tracked_keys: usize,
+    /// How often rate limiters forget keys whose budget is full again.
+    #[serde(with = "humantime_serde")]
+    pub prune_interval: Duration,
+    /// Clients on a loopback address without an API key (local tools, benchmarks) are not
+    /// counted against the per-user, per-address, per-tenant and ingest limits.
+    pub exempt_loopback: bool,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            new_connections_per_user_per_minute: 10,
+            new_connections_per_ip_per_minute: 60,
+            max_connections_per_user: 5,
+            max_connections_per_tenant: 1000,
+            messages_per_second: 100,
+            message_burst: 20,
+            flood_factor: 3,
+            flood_window: Duration::from_secs(5),
+            ingest_points_per_second: 100_000,
+            ingest_points_burst: 200_000,
+            max_tracked_keys: 100_000,
+            prune_interval: Duration::from_secs(60),
+            exempt_loopback: true,
         }
     }
 }
@@ -158,6 +223,11 @@ pub struct HttpConfig {
     /// dead peers in the same time.
     #[serde(with = "humantime_serde")]
     pub tcp_user_timeout: Duration,
+    /// Browser origins allowed to open WebSocket and SSE connections and to call the HTTP API
+    /// across origins (CORS): full origins such as `https://app.example.com`, `loopback` (http
+    /// or https on localhost, 127.0.0.0/8 or [::1], any port), or `*` for any. Same-origin
+    /// requests and requests without an `Origin` header (non-browser clients) always pass.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -165,6 +235,7 @@ impl Default for HttpConfig {
         Self {
             max_body_bytes: 64 * 1024,
             tcp_user_timeout: Duration::from_secs(30),
+            allowed_origins: vec!["loopback".into()],
         }
     }
 }
@@ -596,6 +667,26 @@ impl Config {
             out.push("shutdown.batch_size: must be at least 1".into());
         }
         out.extend(self.hub.problems("hub."));
+        for (i, o) in self.http.allowed_origins.iter().enumerate() {
+            if let Err(e) = crate::limits::check_origin_entry(o) {
+                out.push(format!("http.allowed_origins[{i}]: {e}"));
+            }
+        }
+        let l = &self.limits;
+        if l.messages_per_second > 0 && l.message_burst == 0 {
+            out.push("limits.message_burst: must be at least 1".into());
+        }
+        if l.ingest_points_per_second > 0 && l.ingest_points_burst == 0 {
+            out.push("limits.ingest_points_burst: must be at least 1".into());
+        }
+        if l.flood_factor < 2 {
+            out.push("limits.flood_factor: must be at least 2".into());
+        }
+        positive(&mut out, "limits.flood_window", l.flood_window);
+        positive(&mut out, "limits.prune_interval", l.prune_interval);
+        if l.max_tracked_keys == 0 {
+            out.push("limits.max_tracked_keys: must be at least 1".into());
+        }
         out
     }
 }

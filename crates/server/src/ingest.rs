@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::auth::Tenant;
+use crate::limits::{Caller, Limit};
 use crate::live::LiveBatch;
 use crate::watch::Findings;
 
@@ -63,7 +64,14 @@ impl IntoResponse for IngestError {
                 };
                 serde_json::json!({ "code": code, "message": self.message })
             }
-            Dialect::Json => serde_json::json!({ "code": "invalid", "message": self.message }),
+            Dialect::Json => {
+                let code = match self.status {
+                    StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+                    StatusCode::PAYLOAD_TOO_LARGE => "frame_too_large",
+                    _ => "invalid",
+                };
+                serde_json::json!({ "code": code, "message": self.message })
+            }
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after
@@ -92,6 +100,7 @@ pub async fn write_v1(
     State(state): State<AppState>,
     Query(q): Query<V1Params>,
     Tenant(tenant): Tenant,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, IngestError> {
@@ -103,7 +112,7 @@ pub async fn write_v1(
         None | Some("") => Precision::Ns,
         Some(p) => Precision::parse_v1(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
     };
-    write_line_protocol(state, d, tenant, db, precision, &headers, body).await
+    write_line_protocol(state, d, tenant, caller, db, precision, &headers, body).await
 }
 
 /// `POST /api/v2/write?org=&bucket=&precision=` (InfluxDB 2.x).
@@ -111,6 +120,7 @@ pub async fn write_v2(
     State(state): State<AppState>,
     Query(q): Query<V2Params>,
     Tenant(tenant): Tenant,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, IngestError> {
@@ -123,13 +133,14 @@ pub async fn write_v2(
         None | Some("") => Precision::Ns,
         Some(p) => Precision::parse_v2(p).map_err(|e| IngestError::new(d, StatusCode::BAD_REQUEST, e))?,
     };
-    write_line_protocol(state, d, tenant, bucket, precision, &headers, body).await
+    write_line_protocol(state, d, tenant, caller, bucket, precision, &headers, body).await
 }
 
 /// `POST /api/v1/metrics/ingest`: one JSON object or an array of them.
 pub async fn ingest_json(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
+    caller: Caller,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, IngestError> {
@@ -149,9 +160,11 @@ pub async fn ingest_json(
                     line: e.index,
                     kind: RefusalKind::Invalid,
                     message: e.message,
+                    limit: None,
                 }),
             }
         }
+        check_rate(&hub_state, d, &caller, lines.len())?;
         let stored = store_lines(&hub_state, d, &tenant, "default", Precision::Ms, &lines)?;
         refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
@@ -175,10 +188,12 @@ pub async fn ingest_json(
         .into_response())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_line_protocol(
     state: AppState,
     d: Dialect,
     tenant: TenantId,
+    caller: Caller,
     db: String,
     precision: Precision,
     headers: &HeaderMap,
@@ -201,7 +216,9 @@ async fn write_line_protocol(
                     line: n,
                     kind: RefusalKind::Limit,
                     message: format!("line is longer than the limit of {max_line} bytes"),
+                    limit: None,
                 });
+                hub_state.limits().refused(Limit::ingest_line_bytes);
                 continue;
             }
             match item {
@@ -210,9 +227,11 @@ async fn write_line_protocol(
                     line: e.line,
                     kind: RefusalKind::Invalid,
                     message: e.message,
+                    limit: None,
                 }),
             }
         }
+        check_rate(&hub_state, d, &caller, numbered.len())?;
         let stored = store_lines(&hub_state, d, &tenant, &db, precision, &numbered)?;
         refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
@@ -228,10 +247,36 @@ async fn write_line_protocol(
         None => Ok(StatusCode::NO_CONTENT),
         Some(status) => {
             let mut e = IngestError::new(d, status, partial_write_message(&refused));
-            if status == StatusCode::TOO_MANY_REQUESTS {
+            if refused.iter().any(|r| r.kind == RefusalKind::RateLimited) {
                 e.retry_after = Some(60);
             }
             Err(e)
+        }
+    }
+}
+
+/// The ingest rate limit (`limits.ingest_points_per_second`): the whole write is refused with
+/// 429 and `Retry-After` when the caller's budget cannot take its points.
+fn check_rate(state: &AppState, d: Dialect, caller: &Caller, points: usize) -> Result<(), IngestError> {
+    state.limits().check_ingest(caller, points).map_err(|secs| {
+        let mut e = IngestError::new(
+            d,
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "ingest rate limit exceeded: {points} points refused, the limit is {} points per second; retry after {secs}s",
+                state.limits().ingest_points_per_second()
+            ),
+        );
+        e.retry_after = Some(secs);
+        e
+    })
+}
+
+/// Counts the refusals the store's limits made.
+fn count_store_refusals(state: &AppState, refused: &[Refusal]) {
+    for r in refused {
+        if let Some(l) = r.limit {
+            state.limits().refused(Limit::of_store(l));
         }
     }
 }
@@ -266,6 +311,7 @@ fn store_lines(
         store.write(tenant, db, precision, lines)
     }
     .map_err(|e| store_error(d, &e))?;
+    count_store_refusals(state, &out.refused);
     let findings = watch.observe(store, state.alerting(), tenant, &out.observed);
     Ok(Stored {
         accepted: out.accepted,
@@ -298,13 +344,16 @@ async fn wait_durable(d: Dialect, ack: Option<pulsewire_tsdb::Ack>) -> Result<()
     }
 }
 
-/// 429 if the only refusals were the new-series rate limit; for the 2.x API, 422 if every
+/// 429 if the only refusals were the new-series rate limit or the tenant's series quota; for the 2.x API, 422 if every
 /// refused line was well-formed but could not be stored (type conflict, retention, limits), as
 /// InfluxDB 2.x answers; otherwise 400.
 fn status_for(d: Dialect, refused: &[Refusal]) -> Option<StatusCode> {
     if refused.is_empty() {
         None
-    } else if refused.iter().all(|r| r.kind == RefusalKind::RateLimited) {
+    } else if refused
+        .iter()
+        .all(|r| matches!(r.kind, RefusalKind::RateLimited | RefusalKind::Quota))
+    {
         Some(StatusCode::TOO_MANY_REQUESTS)
     } else if d == Dialect::V2 && refused.iter().all(|r| r.kind != RefusalKind::Invalid) {
         Some(StatusCode::UNPROCESSABLE_ENTITY)
@@ -334,6 +383,7 @@ fn partial_write_message(refused: &[Refusal]) -> String {
 async fn decode_body(state: &AppState, d: Dialect, headers: &HeaderMap, body: Body) -> Result<Bytes, IngestError> {
     let max = state.config().ingest.max_body_bytes;
     let too_large = || {
+        state.limits().refused(Limit::ingest_body_bytes);
         IngestError::new(
             d,
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -94,6 +94,7 @@ pub async fn stream(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
     headers: HeaderMap,
+    crate::limits::Permit(permit): crate::limits::Permit,
     Query(q): Query<SseQuery>,
 ) -> Result<Response, ApiError> {
     if state.is_shutting_down() {
@@ -121,7 +122,11 @@ pub async fn stream(
 
     let client = state.hub().connect(tenant, Transport::Sse, Some(remote));
     let guard = DisconnectGuard::new(state.hub().clone(), client.clone());
-    let starts = state.hub().subscribe(&client, None, &names, &since).await?;
+    let starts = state
+        .hub()
+        .subscribe(&client, None, &names, &since)
+        .await
+        .inspect_err(|e| state.limits().count_code(e.code, crate::limits::Limit::frame_bytes))?;
     let starts: HashMap<ChannelName, Position> = starts.into_iter().collect();
     let positions: Vec<(ChannelName, Arc<str>, u64)> = channels
         .iter()
@@ -143,6 +148,7 @@ pub async fn stream(
         client,
         in_flight: Vec::new(),
         _guard: guard,
+        _permit: permit,
         fingerprint: fingerprint(&channels),
         positions,
         index,
@@ -172,6 +178,8 @@ struct SseStream {
     /// stream is dropped first.
     in_flight: Vec<Outbound>,
     _guard: DisconnectGuard,
+    /// The stream's place in the per-user and per-tenant connection counts.
+    _permit: crate::limits::ConnectionPermit,
     fingerprint: String,
     positions: Vec<(ChannelName, Arc<str>, u64)>,
     index: HashMap<ChannelName, usize>,

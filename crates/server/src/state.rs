@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Config;
 use crate::alerting::Alerting;
 use crate::auth::{Auth, Exposure, KeyStore};
+use crate::limits::Limits;
 use crate::live::Live;
 use crate::notify::Notifiers;
 use crate::statistics::PublisherCounters;
@@ -33,6 +34,7 @@ struct Inner {
     alerting: Arc<Alerting>,
     config: Config,
     auth: Auth,
+    limits: Arc<Limits>,
     metrics: Arc<HubMetrics>,
     registry: Registry,
     rates: Mutex<Rates>,
@@ -60,6 +62,8 @@ impl AppState {
         metrics.register(&mut registry);
         let stats_counters = PublisherCounters::default();
         stats_counters.register(&mut registry);
+        let limits = Limits::new(&config);
+        limits.metrics().register(&mut registry);
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
         let watch = Arc::new(Watch::new(config.analysis.clone()));
         Self(Arc::new(Inner {
@@ -72,6 +76,7 @@ impl AppState {
             alerting,
             config,
             auth,
+            limits,
             metrics,
             registry,
             rates: Mutex::new(Rates::default()),
@@ -121,6 +126,11 @@ impl AppState {
     /// How this server is exposed (decided at start).
     pub fn exposure(&self) -> Exposure {
         self.0.auth.exposure
+    }
+
+    /// Rate, connection and origin limits (docs/security.md, "Limits").
+    pub fn limits(&self) -> &Arc<Limits> {
+        &self.0.limits
     }
 
     pub fn metrics(&self) -> &HubMetrics {

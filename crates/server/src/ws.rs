@@ -28,6 +28,7 @@ pub async fn upgrade(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
     crate::auth::Publisher(may_publish): crate::auth::Publisher,
+    crate::limits::Permit(permit): crate::limits::Permit,
 ) -> Response {
     let cfg = &state.config().websocket;
     // The library limit is a backstop well above ours, so that an oversized frame normally
@@ -40,7 +41,11 @@ pub async fn upgrade(
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(backstop)
         .max_frame_size(backstop)
-        .on_upgrade(move |socket| run(socket, state, remote, tenant, may_publish))
+        .on_upgrade(move |socket| async move {
+            // Held while the connection lives: its place in the per-user and per-tenant counts.
+            let _permit = permit;
+            run(socket, state, remote, tenant, may_publish).await
+        })
 }
 
 type Sink = SplitSink<WebSocket, Message>;
@@ -164,6 +169,7 @@ async fn serve(
     stream: &mut SplitStream<WebSocket>,
 ) -> Exit {
     let cfg = &state.config().websocket;
+    let mut gate = state.limits().message_gate();
     // No timer here: the heartbeat task (`spawn_heartbeat`) checks every connection and queues
     // pings, so an idle connection is just this future, waiting on its queue and its socket.
     loop {
@@ -202,6 +208,20 @@ async fn serve(
                         if text.len() > cfg.max_frame_bytes {
                             let message = format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes);
                             return Box::pin(refuse(state, client, sink, ErrorCode::FrameTooLarge, &message, CloseCode::FrameTooLarge)).await;
+                        }
+                        match gate.check() {
+                            crate::limits::Verdict::Pass => {}
+                            crate::limits::Verdict::Drop => {
+                                state.limits().refused(crate::limits::Limit::messages_per_connection);
+                                let message = "frame dropped: over limits.messages_per_second for this connection";
+                                client.push_control(encode_error(None, ErrorCode::RateLimited, message));
+                                continue;
+                            }
+                            crate::limits::Verdict::Close => {
+                                state.limits().refused(crate::limits::Limit::message_flood);
+                                let message = "frames keep arriving far over limits.messages_per_second";
+                                return Box::pin(refuse(state, client, sink, ErrorCode::RateLimited, message, CloseCode::RateLimited)).await;
+                            }
                         }
                         // Boxed, like every rarely used large future here: a connection's task
                         // keeps the space of every future it may await inline, and idle
@@ -242,6 +262,7 @@ async fn refuse(
     message: &str,
     close: CloseCode,
 ) -> Exit {
+    state.limits().count_code(code, crate::limits::Limit::frame_bytes);
     client.push_control(encode_error(None, code, message));
     let batch = client.take_batch(usize::MAX);
     let written = tokio::time::timeout(CLOSE_GRACE, write_batch(state, client, sink, &batch.items)).await;
@@ -295,6 +316,7 @@ async fn handle_text(state: &AppState, client: &Arc<Client>, may_publish: bool, 
         return;
     }
     if let Err((id, e)) = api::execute(state, client, cmd).await {
+        state.limits().count_code(e.code, crate::limits::Limit::frame_bytes);
         client.push_control(encode_error(id, e.code, &e.message));
     }
 }

@@ -104,6 +104,11 @@ pub struct LimitsConfig {
     pub max_new_series_per_minute: usize,
     /// Tags one series may carry.
     pub max_tags_per_series: usize,
+    /// Series one tenant may hold over all its databases (its quota); 0: no quota.
+    pub max_series_per_tenant: usize,
+    /// Quotas of particular tenants, by tenant name, in place of `max_series_per_tenant`
+    /// (0: no quota for that tenant).
+    pub tenant_max_series: std::collections::BTreeMap<String, usize>,
 }
 
 impl Default for LimitsConfig {
@@ -112,7 +117,21 @@ impl Default for LimitsConfig {
             max_series_per_database: 1_000_000,
             max_new_series_per_minute: 100_000,
             max_tags_per_series: 64,
+            max_series_per_tenant: 0,
+            tenant_max_series: Default::default(),
         }
+    }
+}
+
+impl LimitsConfig {
+    /// The series quota of `tenant`, if it has one.
+    pub fn tenant_quota(&self, tenant: &str) -> Option<usize> {
+        let q = self
+            .tenant_max_series
+            .get(tenant)
+            .copied()
+            .unwrap_or(self.max_series_per_tenant);
+        (q > 0).then_some(q)
     }
 }
 

@@ -77,6 +77,7 @@ pub struct Index {
     lines: HashMap<Box<str>, LineEntry>,
     measurements: HashMap<(TenantId, String), MeasurementIndex>,
     per_db: HashMap<(TenantId, String), usize>,
+    per_tenant: HashMap<TenantId, usize>,
 }
 
 impl Index {
@@ -90,6 +91,11 @@ impl Index {
 
     pub fn series_in_db(&self, tenant: &TenantId, db: &str) -> usize {
         self.per_db.get(&(tenant.clone(), db.to_string())).copied().unwrap_or(0)
+    }
+
+    /// Series of every database of a tenant.
+    pub fn series_in_tenant(&self, tenant: &TenantId) -> usize {
+        self.per_tenant.get(tenant).copied().unwrap_or(0)
     }
 
     /// The line entry for a lookup key, if known.
@@ -130,6 +136,7 @@ impl Index {
                 .push(id);
         }
         *self.per_db.entry((key.tenant.clone(), key.db.clone())).or_default() += 1;
+        *self.per_tenant.entry(key.tenant.clone()).or_default() += 1;
         self.series.push(SeriesMeta { line: key, field, kind });
         id
     }

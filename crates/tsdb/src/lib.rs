@@ -23,7 +23,8 @@ pub use config::{FsyncPolicy, LimitsConfig, RetentionConfig, RetentionRule, Stor
 pub use index::{LineKey, SeriesId, SeriesMeta};
 pub use query::{Bucket, Tier};
 pub use store::{
-    Aggregation, Clock, Refusal, RefusalKind, Store, StoreStats, WriteOutcome, kind_name, system_clock, to_ms,
+    Aggregation, Clock, Refusal, RefusalKind, Store, StoreLimit, StoreStats, WriteOutcome, kind_name, system_clock,
+    to_ms,
 };
 pub use wal::Ack;
 

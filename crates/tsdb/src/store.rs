@@ -49,6 +49,17 @@ pub struct Refusal {
     pub line: usize,
     pub kind: RefusalKind,
     pub message: String,
+    /// Which limit refused the line, for `Limit`, `RateLimited` and `Quota` refusals.
+    pub limit: Option<StoreLimit>,
+}
+
+/// The store's limits (`tsdb.limits`), as named in refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreLimit {
+    TagsPerSeries,
+    SeriesPerDatabase,
+    NewSeriesPerMinute,
+    SeriesPerTenant,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +74,8 @@ pub enum RefusalKind {
     Limit,
     /// The database created too many series this minute; retry later.
     RateLimited,
+    /// The tenant holds as many series as its quota allows.
+    Quota,
 }
 
 pub struct WriteOutcome {
@@ -448,6 +461,14 @@ impl Store {
                 line: *line_no,
                 kind,
                 message,
+                limit: match kind {
+                    RefusalKind::RateLimited => Some(StoreLimit::NewSeriesPerMinute),
+                    _ => None,
+                },
+            };
+            let refuse_limit = |limit, kind, message: String| Refusal {
+                limit: Some(limit),
+                ..refuse(kind, message)
             };
             let ts = match line.timestamp {
                 None => now,
@@ -472,7 +493,8 @@ impl Store {
                 continue;
             }
             if line.tags.len() > cfg.limits.max_tags_per_series {
-                refused.push(refuse(
+                refused.push(refuse_limit(
+                    StoreLimit::TagsPerSeries,
                     RefusalKind::Limit,
                     format!(
                         "{} tags exceed the limit of {} per series",
@@ -524,7 +546,8 @@ impl Store {
                 if !derived {
                     let in_db = st.index.series_in_db(tenant, db);
                     if in_db + new_fields > cfg.limits.max_series_per_database {
-                        refused.push(refuse(
+                        refused.push(refuse_limit(
+                            StoreLimit::SeriesPerDatabase,
                             RefusalKind::Limit,
                             format!(
                                 "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
@@ -532,6 +555,20 @@ impl Store {
                             ),
                         ));
                         continue;
+                    }
+                    if let Some(quota) = cfg.limits.tenant_quota(tenant.as_str()) {
+                        let in_tenant = st.index.series_in_tenant(tenant);
+                        if in_tenant + new_fields > quota {
+                            refused.push(refuse_limit(
+                                StoreLimit::SeriesPerTenant,
+                                RefusalKind::Quota,
+                                format!(
+                                    "series quota exceeded: tenant {} holds {in_tenant} series, its quota is {quota}",
+                                    tenant.as_str()
+                                ),
+                            ));
+                            continue;
+                        }
                     }
                     let counter = st
                         .new_series

@@ -7,6 +7,7 @@ mod errors;
 mod history;
 mod ingest;
 mod lifecycle;
+mod limits;
 mod notify;
 mod pubsub;
 mod resume;

@@ -210,6 +210,9 @@ pub struct Client {
     pub transport: Transport,
     pub remote: Option<SocketAddr>,
     pub connected_at: SystemTime,
+    /// Who the connection authenticated as (a connection token's `sub`), set once after it
+    /// authenticated; unset for API keys and anonymous connections. Shown by presence.
+    pub user: std::sync::OnceLock<Arc<str>>,
     /// Shared by every client of the hub: one copy, not one per connection.
     config: Arc<QueueConfig>,
     metrics: Arc<HubMetrics>,
@@ -278,6 +281,7 @@ impl Client {
             transport,
             remote,
             connected_at: SystemTime::now(),
+            user: std::sync::OnceLock::new(),
             config,
             metrics,
             queue: Mutex::new(Queue::default()),

@@ -677,6 +677,23 @@ impl Hub {
                 .is_some_and(|index| index.matching(channel).next().is_some())
     }
 
+    /// The connections subscribed to `channel` by name (pattern subscribers are not listed: a
+    /// pattern says nothing about interest in one channel), as (client id, user), by id.
+    pub fn presence(&self, tenant: &TenantId, channel: &str) -> Result<Vec<(u64, Option<Arc<str>>)>> {
+        let name = parse_channel(channel)?;
+        let key = (tenant.clone(), name);
+        let mut out: Vec<(u64, Option<Arc<str>>)> = self
+            .inner
+            .subscriptions
+            .shard(&key)
+            .lock()
+            .get(&key)
+            .map(|s| s.list.iter().map(|c| (c.id, c.user.get().cloned())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
     /// Number of channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
         self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()

@@ -176,6 +176,26 @@ impl Pattern {
         }
         parts.next().is_none()
     }
+
+    /// True if every channel this pattern matches is matched by `other` too, i.e. `self`
+    /// covers `other`. A literal name (a pattern without wildcards) is covered by the patterns
+    /// that match it. Decided segment by segment: `>` covers one or more remaining segments,
+    /// `*` covers exactly one segment (a literal or `*`, never `>`, which may span several).
+    pub fn covers(&self, other: &Pattern) -> bool {
+        let mut theirs = other.segs.iter();
+        for seg in self.segs.iter() {
+            let Some(t) = theirs.next() else {
+                return false;
+            };
+            match (seg, t) {
+                (Seg::Rest, _) => return true,
+                (Seg::One, Seg::Lit(_) | Seg::One) => {}
+                (Seg::Lit(a), Seg::Lit(b)) if a == b => {}
+                _ => return false,
+            }
+        }
+        theirs.next().is_none()
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +256,34 @@ mod tests {
         }
     }
 
+    #[test]
+    fn coverage_table() {
+        let cases = [
+            ("a:>", "a:*", true),
+            ("a:>", "a:b:>", true),
+            ("a:>", "a:b", true),
+            ("a:>", "a", false),
+            ("a:>", "b:>", false),
+            ("a:*", "a:b", true),
+            ("a:*", "a:*", true),
+            ("a:*", "a:>", false),
+            ("a:*", "a:b:c", false),
+            ("*:x", "a:x", true),
+            ("*:x", "*:*", false),
+            ("a:b", "a:b", true),
+            ("a:b", "a:*", false),
+            (">", "*", true),
+            (">", "a:>", true),
+            ("*", ">", false),
+            ("a:*:c", "a:b:c", true),
+            ("a:*:c", "a:b:*", false),
+        ];
+        for (mine, theirs, want) in cases {
+            let (m, t) = (Pattern::parse(mine).unwrap(), Pattern::parse(theirs).unwrap());
+            assert_eq!(m.covers(&t), want, "{mine} covers {theirs}");
+        }
+    }
+
     /// Reference matcher: patterns and names as segment vectors, matched recursively.
     fn reference(p: &[&str], c: &[&str]) -> bool {
         match (p.split_first(), c.split_first()) {
@@ -262,6 +310,32 @@ mod tests {
             let ps: Vec<&str> = p.iter().map(String::as_str).collect();
             let cs: Vec<&str> = c.iter().map(String::as_str).collect();
             prop_assert_eq!(pat.matches(&chan), reference(&ps, &cs));
+        }
+
+        /// Coverage is exact: `a` covers `b` if and only if every short name `b` matches is
+        /// matched by `a` (names longer than both patterns add nothing a `>` would not show).
+        #[test]
+        fn covers_like_enumeration(
+            a in proptest::collection::vec(prop_oneof!["a", "b", Just("*".to_string())], 1..4),
+            a_rest in any::<bool>(),
+            b in proptest::collection::vec(prop_oneof!["a", "b", Just("*".to_string())], 1..4),
+            b_rest in any::<bool>(),
+        ) {
+            let (mut a, mut b) = (a, b);
+            if a_rest { a.push(">".into()); }
+            if b_rest { b.push(">".into()); }
+            let (pa, pb) = (Pattern::parse(&a.join(":")).unwrap(), Pattern::parse(&b.join(":")).unwrap());
+            let mut names = vec![String::new()];
+            let mut all = Vec::new();
+            for _ in 0..6 {
+                names = names
+                    .iter()
+                    .flat_map(|n| ["a", "b", "c"].map(|s| if n.is_empty() { s.to_string() } else { format!("{n}:{s}") }))
+                    .collect();
+                all.extend(names.iter().cloned());
+            }
+            let enumerated = all.iter().all(|n| !pb.matches(n) || pa.matches(n));
+            prop_assert_eq!(pa.covers(&pb), enumerated, "{} covers {}", pa.as_str(), pb.as_str());
         }
     }
 }

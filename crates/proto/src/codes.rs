@@ -28,7 +28,8 @@ pub enum ErrorCode {
     Internal,
     /// The request carries no API key, or one the server does not know or has revoked.
     Unauthorized,
-    /// The API key is valid but lacks the scope the request needs.
+    /// The API key is valid but lacks the scope the request needs, or the connection may not
+    /// act on this channel (the namespace's permissions, the token's claims).
     Forbidden,
     /// Over a rate limit (new connections, messages per connection, ingested points); retry
     /// after the time the HTTP `Retry-After` header gives.
@@ -37,6 +38,8 @@ pub enum ErrorCode {
     TooManyConnections,
     /// A browser page from an origin not in `http.allowed_origins`.
     OriginNotAllowed,
+    /// The connection token's `exp` has passed (with `auth.jwt.leeway`): get a new token.
+    TokenExpired,
 }
 
 impl ErrorCode {
@@ -58,6 +61,7 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
+            ErrorCode::TokenExpired => "token_expired",
         }
     }
 
@@ -74,7 +78,7 @@ impl ErrorCode {
             ErrorCode::FrameTooLarge => 413,
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
-            ErrorCode::Unauthorized => 401,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
             ErrorCode::Forbidden | ErrorCode::OriginNotAllowed => 403,
             ErrorCode::RateLimited | ErrorCode::TooManyConnections => 429,
         }
@@ -84,6 +88,13 @@ impl ErrorCode {
 /// WebSocket close codes the server uses, from the private 4000-4999 range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseCode {
+    /// The `connect` frame's token (or API key) was refused, or the first frame was not
+    /// `connect` where unauthenticated connections may do nothing.
+    Unauthorized = 4001,
+    /// The connection's token expired (at the `connect` frame, or later without a `refresh`).
+    TokenExpired = 4002,
+    /// A connection without credentials sent no frame within `websocket.connect_timeout`.
+    ConnectTimeout = 4011,
     /// The client sent a frame larger than the limit.
     FrameTooLarge = 4009,
     /// The client sent a binary frame.
@@ -105,6 +116,9 @@ impl CloseCode {
 
     pub fn reason(self) -> &'static str {
         match self {
+            CloseCode::Unauthorized => "unauthorized",
+            CloseCode::TokenExpired => "token expired",
+            CloseCode::ConnectTimeout => "no connect frame in time",
             CloseCode::FrameTooLarge => "frame too large",
             CloseCode::BinaryUnsupported => "binary frames are not supported",
             CloseCode::HeartbeatTimeout => "heartbeat timeout",

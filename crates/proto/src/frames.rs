@@ -42,6 +42,21 @@ pub enum ClientCommand {
     Ping {
         id: Option<u64>,
     },
+    /// Authenticates a connection opened without credentials; only as its first frame.
+    Connect {
+        id: Option<u64>,
+        token: String,
+    },
+    /// Replaces the connection's token before it expires (same `sub` and tenant).
+    Refresh {
+        id: Option<u64>,
+        token: String,
+    },
+    /// Lists the connections subscribed to a channel.
+    Presence {
+        id: Option<u64>,
+        channel: String,
+    },
 }
 
 /// Why a frame could not be decoded; `id` is set when the frame got far enough to carry one.
@@ -65,6 +80,7 @@ struct Envelope<'a> {
     limit: Option<usize>,
     #[serde(borrow)]
     since: Option<&'a RawValue>,
+    token: Option<String>,
 }
 
 fn missing(id: Option<u64>, field: &str, kind: &str) -> FrameError {
@@ -145,6 +161,18 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
             })
         }
         "ping" => Ok(ClientCommand::Ping { id }),
+        "connect" => {
+            let token = env.token.ok_or_else(|| missing(id, "token", kind))?;
+            Ok(ClientCommand::Connect { id, token })
+        }
+        "refresh" => {
+            let token = env.token.ok_or_else(|| missing(id, "token", kind))?;
+            Ok(ClientCommand::Refresh { id, token })
+        }
+        "presence" => {
+            let channel = env.channel.ok_or_else(|| missing(id, "channel", kind))?;
+            Ok(ClientCommand::Presence { id, channel })
+        }
         other => Err(FrameError {
             id,
             code: ErrorCode::UnknownType,
@@ -312,6 +340,31 @@ mod tests {
         assert_eq!(
             decode_command(r#"{"type":"ping","id":9}"#).unwrap(),
             ClientCommand::Ping { id: Some(9) }
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"connect","token":"a.b.c"}"#).unwrap(),
+            ClientCommand::Connect {
+                id: None,
+                token: "a.b.c".into()
+            }
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"refresh","id":3,"token":"t"}"#).unwrap(),
+            ClientCommand::Refresh {
+                id: Some(3),
+                token: "t".into()
+            }
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"presence","id":4,"channel":"chat:a"}"#).unwrap(),
+            ClientCommand::Presence {
+                id: Some(4),
+                channel: "chat:a".into()
+            }
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"connect","id":5}"#).unwrap_err().code,
+            ErrorCode::BadRequest
         );
     }
 

@@ -77,6 +77,42 @@ pub async fn execute(
             client.push_control(frame);
             Ok(())
         }
+        ClientCommand::Presence { id, channel } => {
+            let list = hub.presence(&client.tenant, &channel).map_err(|e| (id, e.into()))?;
+            #[derive(Serialize)]
+            struct Present<'a> {
+                client: u64,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                user: Option<&'a str>,
+            }
+            #[derive(Serialize)]
+            struct Reply<'a> {
+                #[serde(rename = "type")]
+                kind: &'static str,
+                #[serde(skip_serializing_if = "Option::is_none")]
+                id: Option<u64>,
+                channel: &'a str,
+                clients: Vec<Present<'a>>,
+            }
+            client.push_control(encode_reply(&Reply {
+                kind: "presence",
+                id,
+                channel: &channel,
+                clients: list
+                    .iter()
+                    .map(|(c, u)| Present {
+                        client: *c,
+                        user: u.as_deref(),
+                    })
+                    .collect(),
+            }));
+            Ok(())
+        }
+        // The transport handles these before anything reaches here.
+        ClientCommand::Connect { id, .. } | ClientCommand::Refresh { id, .. } => Err((
+            id,
+            ApiError::new(ErrorCode::BadRequest, "not accepted on this connection"),
+        )),
         ClientCommand::Ping { id } => {
             #[derive(Serialize)]
             struct Pong {

@@ -2,7 +2,9 @@
 //! `pulsewire keys`, read by the server and re-read when it changes), the middleware that turns
 //! a presented key into a [`Principal`] and checks the scope each route needs, the [`Tenant`]
 //! extractor handlers use to scope what they touch, and the start-up decision on whether this
-//! server may serve without authentication at all. WebSocket and SSE are not covered here.
+//! server may serve without authentication at all. For WebSocket and SSE it resolves the
+//! credential (API key or JWT connection token, `jwt.rs`) into the connection's
+//! [`Identity`], whose channel permissions `permissions.rs` checks.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::AuthConfig;
+use crate::permissions::Identity;
 use crate::{ApiError, AppState};
 
 /// What a key may do. Each route needs exactly one (see [`required_scope`]).
@@ -96,23 +99,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
                 .get::<Principal>()
                 .map(|p| p.tenant.clone())
                 .unwrap_or_else(TenantId::default_tenant),
-        ))
-    }
-}
-
-/// Whether a connection may publish: always without authentication, else only with a key that
-/// has the `publish` scope.
-pub struct Publisher(pub bool);
-
-impl<S: Send + Sync> FromRequestParts<S> for Publisher {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Publisher(
-            parts
-                .extensions
-                .get::<Principal>()
-                .is_none_or(|p| p.scopes.contains(&Scope::Publish)),
         ))
     }
 }
@@ -267,7 +253,7 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Tenants name storage namespaces and channels: keep them to a plain, bounded alphabet.
-fn check_tenant(t: &str) -> Result<(), String> {
+pub fn check_tenant(t: &str) -> Result<(), String> {
     if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return Err(format!("tenant {t:?}: use 1 to 64 letters, digits, `-` or `_`"));
     }
@@ -370,6 +356,69 @@ fn index(keys: Vec<KeyRecord>) -> HashMap<String, KeyRecord> {
 pub struct Auth {
     pub keys: Option<KeyStore>,
     pub exposure: Exposure,
+    /// Connection-token keys, when enabled and configured.
+    pub jwt: Option<crate::jwt::Verifier>,
+    pub permissions: crate::permissions::Permissions,
+}
+
+/// Why a WebSocket or SSE credential was refused, with its stable code.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// Resolves a credential presented by a WebSocket or SSE connection (upgrade request, or the
+/// `connect` frame): a JWT connection token when it has a JWT's shape and tokens are
+/// configured, else an API key, which needs the `read` scope.
+pub fn resolve(state: &AppState, credential: &str) -> Result<Identity, Refusal> {
+    let Some(keys) = state.keys() else {
+        return Ok(Identity::Open);
+    };
+    if let Some(verifier) = state.jwt()
+        && crate::jwt::looks_like_jwt(credential)
+    {
+        return match verifier.verify(credential) {
+            Ok(claims) => Ok(Identity::Token(std::sync::Arc::new(claims))),
+            Err(e) => {
+                tracing::debug!(reason = %e.message(), "connection token refused");
+                Err(Refusal {
+                    code: match e {
+                        crate::jwt::TokenError::Expired => ErrorCode::TokenExpired,
+                        crate::jwt::TokenError::Invalid(_) => ErrorCode::Unauthorized,
+                    },
+                    message: e.message(),
+                })
+            }
+        };
+    }
+    let unauthorized = |m: &str| Refusal {
+        code: ErrorCode::Unauthorized,
+        message: m.into(),
+    };
+    match keys.lookup(credential) {
+        Lookup::Unknown => Err(unauthorized("unknown API key")),
+        Lookup::Revoked => Err(unauthorized("the API key has been revoked")),
+        Lookup::Valid(p) if !p.scopes.contains(&Scope::Read) => Err(Refusal {
+            code: ErrorCode::Forbidden,
+            message: "this API key lacks the `read` scope this request needs".into(),
+        }),
+        Lookup::Valid(p) => Ok(Identity::Key(p)),
+    }
+}
+
+/// The identity of a WebSocket or SSE connection, as the middleware resolved it:
+/// [`Identity::Open`] without authentication.
+pub struct Connection(pub Identity);
+
+impl<S: Send + Sync> FromRequestParts<S> for Connection {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Connection(
+            parts.extensions.get::<Identity>().cloned().unwrap_or(Identity::Open),
+        ))
+    }
 }
 
 /// How this server is exposed, decided once at start.
@@ -401,8 +450,8 @@ pub fn exposure(auth: &AuthConfig, addr: SocketAddr) -> Result<Exposure, String>
 }
 
 /// The scope a request needs, or `None` for the open endpoints (health, readiness, metrics).
-/// WebSocket and SSE connections need `read` to connect; publishing over WebSocket needs
-/// `publish` as well, checked per command ([`Publisher`]).
+/// WebSocket and SSE connections are resolved apart (see [`authenticate`]): an API key needs
+/// `read` to connect, and the channel permissions (`permissions.rs`) decide per command.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let reading = method == Method::GET || method == Method::HEAD;
     match path {
@@ -437,6 +486,32 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     let Some(scope) = required_scope(req.method(), path) else {
         return next.run(req).await;
     };
+    if matches!(path, "/ws" | "/sse") {
+        // A connection token or an API key, in a header or (browsers cannot set headers on a
+        // WebSocket or an EventSource) the query; none at all makes the connection anonymous:
+        // a WebSocket may then still authenticate with a `connect` frame.
+        let presented = presented_key(req.headers())
+            .or_else(|| query_param(req.uri().query(), "token"))
+            .or_else(|| access_token(req.uri().query()));
+        let identity = match presented {
+            // An EventSource cannot authenticate later: without any rule open to `any`, it
+            // is refused now.
+            None if path == "/sse" && !state.permissions().anonymous_possible() => {
+                return ApiError::new(
+                    ErrorCode::Unauthorized,
+                    "a connection token or API key is required (?token=, ?access_token= or Authorization: Bearer)",
+                )
+                .into_response();
+            }
+            None => Identity::Anonymous(TenantId::new(&state.config().auth.anonymous_tenant)),
+            Some(credential) => match resolve(&state, &credential) {
+                Ok(identity) => identity,
+                Err(r) => return ApiError::new(r.code, r.message).into_response(),
+            },
+        };
+        req.extensions_mut().insert(identity);
+        return next.run(req).await;
+    }
     let shape = Shape::of(path);
     // The v1 `u`/`p` parameters are what InfluxDB 1.x clients send; only /write speaks 1.x.
     // Browsers cannot set headers on a WebSocket or an EventSource: those take the key as
@@ -491,8 +566,12 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
 }
 
 fn access_token(query: Option<&str>) -> Option<String> {
+    query_param(query, "access_token")
+}
+
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     let params: HashMap<String, String> = serde_urlencoded_pairs(query?);
-    params.get("access_token").cloned().filter(|p| !p.is_empty())
+    params.get(name).cloned().filter(|p| !p.is_empty())
 }
 
 fn v1_password(query: Option<&str>) -> Option<String> {

@@ -114,8 +114,8 @@ impl Default for LimitsConfig {
             message_burst: 20,
             flood_factor: 3,
             flood_window: Duration::from_secs(5),
-            ingest_points_per_second: 100_000,
-            ingest_points_burst: 200_000,
+            ingest_points_per_second: 1_000_000,
+            ingest_points_burst: 2_000_000,
             max_tracked_keys: 100_000,
             prune_interval: Duration::from_secs(60),
             exempt_loopback: true,
@@ -123,7 +123,7 @@ impl Default for LimitsConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Every HTTP API request needs an API key (except `/health`, `/ping`, `/ready`, `/metrics`).
@@ -134,6 +134,167 @@ pub struct AuthConfig {
     /// Serve without authentication on a non-loopback address anyway (`--insecure`); warned
     /// about at start and in `/ready`.
     pub insecure: bool,
+    /// JWT connection tokens for WebSocket and SSE (docs/security.md).
+    pub jwt: JwtConfig,
+    /// Tenant of WebSocket and SSE connections without credentials (where a namespace rule is
+    /// `any`).
+    pub anonymous_tenant: String,
+    /// What connections may do on the channels of a namespace that has no entry in `namespaces`.
+    pub channel_defaults: ChannelPermissions,
+    /// Channel permissions per namespace (`[[auth.namespaces]]`, `name` = the part of a channel
+    /// name before the first `:`; `""` names the channels without one).
+    pub namespaces: Vec<NamespacePermissions>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            keys_file: PathBuf::new(),
+            insecure: false,
+            anonymous_tenant: "default".into(),
+            jwt: JwtConfig::default(),
+            channel_defaults: ChannelPermissions::default(),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// Secret of HS256 tokens; empty: HS256 is not accepted.
+    pub hmac_secret: String,
+    /// PEM public key of RS256 tokens without a `kid`; empty: none.
+    pub rsa_public_key_file: PathBuf,
+    /// PEM public key (P-256) of ES256 tokens without a `kid`; empty: none.
+    pub ecdsa_public_key_file: PathBuf,
+    /// PEM public key (Ed25519) of EdDSA tokens without a `kid`; empty: none.
+    pub ed25519_public_key_file: PathBuf,
+    /// JWKS file of keys chosen by the token's `kid` (RS256, ES256, EdDSA, HS256), re-read
+    /// within a second of a change; empty: none.
+    pub jwks_file: PathBuf,
+    /// When set, tokens must carry this `iss`.
+    pub issuer: String,
+    /// When set, tokens must carry this `aud`.
+    pub audience: String,
+    /// Clock skew allowed on `exp` and `nbf`; a connection is closed this long after `exp`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Tenant of tokens without a `tenant` claim; empty: such tokens are refused.
+    pub default_tenant: String,
+    /// How long before its token expires a WebSocket connection gets `token_expiring`.
+    #[serde(with = "humantime_serde")]
+    pub expiry_warning: Duration,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            hmac_secret: String::new(),
+            rsa_public_key_file: PathBuf::new(),
+            ecdsa_public_key_file: PathBuf::new(),
+            ed25519_public_key_file: PathBuf::new(),
+            jwks_file: PathBuf::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway: Duration::from_secs(5),
+            default_tenant: String::new(),
+            expiry_warning: Duration::from_secs(30),
+        }
+    }
+}
+
+impl JwtConfig {
+    /// True if any key is configured, i.e. connection tokens are accepted at all.
+    pub fn has_keys(&self) -> bool {
+        !self.hmac_secret.is_empty()
+            || !self.rsa_public_key_file.as_os_str().is_empty()
+            || !self.ecdsa_public_key_file.as_os_str().is_empty()
+            || !self.ed25519_public_key_file.as_os_str().is_empty()
+            || !self.jwks_file.as_os_str().is_empty()
+    }
+}
+
+/// Who may do something on a namespace's channels.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Every connection, even one without credentials.
+    Any,
+    /// Every authenticated connection of the tenant (an API key needs its scope).
+    #[default]
+    Authenticated,
+    /// Only tokens whose `channels` (or, to publish, `publish`) claim has a pattern covering
+    /// the channel, or the `admin` role (an API key needs its scope).
+    Claim,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelPermissions {
+    pub subscribe: Access,
+    pub publish: Access,
+    pub history: Access,
+    pub presence: Access,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NamespacePermissions {
+    pub name: String,
+    pub subscribe: Access,
+    pub publish: Access,
+    pub history: Access,
+    pub presence: Access,
+}
+
+impl NamespacePermissions {
+    pub fn permissions(&self) -> ChannelPermissions {
+        ChannelPermissions {
+            subscribe: self.subscribe,
+            publish: self.publish,
+            history: self.history,
+            presence: self.presence,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Every invalid value, each prefixed with its key relative to this section.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for (i, ns) in self.namespaces.iter().enumerate() {
+            let valid =
+                ns.name.is_empty() || (!ns.name.contains(':') && pulsewire_model::ChannelName::parse(&ns.name).is_ok());
+            if !valid {
+                out.push(format!(
+                    "namespaces[{i}].name: {:?} is not a valid namespace name",
+                    ns.name
+                ));
+            } else if !names.insert(ns.name.as_str()) {
+                out.push(format!("namespaces[{i}].name: {:?} is listed twice", ns.name));
+            }
+        }
+        let jwt = &self.jwt;
+        if jwt.has_keys() && !self.enabled {
+            out.push("jwt: keys are configured but auth.enabled is false".into());
+        }
+        if crate::auth::check_tenant(&self.anonymous_tenant).is_err() {
+            out.push("anonymous_tenant: use 1 to 64 letters, digits, `-` or `_`".into());
+        }
+        if !jwt.default_tenant.is_empty() && crate::auth::check_tenant(&jwt.default_tenant).is_err() {
+            out.push("jwt.default_tenant: use 1 to 64 letters, digits, `-` or `_`".into());
+        }
+        if !jwt.hmac_secret.is_empty() && jwt.hmac_secret.len() < 32 {
+            out.push("jwt.hmac_secret: must be at least 32 bytes".into());
+        }
+        if jwt.leeway > Duration::from_secs(300) {
+            out.push("jwt.leeway: must be at most 5m".into());
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -173,6 +334,10 @@ pub struct WebSocketConfig {
     /// How long the server waits for an answer to a ping before closing with 4005.
     #[serde(with = "humantime_serde")]
     pub pong_timeout: Duration,
+    /// With authentication enabled, how long a connection opened without credentials has to
+    /// send its first frame (normally `connect`) before it is closed with 4011.
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
     /// Largest frame a client may send; larger ones close the connection with 4009.
     pub max_frame_bytes: usize,
     /// Read buffer per connection, in bytes (memory per idle connection depends on it).
@@ -186,6 +351,7 @@ impl Default for WebSocketConfig {
         Self {
             ping_interval: Duration::from_secs(25),
             pong_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
             max_frame_bytes: 64 * 1024,
             read_buffer_bytes: 256,
             write_batch: 64,
@@ -581,6 +747,8 @@ impl Config {
         };
         positive(&mut out, "websocket.ping_interval", self.websocket.ping_interval);
         positive(&mut out, "websocket.pong_timeout", self.websocket.pong_timeout);
+        positive(&mut out, "websocket.connect_timeout", self.websocket.connect_timeout);
+        out.extend(self.auth.problems().into_iter().map(|p| format!("auth.{p}")));
         positive(&mut out, "sse.heartbeat", self.sse.heartbeat);
         positive(&mut out, "shutdown.timeout", self.shutdown.timeout);
         positive(&mut out, "http.tcp_user_timeout", self.http.tcp_user_timeout);

@@ -10,9 +10,11 @@ pub mod auth;
 mod config;
 mod error;
 mod ingest;
+pub mod jwt;
 pub mod limits;
 mod live;
 pub mod notify;
+pub mod permissions;
 mod query;
 mod sse;
 mod state;
@@ -36,8 +38,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, Config, HttpConfig, IngestConfig,
-    LimitsConfig, LogConfig, LogFormat, NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
+    Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, ChannelPermissions, Config,
+    HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig, LogFormat, NamespacePermissions, NotifyConfig,
+    ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -112,6 +115,17 @@ impl Server {
             }
             auth::Exposure::Loopback | auth::Exposure::Insecure => None,
         };
+        let jwt = match exposure {
+            auth::Exposure::Authenticated => {
+                let v = jwt::Verifier::from_config(&config.auth.jwt).context("cannot load the JWT keys")?;
+                if v.is_some() {
+                    tracing::info!("WebSocket and SSE accept JWT connection tokens");
+                }
+                v
+            }
+            auth::Exposure::Loopback | auth::Exposure::Insecure => None,
+        };
+        let permissions = permissions::Permissions::new(&config.auth);
         let state = AppState::new(
             hub,
             store,
@@ -119,7 +133,12 @@ impl Server {
             alerting,
             config,
             metrics,
-            auth::Auth { keys, exposure },
+            auth::Auth {
+                keys,
+                exposure,
+                jwt,
+                permissions,
+            },
         );
         let shutdown = CancellationToken::new();
 

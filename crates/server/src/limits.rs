@@ -555,8 +555,28 @@ impl Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
-        let principal = parts.extensions.get::<Principal>();
-        let tenant = principal.map_or_else(TenantId::default_tenant, |p| p.tenant.clone());
+        // WebSocket and SSE requests carry the connection's identity: a token's user is its
+        // `sub` within its tenant.
+        let identity = parts.extensions.get::<crate::permissions::Identity>();
+        if let Some(crate::permissions::Identity::Token(claims)) = identity {
+            let user = format!("sub:{}/{}", claims.tenant.as_str(), claims.sub);
+            return Caller {
+                ingest_key: user.clone(),
+                user,
+                ip,
+                tenant: claims.tenant.clone(),
+                exempt: false,
+            };
+        }
+        let principal = parts.extensions.get::<Principal>().or(match identity {
+            Some(crate::permissions::Identity::Key(p)) => Some(p),
+            _ => None,
+        });
+        let tenant = match (principal, identity) {
+            (Some(p), _) => p.tenant.clone(),
+            (None, Some(id)) => id.tenant(),
+            (None, None) => TenantId::default_tenant(),
+        };
         match principal {
             Some(p) => Caller {
                 user: format!("key:{}", p.key_id),

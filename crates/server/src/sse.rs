@@ -27,6 +27,7 @@ use pulsewire_model::{ChannelName, Position, is_pattern};
 use pulsewire_proto::{CloseCode, ErrorCode};
 use serde::Deserialize;
 
+use crate::permissions::Action;
 use crate::transport::{DisconnectGuard, record_delivered};
 use crate::{ApiError, AppState};
 
@@ -92,7 +93,7 @@ fn decode_id(id: &str, channels: &[ChannelName]) -> BTreeMap<String, Position> {
 pub async fn stream(
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    crate::auth::Connection(identity): crate::auth::Connection,
     headers: HeaderMap,
     crate::limits::Permit(permit): crate::limits::Permit,
     Query(q): Query<SseQuery>,
@@ -106,6 +107,12 @@ pub async fn stream(
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    for name in &names {
+        state
+            .permissions()
+            .check(&identity, Action::Subscribe, name)
+            .map_err(|m| ApiError::new(ErrorCode::Forbidden, m))?;
+    }
     let mut channels = Vec::new();
     for name in names.iter().filter(|n| !is_pattern(n)) {
         channels.push(
@@ -120,7 +127,16 @@ pub async fn stream(
         .or(q.last_event_id);
     let since = last_id.map(|id| decode_id(&id, &channels)).unwrap_or_default();
 
-    let client = state.hub().connect(tenant, Transport::Sse, Some(remote));
+    let client = state.hub().connect(identity.tenant(), Transport::Sse, Some(remote));
+    if let Some(user) = identity.user() {
+        let _ = client.user.set(Arc::from(user));
+    }
+    // A token's stream ends when the token expires (with the leeway): the client reconnects
+    // with a new token and its last event id.
+    let expires = identity.expires_at().map(|exp| {
+        let leeway = state.jwt().map_or(std::time::Duration::ZERO, |v| v.leeway());
+        tokio::time::Instant::now() + crate::jwt::until_unix(exp) + leeway
+    });
     let guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let starts = state
         .hub()
@@ -155,6 +171,7 @@ pub async fn stream(
         heartbeat,
         first: Some(format!("retry: {}\n\n", cfg.retry.as_millis())),
         done: false,
+        expires,
     };
     let body = Body::from_stream(futures_util::stream::unfold(stream, |mut s| async move {
         s.next_chunk().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), s))
@@ -186,6 +203,8 @@ struct SseStream {
     heartbeat: tokio::time::Interval,
     first: Option<String>,
     done: bool,
+    /// When the connection token expires: the stream then ends with `token_expired`.
+    expires: Option<tokio::time::Instant>,
 }
 
 /// The `type` of one of our JSON frames, which all begin with `{"type":"...`.
@@ -245,6 +264,18 @@ impl SseStream {
                     }
                 }
                 _ = self.heartbeat.tick() => return Some(Bytes::from_static(b": ping\n\n")),
+                _ = tokio::time::sleep_until(self.expires.unwrap_or_else(tokio::time::Instant::now)), if self.expires.is_some() => {
+                    self.done = true;
+                    let code = CloseCode::TokenExpired;
+                    let end = format!(
+                        "event: error\ndata: {{\"type\":\"error\",\"code\":\"{}\",\"message\":\"the connection token expired; reconnect with a new token and Last-Event-ID\"}}\n\n\
+                         event: close\ndata: {{\"type\":\"close\",\"code\":{},\"reason\":\"{}\"}}\n\n",
+                        ErrorCode::TokenExpired.as_str(),
+                        code.code(),
+                        code.reason()
+                    );
+                    return Some(Bytes::from(end));
+                }
             }
         }
     }

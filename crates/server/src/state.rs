@@ -123,6 +123,16 @@ impl AppState {
         self.0.auth.keys.as_ref()
     }
 
+    /// The JWT connection-token keys, when authentication is enabled and keys are configured.
+    pub fn jwt(&self) -> Option<&crate::jwt::Verifier> {
+        self.0.auth.jwt.as_ref()
+    }
+
+    /// The channel permissions of `[auth]`.
+    pub fn permissions(&self) -> &crate::permissions::Permissions {
+        &self.0.auth.permissions
+    }
+
     /// How this server is exposed (decided at start).
     pub fn exposure(&self) -> Exposure {
         self.0.auth.exposure

@@ -1,6 +1,11 @@
 //! The WebSocket transport: one task per connection that reads client commands and writes the
 //! client's outbound queue in batches; and the one heartbeat task that probes every connection.
 //!
+//! With authentication enabled, a connection opened without credentials authenticates with a
+//! first `connect` frame (or, where some namespace is open to `any`, goes on anonymously); one
+//! whose token expires is warned (`token_expiring`), may `refresh`, and is closed with 4002 at
+//! expiry otherwise.
+//!
 //! Writes race against the client's abort signal, so a stalled peer (whose socket never accepts
 //! another byte) is dropped as soon as the hub marks it a slow consumer, without waiting for TCP.
 
@@ -14,11 +19,13 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt as _, StreamExt as _};
 use pulsewire_hub::{Client, CloseReason, Outbound};
 use pulsewire_model::TenantId;
-use pulsewire_proto::{ClientCommand, CloseCode, ErrorCode, encode_error};
+use pulsewire_proto::{ClientCommand, CloseCode, ErrorCode, encode_error, encode_reply};
+use serde::Serialize;
 use std::sync::Arc;
 
 use crate::AppState;
 use crate::api;
+use crate::permissions::{Action, Identity};
 use crate::transport::{DisconnectGuard, record_delivered};
 use tokio::time::Instant;
 
@@ -26,8 +33,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    crate::auth::Tenant(tenant): crate::auth::Tenant,
-    crate::auth::Publisher(may_publish): crate::auth::Publisher,
+    crate::auth::Connection(identity): crate::auth::Connection,
     crate::limits::Permit(permit): crate::limits::Permit,
 ) -> Response {
     let cfg = &state.config().websocket;
@@ -44,7 +50,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             // Held while the connection lives: its place in the per-user and per-tenant counts.
             let _permit = permit;
-            run(socket, state, remote, tenant, may_publish).await
+            run(socket, state, remote, identity).await
         })
 }
 
@@ -62,18 +68,268 @@ enum Exit {
     Gone,
 }
 
-async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, tenant: TenantId, may_publish: bool) {
+/// The connection's authentication as its task keeps it: who it is, and when its token expires.
+struct Session {
+    identity: Identity,
+    /// When the connection is closed with 4002 unless it refreshes: `exp` plus the leeway.
+    expires: Option<Instant>,
+    /// When `token_expiring` is due; `None` once sent (and for connections without a token).
+    warn: Option<Instant>,
+}
+
+impl Session {
+    fn new(state: &AppState, identity: Identity) -> Session {
+        let mut s = Session {
+            identity,
+            expires: None,
+            warn: None,
+        };
+        s.schedule(state);
+        s
+    }
+
+    fn schedule(&mut self, state: &AppState) {
+        (self.expires, self.warn) = match self.identity.expires_at() {
+            None => (None, None),
+            Some(exp) => {
+                let leeway = state.jwt().map_or(std::time::Duration::ZERO, |v| v.leeway());
+                let left = crate::jwt::until_unix(exp) + leeway;
+                let now = Instant::now();
+                let warn_before = state.config().auth.jwt.expiry_warning;
+                (Some(now + left), Some(now + left.saturating_sub(warn_before)))
+            }
+        };
+    }
+
+    /// The next timer: the warning, then the expiry.
+    fn next_timer(&self) -> Option<Instant> {
+        self.warn.or(self.expires)
+    }
+}
+
+#[derive(Serialize)]
+struct TokenFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tenant: Option<&'a str>,
+    /// The token's `exp` (seconds since the Unix epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exp: Option<u64>,
+    /// Milliseconds until the connection is closed unless it refreshes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_ms: Option<u64>,
+}
+
+impl TokenFrame<'_> {
+    fn new(kind: &'static str) -> Self {
+        TokenFrame {
+            kind,
+            id: None,
+            client: None,
+            user: None,
+            tenant: None,
+            exp: None,
+            in_ms: None,
+        }
+    }
+}
+
+/// What the first frame of a connection opened without credentials decided.
+struct Admitted {
+    identity: Identity,
+    /// `Some(id)` when it authenticated with `connect` (answered with `connected`).
+    connect_id: Option<Option<u64>>,
+    /// The first frame, when it was a command of an anonymous connection.
+    first: Option<Utf8Bytes>,
+}
+
+/// Waits for the first frame of a connection opened without credentials, within
+/// `websocket.connect_timeout`. `None`: the connection was refused (and closed) or went away.
+async fn admit(state: &AppState, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Option<Admitted> {
+    let cfg = &state.config().websocket;
+    let deadline = Instant::now() + cfg.connect_timeout;
+    loop {
+        let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                let message = "no connect frame within websocket.connect_timeout";
+                refuse_unregistered(
+                    sink,
+                    stream,
+                    None,
+                    ErrorCode::Unauthorized,
+                    message,
+                    CloseCode::ConnectTimeout,
+                )
+                .await;
+                return None;
+            }
+            Ok(Some(Ok(m))) => m,
+            Ok(_) => return None,
+        };
+        let text = match msg {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return None,
+            Message::Binary(_) => {
+                let message = "binary frames are not supported; send JSON text frames";
+                refuse_unregistered(
+                    sink,
+                    stream,
+                    None,
+                    ErrorCode::BinaryUnsupported,
+                    message,
+                    CloseCode::BinaryUnsupported,
+                )
+                .await;
+                return None;
+            }
+            Message::Text(t) => t,
+        };
+        if text.len() > cfg.max_frame_bytes {
+            let message = "frame exceeds websocket.max_frame_bytes";
+            refuse_unregistered(
+                sink,
+                stream,
+                None,
+                ErrorCode::FrameTooLarge,
+                message,
+                CloseCode::FrameTooLarge,
+            )
+            .await;
+            return None;
+        }
+        let cmd = pulsewire_proto::decode_command(text.as_str());
+        if let Ok(ClientCommand::Connect { id, token }) = &cmd {
+            return match crate::auth::resolve(state, token) {
+                Ok(identity) => Some(Admitted {
+                    identity,
+                    connect_id: Some(*id),
+                    first: None,
+                }),
+                Err(r) => {
+                    let close = if r.code == ErrorCode::TokenExpired {
+                        CloseCode::TokenExpired
+                    } else {
+                        CloseCode::Unauthorized
+                    };
+                    refuse_unregistered(sink, stream, *id, r.code, &r.message, close).await;
+                    None
+                }
+            };
+        }
+        if state.permissions().anonymous_possible() {
+            return Some(Admitted {
+                identity: Identity::Anonymous(TenantId::new(&state.config().auth.anonymous_tenant)),
+                connect_id: None,
+                first: Some(text),
+            });
+        }
+        let id = match &cmd {
+            Ok(c) => command_id(c),
+            Err(e) => e.id,
+        };
+        let message = "authenticate first: send {\"type\":\"connect\",\"token\":\"...\"} or connect with ?token=";
+        refuse_unregistered(
+            sink,
+            stream,
+            id,
+            ErrorCode::Unauthorized,
+            message,
+            CloseCode::Unauthorized,
+        )
+        .await;
+        return None;
+    }
+}
+
+fn command_id(cmd: &ClientCommand) -> Option<u64> {
+    match cmd {
+        ClientCommand::Subscribe { id, .. }
+        | ClientCommand::Unsubscribe { id, .. }
+        | ClientCommand::Publish { id, .. }
+        | ClientCommand::History { id, .. }
+        | ClientCommand::Ping { id }
+        | ClientCommand::Connect { id, .. }
+        | ClientCommand::Refresh { id, .. }
+        | ClientCommand::Presence { id, .. } => *id,
+    }
+}
+
+/// Refuses a connection that is not registered with the hub yet: the error frame, the close,
+/// and the peer's close within the grace.
+async fn refuse_unregistered(
+    sink: &mut Sink,
+    stream: &mut SplitStream<WebSocket>,
+    id: Option<u64>,
+    code: ErrorCode,
+    message: &str,
+    close_code: CloseCode,
+) {
+    let frame = encode_error(id, code, message);
+    let _ = Box::pin(tokio::time::timeout(CLOSE_GRACE, async {
+        if let Ok(text) = Utf8Bytes::try_from(frame)
+            && sink.send(Message::Text(text)).await.is_ok()
+            && close(sink, close_code).await.is_ok()
+        {
+            while let Some(Ok(m)) = stream.next().await {
+                if matches!(m, Message::Close(_)) {
+                    break;
+                }
+            }
+        }
+    }))
+    .await;
+}
+
+async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, identity: Identity) {
     if state.is_shutting_down() {
         let (mut sink, _) = socket.split();
         let _ = close(&mut sink, CloseCode::ShuttingDown).await;
         return;
     }
-    let client = state
-        .hub()
-        .connect(tenant, pulsewire_hub::Transport::WebSocket, Some(remote));
-    let _guard = DisconnectGuard::new(state.hub().clone(), client.clone());
     let (mut sink, mut stream) = socket.split();
-    let exit = serve(&state, &client, may_publish, &mut sink, &mut stream).await;
+    let admitted = if matches!(identity, Identity::Anonymous(_)) {
+        match Box::pin(admit(&state, &mut sink, &mut stream)).await {
+            Some(a) => a,
+            None => return,
+        }
+    } else {
+        Admitted {
+            identity,
+            connect_id: None,
+            first: None,
+        }
+    };
+    let client = state.hub().connect(
+        admitted.identity.tenant(),
+        pulsewire_hub::Transport::WebSocket,
+        Some(remote),
+    );
+    if let Some(user) = admitted.identity.user() {
+        let _ = client.user.set(Arc::from(user));
+    }
+    let mut session = Session::new(&state, admitted.identity);
+    if let Some(id) = admitted.connect_id {
+        client.push_control(encode_reply(&TokenFrame {
+            id,
+            client: Some(client.id),
+            user: session.identity.user(),
+            tenant: Some(session.identity.tenant().as_str()),
+            exp: session.identity.expires_at(),
+            ..TokenFrame::new("connected")
+        }));
+    }
+    if let Some(first) = admitted.first {
+        Box::pin(handle_text(&state, &client, &mut session, first.as_str())).await;
+    }
+    let _guard = DisconnectGuard::new(state.hub().clone(), client.clone());
+    let exit = serve(&state, &client, &mut session, &mut sink, &mut stream).await;
     match exit {
         Exit::Close(code) => {
             if code == CloseCode::HeartbeatTimeout {
@@ -164,7 +420,7 @@ async fn close(sink: &mut Sink, code: CloseCode) -> Result<(), axum::Error> {
 async fn serve(
     state: &AppState,
     client: &Arc<Client>,
-    may_publish: bool,
+    session: &mut Session,
     sink: &mut Sink,
     stream: &mut SplitStream<WebSocket>,
 ) -> Exit {
@@ -191,6 +447,19 @@ async fn serve(
                     None => break,
                 }
             },
+            _ = tokio::time::sleep_until(session.next_timer().unwrap_or_else(Instant::now)), if session.next_timer().is_some() => {
+                if session.warn.take().is_some() {
+                    let left = session.expires.map_or(0, |e| e.saturating_duration_since(Instant::now()).as_millis() as u64);
+                    client.push_control(encode_reply(&TokenFrame {
+                        exp: session.identity.expires_at(),
+                        in_ms: Some(left),
+                        ..TokenFrame::new("token_expiring")
+                    }));
+                } else {
+                    let message = "the connection token expired; reconnect with a new token";
+                    return Box::pin(refuse(state, client, sink, ErrorCode::TokenExpired, message, CloseCode::TokenExpired)).await;
+                }
+            }
             msg = stream.next() => {
                 // Any frame from the peer proves it alive.
                 client.touch();
@@ -226,7 +495,7 @@ async fn serve(
                         // Boxed, like every rarely used large future here: a connection's task
                         // keeps the space of every future it may await inline, and idle
                         // connections should not pay for commands they are not running.
-                        Box::pin(handle_text(state, client, may_publish, text.as_str())).await;
+                        Box::pin(handle_text(state, client, session, text.as_str())).await;
                     }
                     Message::Binary(_) => {
                         let message = "binary frames are not supported; send JSON text frames";
@@ -297,7 +566,7 @@ async fn write_batch(
     Ok(())
 }
 
-async fn handle_text(state: &AppState, client: &Arc<Client>, may_publish: bool, text: &str) {
+async fn handle_text(state: &AppState, client: &Arc<Client>, session: &mut Session, text: &str) {
     let cmd = match pulsewire_proto::decode_command(text) {
         Ok(cmd) => cmd,
         Err(e) => {
@@ -305,20 +574,82 @@ async fn handle_text(state: &AppState, client: &Arc<Client>, may_publish: bool, 
             return;
         }
     };
-    if let ClientCommand::Publish { id, .. } = &cmd
-        && !may_publish
-    {
-        client.push_control(encode_error(
-            *id,
-            ErrorCode::Forbidden,
-            "this connection's API key lacks the `publish` scope",
-        ));
+    let perms = state.permissions();
+    let who = &session.identity;
+    let checked = match &cmd {
+        ClientCommand::Subscribe { id, channels, .. } => channels
+            .iter()
+            .try_for_each(|c| perms.check(who, Action::Subscribe, c))
+            .map_err(|e| (*id, e)),
+        ClientCommand::Publish { id, channel, .. } => perms.check(who, Action::Publish, channel).map_err(|e| (*id, e)),
+        ClientCommand::History { id, channel, .. } => perms.check(who, Action::History, channel).map_err(|e| (*id, e)),
+        ClientCommand::Presence { id, channel } => perms.check(who, Action::Presence, channel).map_err(|e| (*id, e)),
+        ClientCommand::Refresh { id, token } => {
+            refresh(state, client, session, *id, token);
+            return;
+        }
+        ClientCommand::Connect { id, .. } => {
+            let message = "`connect` is only accepted as the first frame of a connection opened without credentials";
+            client.push_control(encode_error(*id, ErrorCode::BadRequest, message));
+            return;
+        }
+        ClientCommand::Unsubscribe { .. } | ClientCommand::Ping { .. } => Ok(()),
+    };
+    if let Err((id, message)) = checked {
+        tracing::debug!(client = client.id, %message, "command refused");
+        client.push_control(encode_error(id, ErrorCode::Forbidden, &message));
         return;
     }
     if let Err((id, e)) = api::execute(state, client, cmd).await {
         state.limits().count_code(e.code, crate::limits::Limit::frame_bytes);
         client.push_control(encode_error(id, e.code, &e.message));
     }
+}
+
+/// Replaces the connection's token: same `sub` and tenant; subscriptions stay, later commands
+/// follow the new token's claims, and the expiry timers restart from its `exp`.
+fn refresh(state: &AppState, client: &Client, session: &mut Session, id: Option<u64>, token: &str) {
+    let Identity::Token(current) = &session.identity else {
+        let message = "only connections authenticated with a connection token can refresh";
+        client.push_control(encode_error(id, ErrorCode::BadRequest, message));
+        return;
+    };
+    if !crate::jwt::looks_like_jwt(token) {
+        client.push_control(encode_error(
+            id,
+            ErrorCode::Unauthorized,
+            "`token` is not a connection token",
+        ));
+        return;
+    }
+    let fresh = match crate::auth::resolve(state, token) {
+        Ok(Identity::Token(c)) => c,
+        Ok(_) => {
+            client.push_control(encode_error(
+                id,
+                ErrorCode::Unauthorized,
+                "`token` is not a connection token",
+            ));
+            return;
+        }
+        Err(r) => {
+            client.push_control(encode_error(id, r.code, &r.message));
+            return;
+        }
+    };
+    if fresh.sub != current.sub || fresh.tenant != current.tenant {
+        let message = "a refreshed token must have the same `sub` and tenant as the connection's";
+        client.push_control(encode_error(id, ErrorCode::Forbidden, message));
+        return;
+    }
+    let exp = fresh.exp;
+    session.identity = Identity::Token(fresh);
+    session.schedule(state);
+    client.push_control(encode_reply(&TokenFrame {
+        id,
+        exp: Some(exp),
+        ..TokenFrame::new("refreshed")
+    }));
 }
 
 /// The WebSocket heartbeat for every connection at once: queues a ping on each connection every

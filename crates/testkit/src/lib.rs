@@ -64,6 +64,59 @@ impl TestServer {
         Ws::connect(self.addr()).await
     }
 
+    /// Opens a WebSocket to `/ws` plus `query` (e.g. `?token=...`) with an optional
+    /// `Authorization` header; a refused upgrade gives its HTTP status and JSON body.
+    pub async fn ws_with(&self, query: &str, authorization: Option<&str>) -> Result<Ws, (u16, Value)> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut req = format!("ws://{}/ws{query}", self.addr())
+            .into_client_request()
+            .expect("request");
+        if let Some(a) = authorization {
+            req.headers_mut()
+                .insert("authorization", a.parse().expect("header value"));
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => Ok(Ws { inner }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or(Value::Null);
+                Err((status, body))
+            }
+            Err(e) => panic!("websocket connect: {e}"),
+        }
+    }
+
+    /// Opens an SSE stream with an optional `Authorization` header; a refusal gives its HTTP
+    /// status and JSON body.
+    pub async fn sse_with(
+        &self,
+        query: &str,
+        authorization: Option<&str>,
+        last_event_id: Option<&str>,
+    ) -> Result<Sse, (u16, Value)> {
+        let mut req = self.http.get(self.url(&format!("/sse?{query}")));
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id);
+        }
+        let resp = req.send().await.expect("sse request sent");
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let body = resp.json().await.unwrap_or(Value::Null);
+            return Err((status, body));
+        }
+        let stream = eventsource_stream::EventStream::new(resp.bytes_stream());
+        Ok(Sse {
+            stream: Box::pin(stream),
+        })
+    }
+
     /// Publishes over HTTP and returns (status, body).
     pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
         let resp = self

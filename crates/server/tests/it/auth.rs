@@ -330,9 +330,17 @@ async fn websocket_and_sse_need_a_key_and_act_for_its_tenant() {
     let (_, read_key) = create(&path, "a", &[Scope::Read]);
     let (_, publish_b) = create(&path, "b", &[Scope::Read, Scope::Publish]);
     let s = TestServer::start(config).await;
-    // No key, or an unknown one: the upgrade is refused.
-    assert_eq!(ws_at(&s, "").await.err(), Some(401));
+    // An unknown key: the upgrade is refused. No key at all: the upgrade is accepted, since a
+    // first `connect` frame may still authenticate, but any other first frame is refused and
+    // the connection closed with 4001.
     assert_eq!(ws_at(&s, "?access_token=pw_nope").await.err(), Some(401));
+    let mut anonymous = s.ws().await;
+    anonymous
+        .send(serde_json::json!({"type":"subscribe","id":1,"channels":["news"]}))
+        .await;
+    let (frames, code) = anonymous.recv_until_close().await;
+    assert_eq!(code, Some(4001), "{frames:?}");
+    assert_eq!(frames[0]["code"], "unauthorized", "{frames:?}");
     let (status, _) = send(&s, "GET", "/sse?channels=news", None, "").await;
     assert_eq!(status, 401);
     // A read-only key subscribes but cannot publish.

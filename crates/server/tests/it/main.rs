@@ -6,6 +6,7 @@ mod auth;
 mod errors;
 mod history;
 mod ingest;
+mod jwt;
 mod lifecycle;
 mod limits;
 mod notify;

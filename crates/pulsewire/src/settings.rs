@@ -107,8 +107,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, AuthConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig, ShutdownConfig, SseConfig,
-        WebSocketConfig,
+        AnalysisConfig, AuthConfig, CollectorConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig, ShutdownConfig,
+        SseConfig, WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -139,7 +139,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<AnalysisConfig>(figment, "analysis", &mut out);
     check::<AuthConfig>(figment, "auth", &mut out);
     check::<LimitsConfig>(figment, "limits", &mut out);
-    const KNOWN: [&str; 13] = [
+    check::<CollectorConfig>(figment, "collector", &mut out);
+    const KNOWN: [&str; 14] = [
         "listen",
         "data_dir",
         "log",
@@ -153,6 +154,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "analysis",
         "auth",
         "limits",
+        "collector",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

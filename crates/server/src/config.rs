@@ -39,6 +39,30 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate and connection limits per user, address, tenant and connection (docs/security.md).
     pub limits: LimitsConfig,
+    /// The host collector: this machine's CPU, memory, load, disk and network into the store.
+    pub collector: CollectorConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Record this machine's figures (Telegraf's `cpu`, `mem`, `system`, `diskio`, `net`).
+    pub enabled: bool,
+    /// Time between two readings.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Database the points are written to (in the `default` tenant).
+    pub database: String,
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval: Duration::from_secs(1),
+            database: "pulsewire".into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -57,6 +81,7 @@ impl Default for Config {
             analysis: AnalysisConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            collector: CollectorConfig::default(),
         }
     }
 }
@@ -749,6 +774,12 @@ impl Config {
         positive(&mut out, "websocket.pong_timeout", self.websocket.pong_timeout);
         positive(&mut out, "websocket.connect_timeout", self.websocket.connect_timeout);
         out.extend(self.auth.problems().into_iter().map(|p| format!("auth.{p}")));
+        if self.collector.enabled && self.collector.interval < Duration::from_millis(100) {
+            out.push("collector.interval: must be at least 100ms".into());
+        }
+        if self.collector.database.is_empty() {
+            out.push("collector.database: must not be empty".into());
+        }
         positive(&mut out, "sse.heartbeat", self.sse.heartbeat);
         positive(&mut out, "shutdown.timeout", self.shutdown.timeout);
         positive(&mut out, "http.tcp_user_timeout", self.http.tcp_user_timeout);

@@ -419,3 +419,38 @@ async fn decode_body(state: &AppState, d: Dialect, headers: &HeaderMap, body: Bo
     }
     Ok(Bytes::from(out))
 }
+
+/// Writes points the server produces itself (the host collector, the demo fleet) the way an
+/// HTTP write would: stored, published live on `metrics:<measurement>`, watched by live
+/// analysis; waits until they are durable. Returns the refusals, if any.
+pub async fn write_own(
+    state: &AppState,
+    tenant: &TenantId,
+    db: &str,
+    lines: Vec<Line<'static>>,
+) -> Result<Vec<Refusal>, String> {
+    let d = Dialect::Json;
+    let hub_state = state.clone();
+    let task_tenant = tenant.clone();
+    let db = db.to_string();
+    let numbered: Vec<(usize, Line<'static>)> = lines.into_iter().enumerate().collect();
+    let (refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
+        let stored = store_lines(&hub_state, d, &task_tenant, &db, Precision::Ms, &numbered)?;
+        let live = LiveBatch::collect(
+            &hub_state,
+            &task_tenant,
+            &numbered,
+            &stored.accepted,
+            Precision::Ms,
+            stored.now,
+        );
+        Ok::<_, IngestError>((stored.refused, stored.ack, live, stored.findings))
+    })
+    .await
+    .map_err(|_| "write task failed".to_string())?
+    .map_err(|e| e.message)?;
+    wait_durable(d, ack).await.map_err(|e| e.message)?;
+    state.live().push(live);
+    crate::watch::publish(state.hub(), tenant, findings).await;
+    Ok(refused)
+}

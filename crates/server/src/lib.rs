@@ -7,6 +7,7 @@ mod alert_routes;
 mod alerting;
 mod api;
 pub mod auth;
+pub mod collector;
 mod config;
 mod error;
 mod ingest;
@@ -38,9 +39,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, ChannelPermissions, Config,
-    HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig, LogFormat, NamespacePermissions, NotifyConfig,
-    ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
+    Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, ChannelPermissions,
+    CollectorConfig, Config, HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig, LogFormat,
+    NamespacePermissions, NotifyConfig, ShutdownConfig, SseConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -152,6 +153,7 @@ impl Server {
         let alert_ticker = alerting::spawn_ticker(state.clone(), tasks.clone());
         let alert_publisher = alerting::spawn_publisher(state.clone(), tasks.clone());
         let pruner = limits::spawn_pruner(state.clone(), tasks.clone());
+        let collector = collector::spawn(state.clone(), tasks.clone());
         // Without TCP_NODELAY, Nagle's algorithm holds a small frame back until the previous one
         // is acknowledged: at 1,000 subscribers x 100/s, p50 was 20 ms without it and 4 ms with.
         let user_timeout = state.config().http.tcp_user_timeout;
@@ -202,7 +204,10 @@ impl Server {
                 ("alert ticker", alert_ticker),
                 ("alert publisher", alert_publisher),
                 ("limits pruner", pruner),
-            ] {
+            ]
+            .into_iter()
+            .chain(collector.map(|c| ("host collector", c)))
+            {
                 if let Err(e) = task.await {
                     tracing::error!("{name} task failed: {e}");
                 }

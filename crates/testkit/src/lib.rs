@@ -18,13 +18,16 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for something that should arrive promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config for tests: port 0 on loopback and a throwaway data directory.
+/// A config for tests: port 0 on loopback, a throwaway data directory, and the host collector
+/// off (its series would show up in every test's listings; its own test turns it on).
 pub fn test_config() -> Config {
-    Config {
+    let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: std::env::temp_dir().join(format!("pulsewire-test-{}-{}", std::process::id(), unique())),
         ..Config::default()
-    }
+    };
+    config.collector.enabled = false;
+    config
 }
 
 fn unique() -> u64 {

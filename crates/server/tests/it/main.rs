@@ -3,6 +3,7 @@
 mod alerts;
 mod analysis;
 mod auth;
+mod collector;
 mod errors;
 mod history;
 mod ingest;

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod backup;
+mod demo;
 mod keys;
 mod restore;
 mod settings;
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Run a Pulsewire node.
     Serve(settings::ServeArgs),
+    /// Run a node fed by a synthetic fleet (hosts, services, incidents) with alert rules, to
+    /// see Pulsewire at work; data goes to a new temporary directory unless --data-dir is given.
+    Demo(settings::ServeArgs),
     /// Print the default configuration as TOML.
     DefaultConfig,
     /// Load generators and benchmark scenarios.
@@ -48,26 +52,12 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            let (config, source) = match settings::load(&args) {
-                Ok(c) => c,
-                Err(problems) => {
-                    eprintln!("pulsewire: invalid configuration:");
-                    for p in problems {
-                        eprintln!("  - {p}");
-                    }
-                    return ExitCode::from(2);
-                }
-            };
-            init_tracing(&config);
-            match serve(config, source) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    tracing::error!("{e:#}");
-                    eprintln!("pulsewire: {e:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Serve(args) => run_node(&args, false),
+        Command::Demo(mut args) => {
+            if args.data_dir.is_none() {
+                args.data_dir = Some(std::env::temp_dir().join(format!("pulsewire-demo-{}", std::process::id())));
             }
+            run_node(&args, true)
         }
         Command::DefaultConfig => match settings::default_toml() {
             Ok(text) => {
@@ -93,6 +83,31 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_node(args: &settings::ServeArgs, demo: bool) -> ExitCode {
+    let (mut config, source) = match settings::load(args) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("pulsewire: invalid configuration:");
+            for p in problems {
+                eprintln!("  - {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if demo {
+        config.analysis.rules.extend(demo::rules());
+    }
+    init_tracing(&config);
+    match serve(config, source, demo) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pulsewire: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn exit_code(command: &str, result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,7 +130,7 @@ fn init_tracing(config: &Config) {
     }
 }
 
-fn serve(config: Config, source: String) -> anyhow::Result<()> {
+fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -138,9 +153,19 @@ fn serve(config: Config, source: String) -> anyhow::Result<()> {
         println!("  authentication: {auth}");
         println!("  configuration: {source}");
         println!("  data directory: {}", config.data_dir.display());
+        let fleet = demo.then(|| demo::spawn(server.state().clone()));
+        if fleet.is_some() {
+            println!(
+                "  demo: 6 hosts and 3 services in database `{}`, incidents every 3 minutes, rules: high_cpu, memory_high, host_silent, checkout_slow, latency_anomaly",
+                demo::DATABASE
+            );
+        }
         wait_for_signal().await;
         tracing::info!("signal received: shutting down");
         server.shutdown();
+        if let Some(fleet) = fleet {
+            fleet.abort();
+        }
         server.wait().await?;
         tracing::info!("stopped");
         Ok(())

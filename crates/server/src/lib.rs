@@ -11,6 +11,7 @@ pub mod collector;
 mod config;
 mod error;
 mod ingest;
+pub use ingest::write_own;
 pub mod jwt;
 pub mod limits;
 mod live;

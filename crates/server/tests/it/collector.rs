@@ -31,8 +31,14 @@ async fn the_host_collector_records_cpu_memory_load_disk_and_network() {
     assert_eq!(total["tags"]["host"], host().as_str());
     let idle = total["fields"]["usage_idle"].as_f64().expect("usage_idle");
     let active = total["fields"]["usage_active"].as_f64().expect("usage_active");
-    assert!((0.0..=100.0).contains(&idle) && (0.0..=100.0).contains(&active), "{total}");
-    assert!(points.iter().any(|p| p["tags"]["cpu"] == "cpu0"), "per-core points: {points:?}");
+    assert!(
+        (0.0..=100.0).contains(&idle) && (0.0..=100.0).contains(&active),
+        "{total}"
+    );
+    assert!(
+        points.iter().any(|p| p["tags"]["cpu"] == "cpu0"),
+        "per-core points: {points:?}"
+    );
 
     // Stored: every measurement is queryable, with the documented fields.
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -65,7 +71,9 @@ async fn the_host_collector_records_cpu_memory_load_disk_and_network() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let v: Value = s.get_json("/api/v1/query?q=mem.used_percent&from=0&to=9999999999999").await;
+    let v: Value = s
+        .get_json("/api/v1/query?q=mem.used_percent&from=0&to=9999999999999")
+        .await;
     let used = v["series"][0]["points"][0][1].as_f64().expect("a value");
     assert!(used > 0.0 && used < 100.0, "{v}");
 }

@@ -72,17 +72,25 @@ pub fn read(path: &Path) -> Result<Contents> {
 /// ~100 bytes would be 1 GB).
 const MAX_BATCH: usize = 1 << 30;
 
-/// Appends one batch of framed definitions (`frame(put_def(..))` back to back) and syncs it.
+/// Definitions compressed together at most (uncompressed bytes), well under [`MAX_BATCH`].
+const BATCH_BYTES: usize = 32 << 20;
+
+/// Appends framed definitions (`frame(put_def(..))` back to back) as one or more batches and
+/// syncs them.
 pub fn append(path: &Path, framed_defs: &[u8]) -> Result<()> {
     if framed_defs.is_empty() {
         return Ok(());
     }
-    let new = fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let new = match fs::metadata(path) {
+        Ok(m) => m.len() == 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(Error::io("reading the series log's size", e)),
+    };
     let mut out = Vec::new();
     if new {
         frame(HEADER, &mut out);
     }
-    frame(&compress(framed_defs)?, &mut out);
+    batches(framed_defs, &mut out)?;
     let mut f = fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -109,9 +117,7 @@ pub fn rewrite(path: &Path, index: &Index) -> Result<()> {
     }
     let mut out = Vec::new();
     frame(HEADER, &mut out);
-    if !defs.is_empty() {
-        frame(&compress(&defs)?, &mut out);
-    }
+    batches(&defs, &mut out)?;
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, &out).map_err(|e| Error::io("rewriting the series log", e))?;
     fs::File::open(&tmp)
@@ -122,6 +128,34 @@ pub fn rewrite(path: &Path, index: &Index) -> Result<()> {
         Some(dir) => wal::sync_dir(dir),
         None => Ok(()),
     }
+}
+
+/// Frames `framed_defs` as compressed batches of at most [`BATCH_BYTES`], cut between records.
+fn batches(framed_defs: &[u8], out: &mut Vec<u8>) -> Result<()> {
+    batches_of(framed_defs, BATCH_BYTES, out)
+}
+
+fn batches_of(framed_defs: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<()> {
+    let mut rest = framed_defs;
+    while !rest.is_empty() {
+        // Walk whole records (`[len u32][crc u32][payload]`) up to the batch size.
+        let mut cut = 0;
+        while cut < rest.len() {
+            let len = rest
+                .get(cut..cut + 4)
+                .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                .map_or(0, |b| u32::from_le_bytes(b) as usize);
+            let next = (cut + 8 + len).min(rest.len());
+            if cut > 0 && next > limit {
+                break;
+            }
+            cut = next;
+        }
+        let (batch, tail) = rest.split_at(cut);
+        frame(&compress(batch)?, out);
+        rest = tail;
+    }
+    Ok(())
 }
 
 fn compress(data: &[u8]) -> Result<Vec<u8>> {
@@ -184,6 +218,23 @@ mod tests {
         let c = read(&path).unwrap();
         assert_eq!(hosts(&c), vec![(0, "a".into()), (1, "b".into())]);
         assert!(c.rewrite);
+    }
+
+    #[test]
+    fn large_appends_are_cut_into_batches_between_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("series.log");
+        let defs: Vec<Def> = (0..50).map(|i| def(i, &format!("host-{i}"))).collect();
+        let mut out = Vec::new();
+        frame(HEADER, &mut out);
+        batches_of(&framed(&defs), 200, &mut out).unwrap();
+        fs::write(&path, &out).unwrap();
+        let (records, clean) = read_frames(&out);
+        assert!(clean && records.len() > 5, "{} batches", records.len() - 1);
+        let c = read(&path).unwrap();
+        assert_eq!(c.defs.len(), 50);
+        assert_eq!(c.defs.last().map(|d| d.id), Some(49));
+        assert!(!c.rewrite);
     }
 
     #[test]

@@ -37,6 +37,9 @@ const COLD_AFTER_MS: i64 = 3_600_000;
 /// (store clock, ms): a day still being back-filled would otherwise be summarised again and
 /// again as late points trickle in.
 const ROLLUP_QUIET_MS: i64 = 600_000;
+/// Raw points of a day without tiers are summarised this much at a time (a multiple of every
+/// tier's resolution).
+const PENDING_CHUNK_MS: i64 = 3_600_000;
 /// How often retention and compaction run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 /// Points one raw query may return.
@@ -698,7 +701,12 @@ impl Store {
         }
         let lo = bucket_of(from, step);
         let hi = bucket_of(to.saturating_sub(1), step).saturating_add(step);
-        let tier = if force_raw { Tier::Raw } else { self.tier_for(step) };
+        // Rollup tiers summarise numbers only: a string field's count comes from raw points.
+        let tier = if force_raw || matches!(meta.kind, Kind::Str) {
+            Tier::Raw
+        } else {
+            self.tier_for(step)
+        };
         if tier == Tier::Raw {
             let (ts, values) = self.read_raw(id, meta, lo, hi)?;
             let vals: Vec<f64> = match numeric(&values) {
@@ -848,38 +856,39 @@ impl Store {
             p.part.read_summaries(id, lo, hi, sketches, &mut out)?;
         }
         // Days without tiers yet are summarised from their raw points, parts and heads merged so
-        // that a rewritten point counts once; the heads' points of other days join the tiers.
-        let mut pending: BTreeMap<i64, Vec<(Vec<i64>, Values)>> = view
-            .unrolled
-            .range(Tier::Raw.partition_of(lo)..hi)
-            .map(|&day| {
-                Ok((
-                    day,
-                    raw_runs(
-                        &view,
-                        id,
-                        meta.kind,
-                        lo.max(day),
-                        hi.min(day + Tier::Raw.partition_ms()),
-                    )?,
-                ))
-            })
-            .collect::<Result<_>>()?;
+        // that a rewritten point counts once, an hour at a time (memory and the raw-read limit
+        // stay those of one hour, whatever the day holds); the heads' points of other days join
+        // the tiers.
+        let pending: Vec<i64> = view.unrolled.range(Tier::Raw.partition_of(lo)..hi).copied().collect();
+        let mut pending_heads: Vec<(Vec<i64>, Values)> = Vec::new();
         for (ts, values) in heads {
             for (day, range) in day_runs(&ts) {
                 let run = (
                     ts.get(range.clone()).unwrap_or_default().to_vec(),
                     slice_values(&values, range),
                 );
-                match pending.get_mut(&day) {
-                    Some(runs) => runs.push(run),
-                    None => out.extend(summarize(&run.0, &run.1)),
+                if pending.binary_search(&day).is_ok() {
+                    pending_heads.push(run);
+                } else {
+                    out.extend(summarize(&run.0, &run.1));
                 }
             }
         }
-        for runs in pending.into_values() {
-            let (ts, values) = merge_runs(runs, meta.kind);
-            out.extend(summarize(&ts, &values));
+        for day in pending {
+            let (from, to) = (lo.max(day), hi.min(day + Tier::Raw.partition_ms()));
+            let mut chunk = bucket_of(from, PENDING_CHUNK_MS);
+            while chunk < to {
+                let (a, b) = (from.max(chunk), to.min(chunk + PENDING_CHUNK_MS));
+                let mut runs = raw_runs(&view, id, meta.kind, a, b)?;
+                runs.extend(
+                    pending_heads
+                        .iter()
+                        .map(|(ts, values)| clip(ts.clone(), values.clone(), a, b)),
+                );
+                let (ts, values) = merge_runs(runs, meta.kind);
+                out.extend(summarize(&ts, &values));
+                chunk += PENDING_CHUNK_MS;
+            }
         }
         Ok(out)
     }
@@ -1273,7 +1282,14 @@ impl Shared {
                 Tier::H1 => r.rollup_1h,
             };
             let expired = |d: Duration| end <= now - d.as_millis() as i64;
-            if expired(keep) {
+            if tier == Tier::Raw && manifest.unrolled.contains(&partition) && expired(shortest_raw) {
+                // Its tiers are not built yet (the build failed or gave up): the raw points stay
+                // past their retention until they are, rather than be lost to the tiers.
+                tracing::warn!(
+                    partition,
+                    "raw partition kept past its retention until its rollups are built"
+                );
+            } else if expired(keep) {
                 self.replace(&entries, None)?;
                 tracing::info!(tier = tier.name(), partition, "retention dropped a partition");
             } else if tier == Tier::Raw && expired(shortest_raw) {
@@ -1314,27 +1330,43 @@ impl Shared {
         let shortest_raw = shortest_raw.as_millis() as i64;
         let unrolled = self.manifest.lock().unrolled.clone();
         let written = self.raw_written.lock().clone();
+        let mut failure = None;
         for day in unrolled {
             let end = day + Tier::Raw.partition_ms();
             let quiet = written.get(&day).is_none_or(|&t| t <= now - ROLLUP_QUIET_MS);
-            let due = force || (end <= now - COLD_AFTER_MS && quiet) || end <= now - shortest_raw;
-            if due {
+            // Retention is about to take raw points: build the tiers now, with checkpoints held
+            // off so a back-fill into the day cannot make the build give up.
+            let pressed = end <= now - shortest_raw;
+            if force || pressed || (end <= now - COLD_AFTER_MS && quiet) {
                 let started = Instant::now();
-                if self.roll_up_day(day)? {
-                    tracing::info!(
-                        partition = day,
-                        ms = started.elapsed().as_millis() as u64,
-                        "rollups built"
-                    );
+                match self.roll_up_day(day, pressed) {
+                    Ok(true) => {
+                        tracing::info!(
+                            partition = day,
+                            ms = started.elapsed().as_millis() as u64,
+                            "rollups built"
+                        )
+                    }
+                    Ok(false) => tracing::debug!(partition = day, "rollup deferred: the day got new points"),
+                    // One day's failure (a damaged part, say) must not hold up the others.
+                    Err(e) => {
+                        tracing::error!(partition = day, error = %e, "building a day's rollups failed");
+                        failure = Some(e);
+                    }
                 }
             }
         }
-        Ok(())
+        match failure {
+            Some(e) if force => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Builds the 1m, 5m and 1h tiers of one raw day partition from its parts. Returns false,
-    /// leaving the day for later, if a checkpoint added points to the day meanwhile.
-    fn roll_up_day(&self, day: i64) -> Result<bool> {
+    /// leaving the day for later, if a checkpoint added points to the day meanwhile; with
+    /// `exclusive`, checkpoints wait for the whole build instead, so it cannot give up.
+    fn roll_up_day(&self, day: i64, exclusive: bool) -> Result<bool> {
+        let held = exclusive.then(|| self.checkpointing.lock());
         let view = self.view.read().clone();
         let mut parts: Vec<&Arc<LivePart>> = view
             .parts
@@ -1406,7 +1438,10 @@ impl Shared {
         };
         // No checkpoint between the check and the commit: the checkpoint decides per day
         // whether to summarise its points from this same manifest.
-        let _c = self.checkpointing.lock();
+        let _c = match held {
+            Some(guard) => guard,
+            None => self.checkpointing.lock(),
+        };
         let mut current = self.manifest.lock();
         let now_inputs: BTreeSet<u64> = current
             .parts
@@ -1423,11 +1458,10 @@ impl Shared {
         manifest.parts.extend(added.iter().cloned());
         manifest.unrolled.remove(&day);
         manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
-        if let Err(e) = manifest.save(&self.dir) {
-            std::mem::drop(current);
-            discard(&added);
-            return Err(e);
-        }
+        // Not discarded on failure: the save may have failed after its rename, with the new
+        // manifest naming these parts; if it failed before, they are unnamed leftovers that the
+        // next start deletes.
+        manifest.save(&self.dir)?;
         let mut view = self.view.write();
         let mut next = (**view).clone();
         next.parts.extend(opened);

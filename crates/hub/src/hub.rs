@@ -694,6 +694,31 @@ impl Hub {
         Ok(out)
     }
 
+    /// The tenants with a subscriber in `namespace` (a channel named `<namespace>:...`, or a
+    /// pattern that can match one), sorted. Producers that publish per tenant (statistics)
+    /// compute only for these.
+    pub fn tenants_subscribed_in(&self, namespace: &str) -> Vec<TenantId> {
+        let prefix = format!("{namespace}:");
+        let mut out: HashSet<TenantId> = HashSet::new();
+        for shard in self.inner.subscriptions.shards() {
+            out.extend(
+                shard
+                    .lock()
+                    .iter()
+                    .filter(|((_, ch), s)| !s.list.is_empty() && ch.as_str().starts_with(&prefix))
+                    .map(|((t, _), _)| t.clone()),
+            );
+        }
+        for (tenant, index) in self.inner.patterns.read().iter() {
+            if !index.wild.is_empty() || index.by_first.get(namespace).is_some_and(|b| !b.is_empty()) {
+                out.insert(tenant.clone());
+            }
+        }
+        let mut out: Vec<TenantId> = out.into_iter().collect();
+        out.sort();
+        out
+    }
+
     /// Number of channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
         self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()

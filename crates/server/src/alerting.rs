@@ -788,3 +788,101 @@ fn load_log(path: &Path, from: i64) -> anyhow::Result<Vec<AlertEvent>> {
     let start = kept.len().saturating_sub(MAX_LOG_EVENTS);
     Ok(kept.get(start..).map(<[AlertEvent]>::to_vec).unwrap_or_default())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pulsewire-alerting-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("alerts")).unwrap();
+        d
+    }
+
+    fn spec(name: &str, tenant: Option<&str>) -> RuleSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "kind": "threshold", "expr": "last(cpu.usage)", "op": ">", "threshold": 1.0,
+            "tenant": tenant,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn files_written_before_tenants_load_as_the_default_tenants() {
+        let d = dir("old");
+        // rules.json, state.json and events.jsonl as they were written before tenants.
+        fs::write(
+            d.join("alerts/rules.json"),
+            r#"[{"name":"old_rule","kind":"threshold","expr":"last(cpu.usage)","op":">","threshold":1.0}]"#,
+        )
+        .unwrap();
+        fs::write(
+            d.join("alerts/state.json"),
+            r#"{"engine":{"version":1,"instances":[]},"silences":[{"id":"s1","matchers":[{"name":"host","op":"=","value":"a"}],"starts_at":0,"ends_at":99999999999999,"created_by":"x","comment":""}]}"#,
+        )
+        .unwrap();
+        let now = now_ms();
+        fs::write(
+            d.join("alerts/events.jsonl"),
+            format!(
+                "{{\"id\":\"x\",\"rule\":\"old_rule\",\"state\":\"firing\",\"severity\":\"info\",\"labels\":{{}},\"value\":1.0,\"since\":{now},\"annotations\":{{}},\"at\":{now}}}\n"
+            ),
+        )
+        .unwrap();
+        let a = Alerting::open(&d, &AnalysisConfig::default()).unwrap();
+        let default = TenantId::default_tenant();
+        let rules = a.rules(&default);
+        assert_eq!(rules.len(), 1);
+        assert_eq!((rules[0].0.name.as_str(), rules[0].0.tenant()), ("old_rule", "default"));
+        assert_eq!(a.silences(&default).len(), 1);
+        assert_eq!(a.stats(&default, now - 1, now + 1).events, 1);
+        let other = TenantId::new("acme");
+        assert!(a.rules(&other).is_empty() && a.silences(&other).is_empty());
+        assert_eq!(a.stats(&other, now - 1, now + 1).events, 0);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn rules_of_the_same_name_in_two_tenants_survive_a_restart_apart() {
+        let d = dir("two");
+        let config = AnalysisConfig::default();
+        let (acme, globex) = (TenantId::new("acme"), TenantId::new("globex"));
+        {
+            let a = Alerting::open(&d, &config).unwrap();
+            a.put_rule(&acme, spec("high", None), true).unwrap();
+            a.put_rule(&globex, spec("high", None), true).unwrap();
+            a.put_rule(&acme, spec("acme_only", None), true).unwrap();
+            // Taken in its own tenant, free in another.
+            assert!(matches!(
+                a.put_rule(&acme, spec("high", None), true),
+                Err(AlertingError::Conflict(_))
+            ));
+            assert!(matches!(
+                a.put_rule(&acme, spec("x", Some("globex")), true),
+                Err(AlertingError::Invalid(_))
+            ));
+            assert!(matches!(
+                a.delete_rule(&globex, "acme_only"),
+                Err(AlertingError::NotFound(_))
+            ));
+            a.add_silence(
+                &globex,
+                serde_json::from_value(serde_json::json!({
+                    "matchers": [{"name": "host", "value": "a"}], "ends_at": now_ms() + 60_000, "created_by": "g"
+                }))
+                .unwrap(),
+            )
+            .unwrap();
+            a.flush();
+        }
+        let a = Alerting::open(&d, &config).unwrap();
+        let names = |t: &TenantId| -> Vec<String> { a.rules(t).into_iter().map(|(r, _)| r.name).collect() };
+        assert_eq!(names(&acme), vec!["acme_only".to_string(), "high".to_string()]);
+        assert_eq!(names(&globex), vec!["high".to_string()]);
+        assert!(names(&TenantId::default_tenant()).is_empty());
+        assert_eq!((a.silences(&acme).len(), a.silences(&globex).len()), (0, 1));
+        let _ = fs::remove_dir_all(&d);
+    }
+}

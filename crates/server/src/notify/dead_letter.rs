@@ -194,6 +194,7 @@ mod tests {
 
     fn entry(webhook: &str, key: &str) -> DeadLetter {
         DeadLetter {
+            tenant: "default".into(),
             webhook: webhook.into(),
             idempotency_key: key.into(),
             payload: RawValue::from_string(format!("{{\"k\":\"{key}\"}}")).expect("raw json"),

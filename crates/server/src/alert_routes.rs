@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::Tenant;
 use crate::alerting::{AlertingError, now_ms};
+use crate::auth::Tenant;
 
 /// A refused alerting request.
 pub struct Refused(StatusCode, &'static str, String, Vec<Value>);

@@ -150,16 +150,14 @@ pub fn now_ms() -> i64 {
 impl Inner {
     /// The tenant's alerting, created empty on first use.
     fn tenant(&mut self, tenant: &str, engine: &EngineConfig, dispatch: &DispatchConfig) -> &mut TenantAlerts {
-        self.tenants
-            .entry(tenant.to_string())
-            .or_insert_with(|| TenantAlerts {
-                engine: Engine::for_tenant(tenant, engine.clone(), Vec::new()),
-                silences: Silences::new(),
-                dispatcher: Dispatcher::new(dispatch.clone()),
-                api_rules: BTreeMap::new(),
-                config_rules: HashSet::new(),
-                log: VecDeque::new(),
-            })
+        self.tenants.entry(tenant.to_string()).or_insert_with(|| TenantAlerts {
+            engine: Engine::for_tenant(tenant, engine.clone(), Vec::new()),
+            silences: Silences::new(),
+            dispatcher: Dispatcher::new(dispatch.clone()),
+            api_rules: BTreeMap::new(),
+            config_rules: HashSet::new(),
+            log: VecDeque::new(),
+        })
     }
 
     fn any_rules(&self) -> bool {
@@ -266,7 +264,10 @@ impl Alerting {
         }
         for e in load_log(&dir.join("events.jsonl"), now.saturating_sub(ms(a.log_retention)))? {
             if check_tenant(&e.tenant).is_ok() {
-                inner.tenant(&e.tenant.clone(), &engine_config, &dispatch).log.push_back(e);
+                inner
+                    .tenant(&e.tenant.clone(), &engine_config, &dispatch)
+                    .log
+                    .push_back(e);
             }
         }
         let log_file = fs::OpenOptions::new()
@@ -673,7 +674,9 @@ impl Alerting {
 fn check_tenant(tenant: &str) -> Result<(), ()> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 64
-        && tenant.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+        && tenant
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
     if ok { Ok(()) } else { Err(()) }
 }
 
@@ -803,7 +806,7 @@ mod tests {
 
     fn spec(name: &str, tenant: Option<&str>) -> RuleSpec {
         serde_json::from_value(serde_json::json!({
-            "name": name, "kind": "threshold", "expr": "last(cpu.usage)", "op": ">", "threshold": 1.0,
+            "name": name, "kind": "threshold", "expr": "last(cpu.usage)", "window": "1m", "op": ">", "threshold": 1.0,
             "tenant": tenant,
         }))
         .unwrap()
@@ -815,7 +818,7 @@ mod tests {
         // rules.json, state.json and events.jsonl as they were written before tenants.
         fs::write(
             d.join("alerts/rules.json"),
-            r#"[{"name":"old_rule","kind":"threshold","expr":"last(cpu.usage)","op":">","threshold":1.0}]"#,
+            r#"[{"name":"old_rule","kind":"threshold","expr":"last(cpu.usage)","window":"1m","op":">","threshold":1.0}]"#,
         )
         .unwrap();
         fs::write(

@@ -794,7 +794,11 @@ fn selector_labels(rule: &Rule) -> BTreeMap<String, String> {
 /// Recomputes which rules judge a series, keeping the windows of rules that did not change.
 fn rebuild_slots(
     tenant: &str,
-    entry: &mut SeriesEntry, sref: &SeriesRef<'_>, rules: &BTreeMap<String, RuleEntry>, cap: usize) {
+    entry: &mut SeriesEntry,
+    sref: &SeriesRef<'_>,
+    rules: &BTreeMap<String, RuleEntry>,
+    cap: usize,
+) {
     let mut old: HashMap<String, Slot> = entry.slots.drain(..).map(|s| (s.rule.clone(), s)).collect();
     for (name, e) in rules {
         if !e.rule.matches(sref.measurement, sref.field, sref.tags) {

@@ -457,7 +457,9 @@ fn check_name(name: &str) -> Result<(), String> {
 fn check_tenant(tenant: &str) -> Result<(), String> {
     let ok = !tenant.is_empty()
         && tenant.len() <= 64
-        && tenant.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+        && tenant
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -668,7 +670,11 @@ mod tests {
         let mut c = b.clone();
         c.tenant = Some("acme".into());
         let errs = errors(&[a.clone(), b, c]);
-        assert!(errs.iter().any(|e| e.contains("duplicate name `high_cpu` in tenant `acme`")), "{errs:#?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("duplicate name `high_cpu` in tenant `acme`")),
+            "{errs:#?}"
+        );
         a.tenant = Some("no/slash".into());
         let errs = errors(&[a]);
         assert!(errs.iter().any(|e| e.starts_with("rules[0].tenant: ")), "{errs:#?}");

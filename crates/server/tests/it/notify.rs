@@ -243,7 +243,13 @@ async fn a_receiver_that_fails_then_recovers_gets_every_notification_once_in_ord
                 queued: 0,
             }
         );
-        assert!(notifiers.dead_letters("default").await.expect("log readable").is_empty());
+        assert!(
+            notifiers
+                .dead_letters("default")
+                .await
+                .expect("log readable")
+                .is_empty()
+        );
     })
     .await;
 }

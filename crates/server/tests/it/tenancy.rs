@@ -113,7 +113,7 @@ async fn rules_alerts_and_silences_belong_to_their_tenant() {
         let (status, body) = call(&s, k, "POST", "/api/v1/rules", Some(high_cpu())).await;
         assert_eq!(status, 201, "{body}");
     }
-    let only_a = json!({"name": "only_a", "kind": "threshold", "expr": "last(mem.used)", "op": ">", "threshold": 1.0});
+    let only_a = json!({"name": "only_a", "kind": "threshold", "expr": "last(mem.used)", "window": "1m", "op": ">", "threshold": 1.0});
     let (status, body) = call(&s, &a, "POST", "/api/v1/rules", Some(only_a)).await;
     assert_eq!((status, &body["tenant"]), (201, &json!("a")), "{body}");
     // A body naming another tenant is refused with the field's path.
@@ -129,17 +129,29 @@ async fn rules_alerts_and_silences_belong_to_their_tenant() {
             .as_array()
             .expect("rules")
             .iter()
-            .map(|r| (r["tenant"].as_str().unwrap_or("").to_string(), r["name"].as_str().unwrap_or("").to_string()))
+            .map(|r| {
+                (
+                    r["tenant"].as_str().unwrap_or("").to_string(),
+                    r["name"].as_str().unwrap_or("").to_string(),
+                )
+            })
             .collect()
     };
     assert_eq!(
         names(&get(&s, &a, "/api/v1/rules").await),
         vec![("a".into(), "high_cpu".into()), ("a".into(), "only_a".into())]
     );
-    assert_eq!(names(&get(&s, &b, "/api/v1/rules").await), vec![("b".into(), "high_cpu".into())]);
+    assert_eq!(
+        names(&get(&s, &b, "/api/v1/rules").await),
+        vec![("b".into(), "high_cpu".into())]
+    );
     for (method, path) in [("GET", "/api/v1/rules/only_a"), ("DELETE", "/api/v1/rules/only_a")] {
         let (status, body) = call(&s, &b, method, path, None).await;
-        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{method} {path}: {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: {body}"
+        );
     }
 
     let mut wa = ws(&s, &a, &["alerts"]).await;
@@ -154,8 +166,14 @@ async fn rules_alerts_and_silences_belong_to_their_tenant() {
     let got_b = until(&mut wb, "alerts", |d| d["labels"]["host"] == "web2").await;
     assert_eq!(got_b.len(), 1, "b saw another tenant's alert: {got_b:#?}");
     let (ea, eb) = (&got_a[got_a.len() - 1], &got_b[0]);
-    assert_eq!((ea["tenant"].as_str(), ea["state"].as_str()), (Some("a"), Some("firing")));
-    assert_eq!((eb["tenant"].as_str(), eb["state"].as_str()), (Some("b"), Some("firing")));
+    assert_eq!(
+        (ea["tenant"].as_str(), ea["state"].as_str()),
+        (Some("a"), Some("firing"))
+    );
+    assert_eq!(
+        (eb["tenant"].as_str(), eb["state"].as_str()),
+        (Some("b"), Some("firing"))
+    );
     // Fence for `a`: its next event is its own, and nothing of `b`'s came before it.
     write(&s, &a, &format!("mem,host=web1 used=5 {}\n", t + 2)).await;
     let more_a = until(&mut wa, "alerts", |d| d["rule"] == "only_a").await;
@@ -217,15 +235,29 @@ async fn rules_alerts_and_silences_belong_to_their_tenant() {
     // Alert statistics count only the tenant's own log.
     let stats_b = get(&s, &b, "/api/v1/alerts/stats?range=1h").await.to_string();
     assert!(!stats_b.contains("only_a"), "{stats_b}");
-    assert!(get(&s, &a, "/api/v1/alerts/stats?range=1h").await.to_string().contains("only_a"));
+    assert!(
+        get(&s, &a, "/api/v1/alerts/stats?range=1h")
+            .await
+            .to_string()
+            .contains("only_a")
+    );
 
     // An admin key administers its own tenant: connections and channels of `b` only.
     let clients = get(&s, &b, "/api/v1/clients").await;
-    let tenants: Vec<&Value> = clients["clients"].as_array().expect("clients").iter().map(|c| &c["tenant"]).collect();
+    let tenants: Vec<&Value> = clients["clients"]
+        .as_array()
+        .expect("clients")
+        .iter()
+        .map(|c| &c["tenant"])
+        .collect();
     assert_eq!(tenants, vec![&json!("b")], "{clients}");
     let channels = get(&s, &b, "/api/v1/channels").await;
     assert!(
-        channels["channels"].as_array().expect("channels").iter().all(|c| c["tenant"] == "b"),
+        channels["channels"]
+            .as_array()
+            .expect("channels")
+            .iter()
+            .all(|c| c["tenant"] == "b"),
         "{channels}"
     );
 
@@ -242,7 +274,16 @@ async fn rules_alerts_and_silences_belong_to_their_tenant() {
 async fn statistics_and_anomalies_reach_only_their_tenant() {
     let (s, a, b) = start(|c| c.analysis.stats_interval = Duration::from_millis(200)).await;
     let now = now_ms();
-    write(&s, &a, &format!("cpu,host=a1 usage=10 {}\ncpu,host=a1 usage=20 {}\n", now - 2000, now - 1000)).await;
+    write(
+        &s,
+        &a,
+        &format!(
+            "cpu,host=a1 usage=10 {}\ncpu,host=a1 usage=20 {}\n",
+            now - 2000,
+            now - 1000
+        ),
+    )
+    .await;
     write(&s, &b, &format!("cpu,host=b1 usage=70 {}\n", now - 1000)).await;
 
     // Each tenant's `stats:cpu` carries only its own series.
@@ -259,7 +300,9 @@ async fn statistics_and_anomalies_reach_only_their_tenant() {
         assert_eq!(hosts, vec![&json!(host)], "{}", got[0]);
     }
     // The request endpoints answer from the asker's series too.
-    let st = get(&s, &b, "/api/v1/metrics/statistics?q=cpu&window=1m").await.to_string();
+    let st = get(&s, &b, "/api/v1/metrics/statistics?q=cpu&window=1m")
+        .await
+        .to_string();
     assert!(st.contains("b1") && !st.contains("a1"), "{st}");
 
     // Anomalies go to the tenant whose series it is.
@@ -267,7 +310,13 @@ async fn statistics_and_anomalies_reach_only_their_tenant() {
     let mut ab = ws(&s, &b, &["anomalies"]).await;
     let steady = |host: &str, end: i64| -> String {
         (0..300)
-            .map(|i| format!("load,host={host} v={} {}\n", 50.0 + ((i * 7919) % 13) as f64 / 10.0, end - (300 - i) * 1000))
+            .map(|i| {
+                format!(
+                    "load,host={host} v={} {}\n",
+                    50.0 + ((i * 7919) % 13) as f64 / 10.0,
+                    end - (300 - i) * 1000
+                )
+            })
             .collect()
     };
     let end = now_ms() - 1000;

@@ -694,6 +694,31 @@ impl Hub {
         Ok(out)
     }
 
+    /// The tenants with a subscriber in `namespace` (a channel named `<namespace>:...`, or a
+    /// pattern that can match one), sorted. Producers that publish per tenant (statistics)
+    /// compute only for these.
+    pub fn tenants_subscribed_in(&self, namespace: &str) -> Vec<TenantId> {
+        let prefix = format!("{namespace}:");
+        let mut out: HashSet<TenantId> = HashSet::new();
+        for shard in self.inner.subscriptions.shards() {
+            out.extend(
+                shard
+                    .lock()
+                    .iter()
+                    .filter(|((_, ch), s)| !s.list.is_empty() && ch.as_str().starts_with(&prefix))
+                    .map(|((t, _), _)| t.clone()),
+            );
+        }
+        for (tenant, index) in self.inner.patterns.read().iter() {
+            if !index.wild.is_empty() || index.by_first.get(namespace).is_some_and(|b| !b.is_empty()) {
+                out.insert(tenant.clone());
+            }
+        }
+        let mut out: Vec<TenantId> = out.into_iter().collect();
+        out.sort();
+        out
+    }
+
     /// Number of channels with at least one subscriber.
     pub fn channel_count(&self) -> usize {
         self.inner.subscriptions.shards().map(|s| s.lock().len()).sum()
@@ -763,6 +788,64 @@ mod tests {
         assert_eq!(h.publications.len(), 1);
         assert_eq!(frames(&b).len(), 1);
         assert!(frames(&a).is_empty());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Any tenants, any subscriptions (names and patterns, alike across tenants), any
+        /// publications: a client gets exactly its own tenant's publications that its
+        /// subscriptions match, and `tenants_subscribed_in` names exactly the tenants with a
+        /// subscription that can reach the namespace.
+        #[test]
+        fn deliveries_never_cross_tenants(
+            subs in proptest::collection::vec((0usize..4, proptest::sample::subsequence(vec!["news", "stats:cpu", "stats:*", "chat:a", "chat:>"], 1..=3)), 1..8),
+            pubs in proptest::collection::vec((0usize..4, proptest::sample::select(vec!["news", "stats:cpu", "stats:mem", "chat:a", "chat:b:c"])), 0..30),
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            rt.block_on(async {
+                let hub = hub();
+                let tenant = |i: usize| TenantId::new(&format!("t{i}"));
+                let mut clients = Vec::new();
+                for (t, chans) in &subs {
+                    let c = hub.connect(tenant(*t), Transport::WebSocket, None);
+                    let chans: Vec<String> = chans.iter().map(|s| s.to_string()).collect();
+                    hub.subscribe(&c, Some(1), &chans, &BTreeMap::new()).await.unwrap();
+                    frames(&c);
+                    clients.push((*t, chans, c));
+                }
+                let mut want_stats: Vec<TenantId> = subs
+                    .iter()
+                    .filter(|(_, ch)| ch.iter().any(|c| c.starts_with("stats:")))
+                    .map(|(t, _)| tenant(*t))
+                    .collect();
+                want_stats.sort();
+                want_stats.dedup();
+                proptest::prop_assert_eq!(hub.tenants_subscribed_in("stats"), want_stats);
+                for (n, (t, ch)) in pubs.iter().enumerate() {
+                    let data = Bytes::from(format!("\"t{t}-{n}\""));
+                    hub.publish(&tenant(*t), ch, data, Priority::Normal).await.unwrap();
+                }
+                for (t, chans, c) in &clients {
+                    let got = frames(c);
+                    // One frame per matching subscription (a name and a pattern both deliver).
+                    let want: usize = pubs
+                        .iter()
+                        .filter(|(pt, _)| pt == t)
+                        .map(|(_, ch)| {
+                            chans
+                                .iter()
+                                .filter(|s| Pattern::parse(s).map(|p| p.matches(ch)).unwrap_or(*s == ch))
+                                .count()
+                        })
+                        .sum();
+                    proptest::prop_assert_eq!(got.len(), want, "{:?}", got);
+                    let own = format!("\"t{t}-");
+                    proptest::prop_assert!(got.iter().all(|f| f.contains(&own)), "{:?}", got);
+                }
+                Ok(())
+            })?;
+        }
     }
 
     #[test]

@@ -62,8 +62,12 @@ pub struct Ack {
 /// and handed to notifiers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertEvent {
-    /// Stable id of the instance: the same rule and label set always give the same id.
+    /// Stable id of the instance: the same tenant, rule and label set always give the same id.
     pub id: String,
+    /// The tenant whose rule judged whose series; events of older versions (without it) belong
+    /// to `default`.
+    #[serde(default = "default_tenant_name")]
+    pub tenant: String,
     pub rule: String,
     pub state: AlertState,
     pub severity: Severity,
@@ -86,9 +90,23 @@ pub struct AlertEvent {
     pub ack: Option<Ack>,
 }
 
-/// The id of the instance of `rule` with `labels`: a 64-bit FNV-1a hash of the rule name and the
-/// sorted labels, in hex. Stable across restarts and versions.
+/// The tenant of everything written before tenants existed.
+pub const DEFAULT_TENANT: &str = "default";
+
+fn default_tenant_name() -> String {
+    DEFAULT_TENANT.to_string()
+}
+
+/// The id of the instance of `rule` with `labels` in the `default` tenant: a 64-bit FNV-1a hash
+/// of the rule name and the sorted labels, in hex. Stable across restarts and versions.
 pub fn alert_id(rule: &str, labels: &BTreeMap<String, String>) -> String {
+    tenant_alert_id(DEFAULT_TENANT, rule, labels)
+}
+
+/// The id of the instance of `tenant`'s `rule` with `labels`. The tenant is hashed first, so two
+/// tenants with the same rule over the same labels get different ids; the `default` tenant
+/// hashes as ids did before tenants, so its alerts keep their ids across the upgrade.
+pub fn tenant_alert_id(tenant: &str, rule: &str, labels: &BTreeMap<String, String>) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for &b in bytes {
@@ -99,6 +117,11 @@ pub fn alert_id(rule: &str, labels: &BTreeMap<String, String>) -> String {
         h ^= 0xff;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     };
+    if tenant != DEFAULT_TENANT {
+        // A byte no tenant name contains marks the tenant apart from a rule name.
+        eat(b"\0tenant");
+        eat(tenant.as_bytes());
+    }
     eat(rule.as_bytes());
     for (k, v) in labels {
         eat(k.as_bytes());
@@ -129,9 +152,32 @@ mod tests {
     }
 
     #[test]
+    fn ids_depend_on_the_tenant_and_default_keeps_the_old_ids() {
+        let mut a = BTreeMap::new();
+        a.insert("host".to_string(), "h1".to_string());
+        let default = alert_id("high_cpu", &a);
+        assert_eq!(tenant_alert_id("default", "high_cpu", &a), default);
+        let acme = tenant_alert_id("acme", "high_cpu", &a);
+        let globex = tenant_alert_id("globex", "high_cpu", &a);
+        assert_ne!(acme, default);
+        assert_ne!(acme, globex);
+        assert_eq!(acme, tenant_alert_id("acme", "high_cpu", &a.clone()));
+        // Moving bytes between tenant and rule changes the id.
+        assert_ne!(tenant_alert_id("ab", "c", &a), tenant_alert_id("a", "bc", &a));
+    }
+
+    #[test]
+    fn events_without_a_tenant_belong_to_default() {
+        let json = r#"{"id":"x","rule":"r","state":"firing","severity":"info","labels":{},"value":1.0,"since":1,"annotations":{},"at":1}"#;
+        let ev: AlertEvent = serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ev.tenant, "default");
+    }
+
+    #[test]
     fn events_have_the_documented_json_shape() {
         let ev = AlertEvent {
             id: "x".into(),
+            tenant: "default".into(),
             rule: "r".into(),
             state: AlertState::Firing,
             severity: Severity::Critical,

@@ -6,6 +6,6 @@ mod alert;
 mod channel;
 mod publication;
 
-pub use alert::{Ack, AlertEvent, AlertState, Severity, alert_id};
+pub use alert::{Ack, AlertEvent, AlertState, DEFAULT_TENANT, Severity, alert_id, tenant_alert_id};
 pub use channel::{ChannelError, ChannelName, MAX_CHANNEL_LEN, MAX_SEGMENTS, Pattern, is_pattern};
 pub use publication::{Position, Priority, Publication, TenantId};

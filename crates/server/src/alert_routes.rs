@@ -2,6 +2,11 @@
 //! (`/api/v1/alerts`), the alert log summary (`/api/v1/alerts/stats`) and silences
 //! (`/api/v1/silences`). Errors are `{"code","message"}` with, for invalid input, `errors`:
 //! one `{"path","message"}` per faulty field.
+//!
+//! Every handler acts for the tenant of the request's key or token (the `Tenant` extractor):
+//! it reaches only that tenant's rules, alerts, silences and log. Another tenant's rule, alert
+//! or silence is answered as one that does not exist (404 `not_found`), never 403, so a tenant
+//! cannot learn what another has.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -14,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::alerting::{AlertingError, now_ms};
+use crate::auth::Tenant;
 
 /// A refused alerting request.
 pub struct Refused(StatusCode, &'static str, String, Vec<Value>);
@@ -109,10 +115,10 @@ fn rule_json(spec: &RuleSpec, source: crate::alerting::RuleSource) -> Value {
 }
 
 /// `GET /api/v1/rules`.
-pub async fn list_rules(State(state): State<AppState>) -> Json<Value> {
+pub async fn list_rules(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<Value> {
     let rules: Vec<Value> = state
         .alerting()
-        .rules()
+        .rules(&tenant)
         .iter()
         .map(|(spec, source)| rule_json(spec, *source))
         .collect();
@@ -120,18 +126,27 @@ pub async fn list_rules(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/v1/rules/{name}`.
-pub async fn get_rule(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, Refused> {
-    match state.alerting().rule(&name) {
+pub async fn get_rule(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, Refused> {
+    match state.alerting().rule(&tenant, &name) {
         Some((spec, source)) => Ok(Json(rule_json(&spec, source))),
         None => Err(AlertingError::NotFound(format!("no rule named `{name}`")).into()),
     }
 }
 
 /// `POST /api/v1/rules`: a new rule (409 if the name is taken).
-pub async fn create_rule(State(state): State<AppState>, bytes: axum::body::Bytes) -> Result<Response, Refused> {
+pub async fn create_rule(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    bytes: axum::body::Bytes,
+) -> Result<Response, Refused> {
     let spec: RuleSpec = body(&bytes)?;
-    let echo = spec.clone();
-    blocking(&state, move |a| a.put_rule(spec, true)).await?;
+    let mut echo = spec.clone();
+    echo.tenant = Some(tenant.as_str().to_string());
+    blocking(&state, move |a| a.put_rule(&tenant, spec, true)).await?;
     Ok((
         StatusCode::CREATED,
         Json(rule_json(&echo, crate::alerting::RuleSource::Api)),
@@ -142,6 +157,7 @@ pub async fn create_rule(State(state): State<AppState>, bytes: axum::body::Bytes
 /// `PUT /api/v1/rules/{name}`: creates or replaces the rule of that name.
 pub async fn put_rule(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(name): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, Refused> {
@@ -160,14 +176,19 @@ pub async fn put_rule(
         }
     }
     let spec: RuleSpec = serde_json::from_value(v).map_err(|e| Refused::bad(format!("body: {e}")))?;
-    let echo = spec.clone();
-    blocking(&state, move |a| a.put_rule(spec, false)).await?;
+    let mut echo = spec.clone();
+    echo.tenant = Some(tenant.as_str().to_string());
+    blocking(&state, move |a| a.put_rule(&tenant, spec, false)).await?;
     Ok(Json(rule_json(&echo, crate::alerting::RuleSource::Api)))
 }
 
 /// `DELETE /api/v1/rules/{name}`: removes the rule and resolves its alerts.
-pub async fn delete_rule(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, Refused> {
-    blocking(&state, move |a| a.delete_rule(&name)).await?;
+pub async fn delete_rule(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(name): Path<String>,
+) -> Result<StatusCode, Refused> {
+    blocking(&state, move |a| a.delete_rule(&tenant, &name)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -182,6 +203,7 @@ pub struct AlertsArgs {
 /// `GET /api/v1/alerts?state=&severity=&rule=&acked=`.
 pub async fn list_alerts(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Query(args): Query<AlertsArgs>,
 ) -> Result<Json<Value>, Refused> {
     let mut filter = AlertFilter::default();
@@ -217,13 +239,17 @@ pub async fn list_alerts(
             _ => return Err(Refused::bad(format!("acked: expected true or false, got `{a}`"))),
         });
     }
-    let alerts = state.alerting().alerts(&filter);
+    let alerts = state.alerting().alerts(&tenant, &filter);
     Ok(Json(json!({ "alerts": alerts })))
 }
 
 /// `GET /api/v1/alerts/{id}`.
-pub async fn get_alert(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, Refused> {
-    match state.alerting().alert(&id) {
+pub async fn get_alert(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, Refused> {
+    match state.alerting().alert(&tenant, &id) {
         Some(a) => Ok(Json(serde_json::to_value(a).unwrap_or(Value::Null))),
         None => Err(AlertingError::NotFound(format!("no alert with id `{id}`")).into()),
     }
@@ -240,6 +266,7 @@ struct AckBody {
 /// `POST /api/v1/alerts/{id}/ack` with `{"by": "...", "comment": "..."}`.
 pub async fn ack(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(id): Path<String>,
     bytes: axum::body::Bytes,
 ) -> Result<Json<Value>, Refused> {
@@ -247,7 +274,7 @@ pub async fn ack(
     if b.by.trim().is_empty() {
         return Err(Refused::bad("by: say who acknowledges the alert"));
     }
-    let info = blocking(&state, move |a| a.ack(&id, &b.by, &b.comment)).await?;
+    let info = blocking(&state, move |a| a.ack(&tenant, &id, &b.by, &b.comment)).await?;
     Ok(Json(serde_json::to_value(info).unwrap_or(Value::Null)))
 }
 
@@ -257,7 +284,11 @@ pub struct RangeArgs {
 }
 
 /// `GET /api/v1/alerts/stats?range=24h`.
-pub async fn stats(State(state): State<AppState>, Query(args): Query<RangeArgs>) -> Result<Json<Value>, Refused> {
+pub async fn stats(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Query(args): Query<RangeArgs>,
+) -> Result<Json<Value>, Refused> {
     let range = match args.range.as_deref().filter(|r| !r.is_empty()) {
         None => 24 * 3_600_000,
         Some(r) => pulsewire_proto::parse_duration(r)
@@ -267,16 +298,16 @@ pub async fn stats(State(state): State<AppState>, Query(args): Query<RangeArgs>)
     };
     let to = now_ms();
     let from = to.saturating_sub(range);
-    let stats = state.alerting().stats(from, to);
+    let stats = state.alerting().stats(&tenant, from, to);
     Ok(Json(json!({ "from": from, "to": to, "stats": stats })))
 }
 
 /// `GET /api/v1/silences`.
-pub async fn list_silences(State(state): State<AppState>) -> Json<Value> {
+pub async fn list_silences(State(state): State<AppState>, Tenant(tenant): Tenant) -> Json<Value> {
     let now = now_ms();
     let list: Vec<Value> = state
         .alerting()
-        .silences()
+        .silences(&tenant)
         .into_iter()
         .map(|s| {
             let active = s.is_active(now);
@@ -291,9 +322,13 @@ pub async fn list_silences(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `POST /api/v1/silences`.
-pub async fn create_silence(State(state): State<AppState>, bytes: axum::body::Bytes) -> Result<Response, Refused> {
+pub async fn create_silence(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    bytes: axum::body::Bytes,
+) -> Result<Response, Refused> {
     let spec: SilenceSpec = body(&bytes)?;
-    let s = blocking(&state, move |a| a.add_silence(spec)).await?;
+    let s = blocking(&state, move |a| a.add_silence(&tenant, spec)).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::to_value(s).unwrap_or(Value::Null)),
@@ -302,7 +337,11 @@ pub async fn create_silence(State(state): State<AppState>, bytes: axum::body::By
 }
 
 /// `DELETE /api/v1/silences/{id}`: expires the silence now.
-pub async fn delete_silence(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, Refused> {
-    blocking(&state, move |a| a.expire_silence(&id)).await?;
+pub async fn delete_silence(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Refused> {
+    blocking(&state, move |a| a.expire_silence(&tenant, &id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -410,15 +410,21 @@ pub async fn stats(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-pub async fn channels(State(state): State<AppState>) -> Response {
-    Json(serde_json::json!({ "channels": state.hub().channels() })).into_response()
+/// `GET /api/v1/channels`: the channels of the key's tenant (an `admin` key administers its own
+/// tenant only).
+pub async fn channels(State(state): State<AppState>, crate::auth::Tenant(tenant): crate::auth::Tenant) -> Response {
+    let mut list = state.hub().channels();
+    list.retain(|c| c.tenant == tenant.as_str());
+    Json(serde_json::json!({ "channels": list })).into_response()
 }
 
-pub async fn clients(State(state): State<AppState>) -> Response {
+/// `GET /api/v1/clients`: the connections of the key's tenant.
+pub async fn clients(State(state): State<AppState>, crate::auth::Tenant(tenant): crate::auth::Tenant) -> Response {
     let list: Vec<serde_json::Value> = state
         .hub()
         .clients()
         .iter()
+        .filter(|c| c.tenant == tenant)
         .map(|c| {
             let (depth, bytes) = c.queue_depth();
             serde_json::json!({

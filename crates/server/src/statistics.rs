@@ -445,7 +445,21 @@ pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<(
                 continue;
             }
             let task_state = state.clone();
-            let computed = tokio::task::spawn_blocking(move || publications(&task_state, now_ms(), interval)).await;
+            // Per tenant: each tenant's subscribers get its own series, on its own channels.
+            let computed = tokio::task::spawn_blocking(move || {
+                let at = now_ms();
+                task_state
+                    .hub()
+                    .tenants_subscribed_in("stats")
+                    .into_iter()
+                    .flat_map(|tenant| {
+                        publications(&task_state, &tenant, at, interval)
+                            .into_iter()
+                            .map(move |(m, data)| (tenant.clone(), m, data))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await;
             let ready = match computed {
                 Ok(ready) => ready,
                 Err(e) => {
@@ -457,8 +471,7 @@ pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<(
                 continue;
             }
             state.stats_counters().ticks_computed.inc();
-            let tenant = TenantId::default_tenant();
-            for (measurement, data) in ready {
+            for (tenant, measurement, data) in ready {
                 let channel = channel_for(&measurement);
                 match state
                     .hub()
@@ -475,17 +488,17 @@ pub fn spawn_publisher(state: AppState, stop: CancellationToken) -> JoinHandle<(
     })
 }
 
-/// One publication per measurement of the default tenant that has subscribers on
-/// `stats:<measurement>` (directly or through a pattern), as of `at`.
-fn publications(state: &AppState, at: i64, interval: Duration) -> Vec<(String, Vec<u8>)> {
-    let tenant = TenantId::default_tenant();
+/// One publication per measurement of `tenant` that has subscribers of `tenant` on
+/// `stats:<measurement>` (directly or through a pattern), as of `at`, from `tenant`'s series
+/// only (the store's tenant-keyed index).
+fn publications(state: &AppState, tenant: &TenantId, at: i64, interval: Duration) -> Vec<(String, Vec<u8>)> {
     let store = state.store();
     let all = windows(&state.config().analysis);
     let Some(longest) = all.last().map(|w| w.ms) else {
         return Vec::new();
     };
     let budget = state.config().hub.queue.max_bytes.saturating_sub(FRAME_ROOM);
-    let series = store.all_series(&tenant);
+    let series = store.all_series(tenant);
     let mut by_measurement: BTreeMap<&str, Vec<&(SeriesId, SeriesMeta)>> = BTreeMap::new();
     for s in &series {
         if s.1.kind != Kind::Str {
@@ -495,7 +508,7 @@ fn publications(state: &AppState, at: i64, interval: Duration) -> Vec<(String, V
     let mut out = Vec::new();
     let mut scratch = Vec::new();
     for (measurement, list) in by_measurement {
-        if !state.hub().has_subscribers(&tenant, &channel_for(measurement)) {
+        if !state.hub().has_subscribers(tenant, &channel_for(measurement)) {
             continue;
         }
         let mut entries: Vec<u8> = Vec::new();

@@ -219,6 +219,7 @@ mod tests {
         let labels: BTreeMap<String, String> = [("host".to_string(), host.to_string())].into_iter().collect();
         AlertEvent {
             id: pulsewire_model::alert_id(rule, &labels),
+            tenant: "default".into(),
             rule: rule.into(),
             state,
             severity: Severity::Warning,

@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use pulsewire_model::{Ack, AlertEvent, AlertState, Severity, alert_id};
+use pulsewire_model::{Ack, AlertEvent, AlertState, DEFAULT_TENANT, Severity, tenant_alert_id};
 use pulsewire_proto::{Agg, MatchOp};
 use serde::{Deserialize, Serialize};
 
@@ -159,7 +159,10 @@ struct SeriesEntry {
     slots: Vec<Slot>,
 }
 
-/// The alert-rule engine. Not thread-safe by design: the server wraps it in a mutex.
+/// The alert-rule engine of one tenant: its rules, the windows of its series and its alert
+/// instances, whose ids and events carry the tenant. The server keeps one per tenant and feeds
+/// each only its tenant's series, so a rule never sees another tenant's points. Not thread-safe
+/// by design: the server wraps it in a mutex.
 #[derive(Debug, Clone)]
 pub struct Engine {
     config: EngineConfig,
@@ -178,6 +181,7 @@ pub struct Engine {
 /// borrowed while an instance changes.
 #[derive(Debug, Clone)]
 struct Book {
+    tenant: String,
     config: EngineConfig,
     instances: BTreeMap<String, Instance>,
     correlator: Correlator,
@@ -191,7 +195,13 @@ struct Verdict {
 }
 
 impl Engine {
+    /// An engine of the `default` tenant.
     pub fn new(config: EngineConfig, rules: Vec<Rule>) -> Engine {
+        Engine::for_tenant(DEFAULT_TENANT, config, rules)
+    }
+
+    /// An engine of `tenant`. Every rule given or upserted must belong to it.
+    pub fn for_tenant(tenant: &str, config: EngineConfig, rules: Vec<Rule>) -> Engine {
         let correlator = Correlator::new(config.correlation.clone());
         let mut engine = Engine {
             config: config.clone(),
@@ -200,6 +210,7 @@ impl Engine {
             next_version: 0,
             series: HashMap::new(),
             book: Book {
+                tenant: tenant.to_string(),
                 config: config.clone(),
                 instances: BTreeMap::new(),
                 correlator,
@@ -215,6 +226,11 @@ impl Engine {
 
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// The tenant this engine judges for.
+    pub fn tenant(&self) -> &str {
+        &self.book.tenant
     }
 
     pub fn rules(&self) -> impl Iterator<Item = &Rule> {
@@ -296,12 +312,13 @@ impl Engine {
     }
 
     fn insert_rule(&mut self, rule: Rule) {
+        debug_assert_eq!(rule.tenant(), self.book.tenant, "a rule of another tenant");
         self.generation += 1;
         self.next_version += 1;
         self.rules.insert(
             rule.name().to_string(),
             RuleEntry {
-                selector_id: alert_id(rule.name(), &selector_labels(&rule)),
+                selector_id: tenant_alert_id(&self.book.tenant, rule.name(), &selector_labels(&rule)),
                 rule,
                 version: self.next_version,
                 loaded_at: None,
@@ -309,7 +326,7 @@ impl Engine {
         );
     }
 
-    /// One point of series `series` (the caller's stable id for it). `anomaly_score` is the
+    /// One point of series `series` of this engine's tenant (the caller's stable id for it). `anomaly_score` is the
     /// detector's score for the point, if the series has a detector; anomaly rules skip points
     /// without one.
     pub fn on_point(
@@ -335,7 +352,7 @@ impl Engine {
         });
         entry.last_seen = entry.last_seen.max(now_ms);
         if entry.generation != generation {
-            rebuild_slots(entry, sref, &self.rules, self.config.window_cap);
+            rebuild_slots(&self.book.tenant, entry, sref, &self.rules, self.config.window_cap);
             entry.generation = generation;
         }
         let mut events = Vec::new();
@@ -541,7 +558,7 @@ impl Engine {
     fn info(&self, inst: &Instance, now: i64) -> Option<AlertInfo> {
         let timing = self.book.timing(self.rules.get(&inst.rule).map(|e| &e.rule));
         Some(AlertInfo {
-            alert: event_of(inst, inst.state.alert_state()?, now),
+            alert: event_of(&self.book.tenant, inst, inst.state.alert_state()?, now),
             flapping: inst.state.is_flapping(now, &timing),
         })
     }
@@ -659,7 +676,7 @@ impl Book {
     /// rule has been loaded for its window.
     fn selector_absence(&mut self, rule: &Rule, loaded_at: i64, now: i64) -> Option<AlertEvent> {
         let labels = selector_labels(rule);
-        let id = alert_id(rule.name(), &labels);
+        let id = tenant_alert_id(&self.tenant, rule.name(), &labels);
         if now - loaded_at < rule.window_ms && !self.instances.contains_key(&id) {
             return None;
         }
@@ -709,7 +726,7 @@ impl Book {
         if transition == Transition::Firing {
             inst.correlation = self.correlator.correlate(&inst.id, &inst.labels, inst.state.since);
         }
-        Some(event_of(inst, state, now))
+        Some(event_of(&self.tenant, inst, state, now))
     }
 }
 
@@ -719,13 +736,14 @@ enum Step {
     Advance,
 }
 
-fn event_of(inst: &Instance, state: AlertState, now: i64) -> AlertEvent {
+fn event_of(tenant: &str, inst: &Instance, state: AlertState, now: i64) -> AlertEvent {
     let mut annotations = inst.annotations.clone();
     if let Some(c) = &inst.correlation {
         annotations.insert(CORRELATION_ANNOTATION.to_string(), c.clone());
     }
     AlertEvent {
         id: inst.id.clone(),
+        tenant: tenant.to_string(),
         rule: inst.rule.clone(),
         state,
         severity: inst.severity,
@@ -774,7 +792,13 @@ fn selector_labels(rule: &Rule) -> BTreeMap<String, String> {
 }
 
 /// Recomputes which rules judge a series, keeping the windows of rules that did not change.
-fn rebuild_slots(entry: &mut SeriesEntry, sref: &SeriesRef<'_>, rules: &BTreeMap<String, RuleEntry>, cap: usize) {
+fn rebuild_slots(
+    tenant: &str,
+    entry: &mut SeriesEntry,
+    sref: &SeriesRef<'_>,
+    rules: &BTreeMap<String, RuleEntry>,
+    cap: usize,
+) {
     let mut old: HashMap<String, Slot> = entry.slots.drain(..).map(|s| (s.rule.clone(), s)).collect();
     for (name, e) in rules {
         if !e.rule.matches(sref.measurement, sref.field, sref.tags) {
@@ -788,7 +812,7 @@ fn rebuild_slots(entry: &mut SeriesEntry, sref: &SeriesRef<'_>, rules: &BTreeMap
         entry.slots.push(Slot {
             rule: name.clone(),
             rule_version: e.version,
-            instance_id: alert_id(name, &labels),
+            instance_id: tenant_alert_id(tenant, name, &labels),
             labels,
             window: (e.rule.kind != RuleKind::Absence).then(|| SeriesWindow::new(e.rule.window_ms, cap)),
         });
@@ -799,10 +823,12 @@ fn rebuild_slots(entry: &mut SeriesEntry, sref: &SeriesRef<'_>, rules: &BTreeMap
 mod tests {
     use super::*;
     use crate::alert::rule::{RuleSpec, validate};
+    use pulsewire_model::alert_id;
 
     fn spec(name: &str, kind: &str, expr: &str) -> RuleSpec {
         RuleSpec {
             name: name.into(),
+            tenant: None,
             kind: kind.into(),
             expr: expr.into(),
             window: Some("1m".into()),
@@ -890,6 +916,28 @@ mod tests {
         assert_eq!(e.alerts(&AlertFilter::default(), 5_000).len(), 1);
         assert!(e.tick(4_000 + 15 * 60_000).is_empty());
         assert!(e.alerts(&AlertFilter::default(), 4_000 + 15 * 60_000).is_empty());
+    }
+
+    #[test]
+    fn engines_of_two_tenants_give_their_alerts_their_own_ids_and_tenant() {
+        let mut a = threshold("high_cpu", "last(cpu.usage_user)", ">", 90.0);
+        a.tenant = Some("acme".into());
+        let mut b = a.clone();
+        b.tenant = Some("globex".into());
+        let mut ea = Engine::for_tenant("acme", EngineConfig::default(), rules(vec![a]));
+        let mut eb = Engine::for_tenant("globex", EngineConfig::default(), rules(vec![b]));
+        let (fa, fb) = (cpu(&mut ea, "h", 0, 95.0), cpu(&mut eb, "h", 0, 95.0));
+        assert_eq!((fa.len(), fb.len()), (1, 1));
+        assert_eq!((fa[0].tenant.as_str(), fb[0].tenant.as_str()), ("acme", "globex"));
+        assert_ne!(fa[0].id, fb[0].id, "same rule and labels, other tenant, other id");
+        assert_eq!(fa[0].id, tenant_alert_id("acme", "high_cpu", &fa[0].labels));
+        assert!(ea.alert(&fb[0].id, 0).is_none());
+        assert_eq!(ea.tenant(), "acme");
+        // The default engine keeps the ids of before tenants.
+        let mut d = engine(vec![threshold("high_cpu", "last(cpu.usage_user)", ">", 90.0)]);
+        let fd = cpu(&mut d, "h", 0, 95.0);
+        assert_eq!(fd[0].id, alert_id("high_cpu", &fd[0].labels));
+        assert_eq!(fd[0].tenant, "default");
     }
 
     #[test]

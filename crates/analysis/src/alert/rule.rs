@@ -31,6 +31,11 @@ const MAX_NAME_LEN: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub name: String,
+    /// The tenant the rule belongs to: it judges only that tenant's series and its alerts are
+    /// that tenant's. `None` is `default` in the configuration file; over the API the request's
+    /// tenant is filled in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
     /// `threshold`, `absence`, `rate` or `anomaly`.
     pub kind: String,
     /// `AGG(selector)` for `threshold`, a bare selector for the other kinds.
@@ -59,6 +64,13 @@ pub struct RuleSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl RuleSpec {
+    /// The tenant the rule belongs to (`default` when none is named).
+    pub fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(pulsewire_model::DEFAULT_TENANT)
+    }
 }
 
 /// What a rule judges.
@@ -176,6 +188,11 @@ impl Rule {
         &self.spec.name
     }
 
+    /// The tenant the rule belongs to (`default` when the spec names none).
+    pub fn tenant(&self) -> &str {
+        self.spec.tenant()
+    }
+
     /// Whether the rule's condition holds for `value` (for absence rules, `value` is the time
     /// without data and the condition is checked by the caller).
     pub fn holds(&self, value: f64) -> bool {
@@ -219,13 +236,18 @@ impl Serialize for Rule {
 pub fn validate(specs: &[RuleSpec]) -> Result<Vec<Rule>, Vec<AlertError>> {
     let mut errors = Vec::new();
     let mut rules = Vec::with_capacity(specs.len());
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    // Names are unique per tenant: two tenants may each have a `high_cpu`.
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for (i, spec) in specs.iter().enumerate() {
         let prefix = format!("rules[{i}].");
-        if let Some(first) = seen.insert(spec.name.as_str(), i) {
+        if let Some(first) = seen.insert((spec.tenant(), spec.name.as_str()), i) {
             errors.push(AlertError::invalid(
                 format!("{prefix}name"),
-                format!("duplicate name `{}` (also rules[{first}])", spec.name),
+                format!(
+                    "duplicate name `{}` in tenant `{}` (also rules[{first}])",
+                    spec.name,
+                    spec.tenant()
+                ),
             ));
         }
         match check(spec, &prefix) {
@@ -247,6 +269,11 @@ fn check(spec: &RuleSpec, prefix: &str) -> Result<Rule, Vec<AlertError>> {
 
     if let Err(m) = check_name(&spec.name) {
         err("name", m);
+    }
+    if let Some(t) = &spec.tenant
+        && let Err(m) = check_tenant(t)
+    {
+        err("tenant", m);
     }
 
     let kind = RuleKind::ALL.into_iter().find(|k| k.as_str() == spec.kind.trim());
@@ -426,6 +453,23 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Tenant names as keys and tokens carry them: 1 to 64 letters, digits, `-`, `_`.
+fn check_tenant(tenant: &str) -> Result<(), String> {
+    let ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{}` is not a valid tenant; use 1 to 64 letters, digits, `-`, `_`",
+            clip(tenant)
+        ))
+    }
+}
+
 fn check_label_name(name: &str) -> Result<(), String> {
     let mut b = name.bytes();
     let ok = b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
@@ -497,6 +541,7 @@ mod tests {
     fn spec(name: &str, kind: &str, expr: &str) -> RuleSpec {
         RuleSpec {
             name: name.into(),
+            tenant: None,
             kind: kind.into(),
             expr: expr.into(),
             window: Some("1m".into()),
@@ -599,13 +644,40 @@ mod tests {
             has("rules[1].annotations.summary: unknown variable `$valu`"),
             "{errs:#?}"
         );
-        assert!(has("rules[2].name: duplicate name `ok` (also rules[0])"), "{errs:#?}");
+        assert!(
+            has("rules[2].name: duplicate name `ok` in tenant `default` (also rules[0])"),
+            "{errs:#?}"
+        );
         assert!(has("rules[2].expr: unknown aggregation `p42`"), "{errs:#?}");
         assert!(has("rules[3].expr: invalid regex"), "{errs:#?}");
         assert!(has("rules[4].threshold: 1.5 is outside 0..1"), "{errs:#?}");
         assert!(has("rules[5].kind: unknown kind `spike`"), "{errs:#?}");
         assert!(has("rules[6].expr: threshold rules take `AGG(selector)`"), "{errs:#?}");
         assert!(!errs.iter().any(|e| e.starts_with("rules[0]")), "{errs:#?}");
+    }
+
+    #[test]
+    fn names_are_unique_per_tenant_and_tenants_are_checked() {
+        let a = spec("high_cpu", "threshold", "avg(cpu.x)");
+        let mut a = RuleSpec {
+            op: Some(">".into()),
+            threshold: Some(1.0),
+            ..a
+        };
+        let mut b = a.clone();
+        b.tenant = Some("acme".into());
+        assert!(errors(&[a.clone(), b.clone()]).is_empty());
+        let mut c = b.clone();
+        c.tenant = Some("acme".into());
+        let errs = errors(&[a.clone(), b, c]);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("duplicate name `high_cpu` in tenant `acme`")),
+            "{errs:#?}"
+        );
+        a.tenant = Some("no/slash".into());
+        let errs = errors(&[a]);
+        assert!(errs.iter().any(|e| e.starts_with("rules[0].tenant: ")), "{errs:#?}");
     }
 
     #[test]

@@ -280,6 +280,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e:?}"));
         let ev = AlertEvent {
             id: "x".into(),
+            tenant: "default".into(),
             rule: "disk_full".into(),
             state: pulsewire_model::AlertState::Firing,
             severity: pulsewire_model::Severity::Info,

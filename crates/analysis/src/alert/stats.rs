@@ -90,6 +90,7 @@ mod tests {
     fn ev(id: &str, rule: &str, state: AlertState, severity: Severity, at: i64, active_since: i64) -> AlertEvent {
         AlertEvent {
             id: id.into(),
+            tenant: "default".into(),
             rule: rule.into(),
             state,
             severity,

@@ -18,6 +18,9 @@ use super::{Error, Result};
 /// One undelivered notification.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeadLetter {
+    /// The tenant whose alerts it carries; entries written before tenants are `default`'s.
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
     /// The webhook it was meant for.
     pub webhook: String,
     /// The `Idempotency-Key` it was (and will again be) sent with.
@@ -30,6 +33,10 @@ pub struct DeadLetter {
     pub last_error: String,
     /// When it was given up on (RFC 3339).
     pub at: String,
+}
+
+fn default_tenant() -> String {
+    pulsewire_model::DEFAULT_TENANT.to_owned()
 }
 
 pub(crate) struct DeadLetterLog {
@@ -187,6 +194,7 @@ mod tests {
 
     fn entry(webhook: &str, key: &str) -> DeadLetter {
         DeadLetter {
+            tenant: "default".into(),
             webhook: webhook.into(),
             idempotency_key: key.into(),
             payload: RawValue::from_string(format!("{{\"k\":\"{key}\"}}")).expect("raw json"),

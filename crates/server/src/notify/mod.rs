@@ -51,12 +51,33 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// Alerts to send together, as the rule engine groups them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
-    /// Identifies the group (same labels, same key), as Alertmanager's `groupKey`.
+    /// The tenant whose alerts these are (a notification never mixes tenants).
+    pub tenant: String,
+    /// Identifies the group (same tenant, same labels, same key), as Alertmanager's `groupKey`.
     pub group_key: String,
     /// The labels the alerts were grouped by.
     pub group_labels: BTreeMap<String, String>,
     /// The state changes; pending ones are not notified.
     pub alerts: Vec<AlertEvent>,
+}
+
+impl Notification {
+    /// A notification of `tenant`'s dispatcher. Another tenant's group key gets the tenant in
+    /// front, so two tenants' groups of the same labels stay apart at the receiver; the
+    /// `default` tenant's keys are what they were before tenants.
+    pub fn of_tenant(tenant: &str, n: pulsewire_analysis::alert::Notification) -> Notification {
+        let group_key = if tenant == pulsewire_model::DEFAULT_TENANT {
+            n.group_key
+        } else {
+            format!("{tenant}/{}", n.group_key)
+        };
+        Notification {
+            tenant: tenant.to_owned(),
+            group_key,
+            group_labels: n.group_labels,
+            alerts: n.alerts,
+        }
+    }
 }
 
 /// What every target has done since start.
@@ -143,6 +164,7 @@ impl Notifiers {
                 continue;
             };
             let job = Job {
+                tenant: n.tenant.clone(),
                 key: format!("{:032x}", rand::random::<u128>()),
                 body: body.into(),
             };
@@ -172,7 +194,9 @@ impl Notifiers {
         if self.0.alertmanagers.is_empty() || alerts.is_empty() {
             return;
         }
+        // Alerts of every tenant: each carries its `tenant` label to the Alertmanager.
         let n = Notification {
+            tenant: String::new(),
             group_key: String::new(),
             group_labels: BTreeMap::new(),
             alerts,
@@ -185,17 +209,18 @@ impl Notifiers {
     /// Queues again every dead letter of `webhook` (every webhook if `None`) and removes them
     /// from the log. They keep their idempotency keys, so a receiver that did get one before
     /// can tell.
-    pub async fn replay_dead_letters(&self, webhook: Option<&str>) -> Result<ReplayReport> {
+    pub async fn replay_dead_letters(&self, tenant: &str, webhook: Option<&str>) -> Result<ReplayReport> {
         if let Some(name) = webhook
             && !self.0.webhooks.iter().any(|h| h.name == name)
         {
             return Err(Error::UnknownWebhook(name.to_owned()));
         }
         let only = webhook.map(str::to_owned);
+        let tenant = tenant.to_owned();
         let inner = self.0.clone();
         let (queued, left) = tokio::task::spawn_blocking(move || {
             inner.log.take(
-                |d| only.as_ref().is_none_or(|n| *n == d.webhook),
+                |d| d.tenant == tenant && only.as_ref().is_none_or(|n| *n == d.webhook),
                 |d| {
                     inner
                         .webhooks
@@ -212,11 +237,14 @@ impl Notifiers {
     }
 
     /// Every dead letter in the log, oldest first.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>> {
+    /// The dead letters of `tenant`'s notifications, oldest first.
+    pub async fn dead_letters(&self, tenant: &str) -> Result<Vec<DeadLetter>> {
         let log = self.0.log.clone();
-        tokio::task::spawn_blocking(move || log.list())
+        let tenant = tenant.to_owned();
+        let all = tokio::task::spawn_blocking(move || log.list())
             .await
-            .map_err(|e| Error::Task(e.to_string()))?
+            .map_err(|e| Error::Task(e.to_string()))??;
+        Ok(all.into_iter().filter(|d| d.tenant == tenant).collect())
     }
 
     pub fn stats(&self) -> NotifyStats {

@@ -131,6 +131,9 @@ pub(crate) fn am_alert(a: &AlertEvent, generator_url: &str) -> AmAlert {
 fn alert_labels(a: &AlertEvent) -> BTreeMap<String, String> {
     let mut labels = a.labels.clone();
     labels.insert("alertname".into(), a.rule.clone());
+    // Webhooks and Alertmanagers are the operator's, shared by every tenant: the label says
+    // whose alert it is.
+    labels.insert("tenant".into(), a.tenant.clone());
     labels.insert("severity".into(), a.severity.as_str().into());
     labels
 }
@@ -175,6 +178,7 @@ mod tests {
     fn event(id: &str, state: AlertState, host: &str) -> AlertEvent {
         AlertEvent {
             id: id.into(),
+            tenant: "default".into(),
             rule: "high_cpu".into(),
             state,
             severity: Severity::Critical,
@@ -195,6 +199,7 @@ mod tests {
     #[test]
     fn webhook_body_has_alertmanagers_shape() {
         let n = Notification {
+            tenant: "default".into(),
             group_key: "{}:{alertname=\"high_cpu\"}".into(),
             group_labels: [("alertname".to_string(), "high_cpu".to_string())].into(),
             alerts: vec![
@@ -212,13 +217,13 @@ mod tests {
             "status": "firing",
             "receiver": "ops",
             "groupLabels": {"alertname": "high_cpu"},
-            "commonLabels": {"alertname": "high_cpu", "dc": "fra", "severity": "critical"},
+            "commonLabels": {"alertname": "high_cpu", "dc": "fra", "severity": "critical", "tenant": "default"},
             "commonAnnotations": {"summary": "CPU high"},
             "externalURL": "http://pw:8080",
             "alerts": [
                 {
                     "status": "firing",
-                    "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h1", "severity": "critical"},
+                    "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h1", "severity": "critical", "tenant": "default"},
                     "annotations": {"summary": "CPU high"},
                     "startsAt": "2023-11-14T22:13:20Z",
                     "endsAt": "0001-01-01T00:00:00Z",
@@ -229,7 +234,7 @@ mod tests {
                 },
                 {
                     "status": "resolved",
-                    "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h2", "severity": "critical"},
+                    "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h2", "severity": "critical", "tenant": "default"},
                     "annotations": {"summary": "CPU high"},
                     "startsAt": "2023-11-14T22:13:10Z",
                     "endsAt": "2023-11-14T22:14:20.5Z",
@@ -246,6 +251,7 @@ mod tests {
     #[test]
     fn only_pending_alerts_send_nothing() {
         let n = Notification {
+            tenant: "default".into(),
             group_key: "g".into(),
             group_labels: BTreeMap::new(),
             alerts: vec![event("a", AlertState::Pending, "h")],
@@ -267,7 +273,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({
-                "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h1", "severity": "critical"},
+                "labels": {"alertname": "high_cpu", "dc": "fra", "host": "h1", "severity": "critical", "tenant": "default"},
                 "annotations": {"summary": "CPU high"},
                 "startsAt": "2023-11-14T22:13:20Z",
             })

@@ -21,9 +21,13 @@ impl From<Error> for ApiError {
     }
 }
 
-/// `GET /api/v1/notify/dead-letter`: every undelivered webhook notification, oldest first.
-pub async fn dead_letters(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let letters = state.notifiers().dead_letters().await?;
+/// `GET /api/v1/notify/dead-letter`: every undelivered webhook notification of the key's
+/// tenant, oldest first.
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+) -> Result<Response, ApiError> {
+    let letters = state.notifiers().dead_letters(tenant.as_str()).await?;
     Ok(Json(serde_json::json!({ "dead_letters": letters })).into_response())
 }
 
@@ -32,9 +36,17 @@ pub struct ReplayQuery {
     webhook: Option<String>,
 }
 
-/// `POST /api/v1/notify/dead-letter/replay[?webhook=NAME]`: queues dead letters again.
-pub async fn replay(State(state): State<AppState>, Query(q): Query<ReplayQuery>) -> Result<Response, ApiError> {
-    let report = state.notifiers().replay_dead_letters(q.webhook.as_deref()).await?;
+/// `POST /api/v1/notify/dead-letter/replay[?webhook=NAME]`: queues the key's tenant's dead
+/// letters again.
+pub async fn replay(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    Query(q): Query<ReplayQuery>,
+) -> Result<Response, ApiError> {
+    let report = state
+        .notifiers()
+        .replay_dead_letters(tenant.as_str(), q.webhook.as_deref())
+        .await?;
     Ok(Json(report).into_response())
 }
 

@@ -24,6 +24,8 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// One notification as a webhook sends it.
 pub(crate) struct Job {
+    /// The tenant of the notification (its dead letter is listed to that tenant only).
+    pub tenant: String,
     pub key: String,
     pub body: Bytes,
 }
@@ -109,6 +111,7 @@ impl Webhook {
 
     pub fn requeue(&self, d: &DeadLetter) -> bool {
         let job = Job {
+            tenant: d.tenant.clone(),
             key: d.idempotency_key.clone(),
             body: Bytes::from(d.payload.get().to_owned()),
         };
@@ -152,6 +155,7 @@ impl Webhook {
                 }
             };
             entries.push(DeadLetter {
+                tenant: job.tenant,
                 webhook: self.name.clone(),
                 idempotency_key: job.key,
                 payload,

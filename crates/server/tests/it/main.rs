@@ -16,3 +16,5 @@ mod resume;
 mod rolling;
 mod slow;
 mod stats;
+mod tenancy;
+mod tenancy_prop;

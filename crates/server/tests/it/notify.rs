@@ -171,6 +171,7 @@ fn event(host: &str, state: AlertState) -> AlertEvent {
     let now = now_ms();
     AlertEvent {
         id: pulsewire_model::alert_id("high_cpu", &labels),
+        tenant: "default".into(),
         rule: "high_cpu".into(),
         state,
         severity: Severity::Critical,
@@ -186,6 +187,7 @@ fn event(host: &str, state: AlertState) -> AlertEvent {
 
 fn notification(i: usize) -> Notification {
     Notification {
+        tenant: "default".into(),
         group_key: format!("g{i}"),
         group_labels: [("alertname".to_string(), "high_cpu".to_string())].into(),
         alerts: vec![event(&format!("h{i}"), AlertState::Firing)],
@@ -241,7 +243,13 @@ async fn a_receiver_that_fails_then_recovers_gets_every_notification_once_in_ord
                 queued: 0,
             }
         );
-        assert!(notifiers.dead_letters().await.expect("log readable").is_empty());
+        assert!(
+            notifiers
+                .dead_letters("default")
+                .await
+                .expect("log readable")
+                .is_empty()
+        );
     })
     .await;
 }
@@ -325,7 +333,7 @@ async fn client_errors_are_dead_lettered_at_once() {
             (hook_stats(&notifiers).dead_lettered == 1).then_some(())
         })
         .await;
-        let letters = notifiers.dead_letters().await.expect("log readable");
+        let letters = notifiers.dead_letters("default").await.expect("log readable");
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].attempts, 1);
         assert!(letters[0].last_error.contains("422"), "{}", letters[0].last_error);
@@ -354,7 +362,7 @@ async fn shutdown_keeps_what_it_could_not_deliver_in_the_dead_letter_log() {
         notifiers.send(notification(1));
         wait_for("a first attempt", || (rx.requests() == 1).then_some(())).await;
         notifiers.shutdown(Duration::from_millis(200)).await;
-        let letters = notifiers.dead_letters().await.expect("log readable");
+        let letters = notifiers.dead_letters("default").await.expect("log readable");
         let summary: Vec<(String, u32)> = letters
             .iter()
             .map(|d| (d.idempotency_key.len().to_string(), d.attempts))
@@ -396,7 +404,7 @@ async fn a_full_queue_sends_to_the_dead_letter_log_instead_of_dropping() {
             (hook_stats(&notifiers).dead_lettered == 1).then_some(())
         })
         .await;
-        let letters = notifiers.dead_letters().await.expect("log readable");
+        let letters = notifiers.dead_letters("default").await.expect("log readable");
         assert_eq!(letters.len(), 1);
         assert_eq!((letters[0].attempts, letters[0].last_error.as_str()), (0, "queue full"));
         assert!(
@@ -512,6 +520,7 @@ async fn alertmanager_notifier_against_the_real_alertmanager() {
         let firing = event("h1", AlertState::Firing);
         let other = event("h2", AlertState::Firing);
         notifiers.send(Notification {
+            tenant: "default".into(),
             group_key: "g".into(),
             group_labels: BTreeMap::new(),
             alerts: vec![firing.clone(), other.clone(), event("h3", AlertState::Pending)],
@@ -535,7 +544,7 @@ async fn alertmanager_notifier_against_the_real_alertmanager() {
         let a = &shown[0];
         assert_eq!(
             a["labels"],
-            json!({"alertname": "high_cpu", "severity": "critical", "host": "h1"})
+            json!({"alertname": "high_cpu", "severity": "critical", "host": "h1", "tenant": "default"})
         );
         assert_eq!(a["annotations"], json!({"summary": "CPU high on h1"}));
         assert_eq!(a["status"]["state"], "active");
@@ -561,6 +570,7 @@ async fn alertmanager_notifier_against_the_real_alertmanager() {
         resolved.since = resolved.at;
         resolved.active_since = firing.since;
         notifiers.send(Notification {
+            tenant: "default".into(),
             group_key: "g".into(),
             group_labels: BTreeMap::new(),
             alerts: vec![resolved],

@@ -67,6 +67,7 @@ pub fn rules() -> Vec<RuleSpec> {
         severity: None,
         labels: Default::default(),
         annotations: Default::default(),
+        tenant: None,
     };
     let mut high_cpu = spec(
         "high_cpu",

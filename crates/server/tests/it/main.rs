@@ -14,4 +14,6 @@ mod pubsub;
 mod resume;
 mod rolling;
 mod slow;
+mod tls;
+mod audit;
 mod stats;

@@ -209,16 +209,33 @@ pub fn append(path: &Path, text: &[u8], max_bytes: u64, keep: usize) -> std::io:
     b.create(dir)?;
     let lock = private_open(&with_suffix(path, ".lock"), false)?;
     lock.lock()?;
-    let len = match std::fs::metadata(path) {
+    let mut len = match std::fs::metadata(path) {
         Ok(m) => m.len(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => return Err(e),
     };
-    if len > 0 && len + text.len() as u64 > max_bytes {
-        rotate(path, keep)?;
-    }
     let mut f = private_open(path, true)?;
-    f.write_all(text)?;
+    // Whole lines per file: the text goes out in runs that fit, with a rotation between runs.
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut take = 0;
+        for line in rest.split_inclusive(|b| *b == b'\n') {
+            if len + (take + line.len()) as u64 > max_bytes && (len > 0 || take > 0) {
+                break;
+            }
+            take += line.len();
+        }
+        if take == 0 {
+            drop(f);
+            rotate(path, keep)?;
+            f = private_open(path, true)?;
+            len = 0;
+            continue;
+        }
+        f.write_all(&rest[..take])?;
+        len += take as u64;
+        rest = &rest[take..];
+    }
     f.flush()?;
     Ok(())
 }
@@ -492,9 +509,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pulsewire-audit-{}", std::process::id()));
         let path = dir.join("audit.log");
         let line = [b'x'; 99].iter().copied().chain([b'\n']).collect::<Vec<u8>>();
-        for _ in 0..10 {
+        for _ in 0..5 {
             append(&path, &line, 250, 2).unwrap();
         }
+        // A batch larger than the limit is split over files too.
+        append(&path, &line.repeat(5), 250, 2).unwrap();
         // 10 lines of 100 bytes, 2 per file: the current file and two rotated ones remain.
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 200);
         assert_eq!(std::fs::metadata(rotated(&path, 1)).unwrap().len(), 200);

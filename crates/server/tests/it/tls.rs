@@ -120,7 +120,7 @@ async fn websocket_over_wss_and_sse_over_https_deliver() {
         .expect("sse over https");
     assert_eq!(resp.status(), 200);
     let mut sse = Sse::from_response(resp);
-    // The stream is subscribed before its response starts.
+    assert_eq!(sse.recv().await.event, "subscribed");
     let resp = http
         .post(https(&s, "/api/v1/publish"))
         .json(&serde_json::json!({"channel": "news", "data": {"n": 7}}))
@@ -252,6 +252,7 @@ async fn sse_stream_survives_next_to_http2_requests() {
         .await
         .expect("sse");
     let mut sse = Sse::from_response(resp);
+    assert_eq!(sse.recv().await.event, "subscribed");
     let mut pending = futures_util::stream::FuturesUnordered::new();
     for i in 0..20 {
         let http = http.clone();

@@ -420,6 +420,11 @@ async fn write_batch(state: &AppState, hub: &Hub, path: &Path, cfg: &AuditConfig
     }
     for r in batch {
         let tenant = TenantId::new(&r.tenant);
+        // Only while someone listens, as for `metrics:*`: the file is the record, the channel
+        // a live view of it.
+        if !hub.has_subscribers(&tenant, AUDIT_CHANNEL) {
+            continue;
+        }
         let Ok(data) = serde_json::to_vec(&r) else { continue };
         if let Err(e) = hub.publish(&tenant, AUDIT_CHANNEL, Bytes::from(data), Priority::Critical).await {
             tracing::debug!(error = %e, "audit record not published");

@@ -246,7 +246,3 @@ pub async fn serve(
     graceful.shutdown().await;
 }
 
-/// The remote address a plain or TLS connection's request came from.
-pub fn remote_of(req: &axum::http::request::Parts) -> Option<SocketAddr> {
-    req.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0)
-}

@@ -41,7 +41,9 @@ impl FileArgs {
             ..Default::default()
         };
         let path = audit::audit_path(&cfg, &self.data_dir);
-        let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
         let actor = audit::Actor {
             who: format!("cli:{user}"),
             tenant: pulsewire_model::TenantId::new(&record.tenant),

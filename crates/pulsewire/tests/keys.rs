@@ -165,7 +165,9 @@ async fn keys_created_by_the_cli_authenticate_against_a_served_node() {
     }
     assert_eq!(find("server.start")["who"], "server");
     assert!(
-        records.iter().any(|r| r["event"] == "auth.failure" && r["detail"]["path"] == "/write"),
+        records
+            .iter()
+            .any(|r| r["event"] == "auth.failure" && r["detail"]["path"] == "/write"),
         "{log}"
     );
 }

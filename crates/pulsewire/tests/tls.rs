@@ -18,8 +18,7 @@ fn path(p: &Path) -> &str {
 
 /// Writes a fresh self-signed certificate for localhost; returns its PEM and DER.
 fn write_cert(dir: &Path, cn: &str) -> (String, Vec<u8>) {
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
     params.distinguished_name.push(rcgen::DnType::CommonName, cn);
     let key = rcgen::KeyPair::generate().expect("key pair");
     let cert = params.self_signed(&key).expect("self-signed");
@@ -120,10 +119,18 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
         if served_cert(&pem2, &url).await == Some(der2.clone()) {
             break;
         }
-        assert!(Instant::now() < deadline, "SIGHUP did not swap the certificate; log:\n{:?}", log.lock().expect("log"));
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP did not swap the certificate; log:\n{:?}",
+            log.lock().expect("log")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(served_cert(&pem1, &url).await, None, "the old certificate is gone for new connections");
+    assert_eq!(
+        served_cert(&pem1, &url).await,
+        None,
+        "the old certificate is gone for new connections"
+    );
 
     // A garbage certificate file: the reload fails, is logged, and the current one stays.
     std::fs::write(tls.join("cert.pem"), "garbage").expect("written");
@@ -138,7 +145,11 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
         if found {
             break;
         }
-        assert!(Instant::now() < deadline, "no reload error logged: {:?}", log.lock().expect("log"));
+        assert!(
+            Instant::now() < deadline,
+            "no reload error logged: {:?}",
+            log.lock().expect("log")
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(served_cert(&pem2, &url).await, Some(der2));
@@ -151,7 +162,11 @@ async fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
         .collect();
     assert_eq!(reloads.len(), 2, "{audit}");
     assert_eq!(reloads[0]["outcome"], "ok");
-    assert!(reloads[0]["detail"]["subject"].as_str().is_some_and(|s| s.contains("second")));
+    assert!(
+        reloads[0]["detail"]["subject"]
+            .as_str()
+            .is_some_and(|s| s.contains("second"))
+    );
     assert_eq!(reloads[1]["outcome"], "failed");
 }
 

@@ -323,7 +323,10 @@ pub async fn history(
         && crate::audit::reaches_audit(&q.channel)
         && !principal.is_some_and(|p| p.scopes.contains(&crate::auth::Scope::Admin))
     {
-        let message = format!("{:?}: the audit channel needs an API key with the `admin` scope", q.channel);
+        let message = format!(
+            "{:?}: the audit channel needs an API key with the `admin` scope",
+            q.channel
+        );
         let actor = match principal {
             Some(p) => crate::audit::Actor::key(p, remote),
             None => crate::audit::Actor::anonymous(tenant.clone(), remote),

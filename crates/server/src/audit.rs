@@ -426,7 +426,10 @@ async fn write_batch(state: &AppState, hub: &Hub, path: &Path, cfg: &AuditConfig
             continue;
         }
         let Ok(data) = serde_json::to_vec(&r) else { continue };
-        if let Err(e) = hub.publish(&tenant, AUDIT_CHANNEL, Bytes::from(data), Priority::Critical).await {
+        if let Err(e) = hub
+            .publish(&tenant, AUDIT_CHANNEL, Bytes::from(data), Priority::Critical)
+            .await
+        {
             tracing::debug!(error = %e, "audit record not published");
         }
     }
@@ -462,12 +465,8 @@ pub async fn read_back(
     let since = match q.since.as_deref() {
         None => None,
         Some(s) => {
-            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(|e| {
-                ApiError::new(
-                    ErrorCode::BadRequest,
-                    format!("since: not an RFC 3339 time ({e})"),
-                )
-            })?;
+            let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::new(ErrorCode::BadRequest, format!("since: not an RFC 3339 time ({e})")))?;
             Some(format_ts(t))
         }
     };
@@ -480,7 +479,9 @@ pub async fn read_back(
             let Ok(f) = std::fs::File::open(&file) else { continue };
             for line in std::io::BufReader::new(f).lines() {
                 let Ok(line) = line else { break };
-                let Ok(r) = serde_json::from_str::<Record>(&line) else { continue };
+                let Ok(r) = serde_json::from_str::<Record>(&line) else {
+                    continue;
+                };
                 if only.as_deref().is_some_and(|t| t != r.tenant) {
                     continue;
                 }

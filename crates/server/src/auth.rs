@@ -344,7 +344,11 @@ impl KeyStore {
                     key_id: k.id.clone(),
                     name: k.name.clone(),
                 };
-                if k.revoked { Lookup::Revoked(p) } else { Lookup::Valid(p) }
+                if k.revoked {
+                    Lookup::Revoked(p)
+                } else {
+                    Lookup::Valid(p)
+                }
             }
         }
     }
@@ -571,7 +575,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         });
     let Some(key) = presented else {
         let reason = "an API key is required (Authorization: Bearer <key>)";
-        refused(event::AUTH_FAILURE, &anonymous(), StatusCode::UNAUTHORIZED, "no API key");
+        refused(
+            event::AUTH_FAILURE,
+            &anonymous(),
+            StatusCode::UNAUTHORIZED,
+            "no API key",
+        );
         return refuse(shape, StatusCode::UNAUTHORIZED, reason.into());
     };
     match keys.lookup(&key) {

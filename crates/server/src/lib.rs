@@ -40,9 +40,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuthConfig, ChannelPermissions, Config,
-    AuditConfig, HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig, LogFormat, NamespacePermissions,
-    NotifyConfig, ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig, WebhookConfig,
+    Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuditConfig, AuthConfig,
+    ChannelPermissions, Config, HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig, LogFormat,
+    NamespacePermissions, NotifyConfig, ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig, WebhookConfig,
 };
 pub use error::ApiError;
 pub use live::channel_for as live_channel_for;
@@ -270,7 +270,11 @@ impl Server {
             }
             task_state.audit_record(
                 audit::event::SERVER_STOP,
-                if result.is_ok() { audit::outcome::OK } else { audit::outcome::FAILED },
+                if result.is_ok() {
+                    audit::outcome::OK
+                } else {
+                    audit::outcome::FAILED
+                },
                 &audit::Actor::server(),
                 serde_json::json!({ "listen": task_state_addr.to_string() }),
             );
@@ -315,7 +319,10 @@ impl Server {
                 audit::outcome::OK,
                 serde_json::json!({ "subject": info.subject, "not_after": info.not_after }),
             ),
-            Err(e) => (audit::outcome::FAILED, serde_json::json!({ "reason": format!("{e:#}") })),
+            Err(e) => (
+                audit::outcome::FAILED,
+                serde_json::json!({ "reason": format!("{e:#}") }),
+            ),
         };
         self.state
             .audit_record(audit::event::TLS_RELOAD, out, &audit::Actor::server(), detail);

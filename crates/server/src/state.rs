@@ -160,13 +160,7 @@ impl AppState {
     }
 
     /// Queues an audit record (never waits).
-    pub fn audit_record(
-        &self,
-        event: &str,
-        outcome: &str,
-        actor: &crate::audit::Actor,
-        detail: serde_json::Value,
-    ) {
+    pub fn audit_record(&self, event: &str, outcome: &str, actor: &crate::audit::Actor, detail: serde_json::Value) {
         self.0.audit.record(event, outcome, actor, detail);
     }
 

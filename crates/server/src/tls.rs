@@ -9,7 +9,6 @@
 //! in flight finish.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +95,12 @@ pub fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<(Arc<CertifiedK
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| anyhow!("cannot read the TLS certificate file {}: {e}", cert_file.display()))?
         .collect::<Result<_, _>>()
-        .map_err(|e| anyhow!("TLS certificate file {}: not a PEM certificate chain: {e}", cert_file.display()))?;
+        .map_err(|e| {
+            anyhow!(
+                "TLS certificate file {}: not a PEM certificate chain: {e}",
+                cert_file.display()
+            )
+        })?;
     if certs.is_empty() {
         anyhow::bail!(
             "TLS certificate file {}: no certificate in it (expected PEM `BEGIN CERTIFICATE` blocks)",
@@ -126,7 +130,8 @@ pub fn load(cert_file: &Path, key_file: &Path) -> anyhow::Result<(Arc<CertifiedK
 }
 
 fn describe(cert: &CertificateDer<'_>) -> anyhow::Result<CertInfo> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| anyhow!("not an X.509 certificate: {e}"))?;
     let not_after = parsed
         .validity()
         .not_after
@@ -245,4 +250,3 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
 }
-

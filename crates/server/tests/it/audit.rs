@@ -126,7 +126,10 @@ async fn authentication_failures_refusals_and_admin_actions_are_recorded() {
     assert_eq!(r.detail["path"], "/api/v1/query");
     assert!(r.from.as_deref().is_some_and(|f| f.starts_with("127.0.0.1:")), "{r:?}");
     let r = wait_record(&file, "unknown key", |r| r.detail["reason"] == "unknown API key").await;
-    assert_eq!((r.event.as_str(), r.detail["path"].as_str()), ("auth.failure", Some("/api/v1/series")));
+    assert_eq!(
+        (r.event.as_str(), r.detail["path"].as_str()),
+        ("auth.failure", Some("/api/v1/series"))
+    );
     let r = wait_record(&file, "revoked key", |r| r.detail["path"] == "/api/v1/stats").await;
     assert_eq!(r.event, "auth.failure");
     assert_eq!(r.who, format!("key:{revoked_id} (old)"));
@@ -145,14 +148,19 @@ async fn authentication_failures_refusals_and_admin_actions_are_recorded() {
     assert_eq!(r.who, format!("key:{admin_id} (ops)"));
     assert_eq!(r.outcome, "ok");
     assert_eq!(
-        (r.detail["method"].as_str(), r.detail["path"].as_str(), r.detail["status"].as_u64()),
+        (
+            r.detail["method"].as_str(),
+            r.detail["path"].as_str(),
+            r.detail["status"].as_u64()
+        ),
         (Some("GET"), Some("/api/v1/channels"), Some(200))
     );
     assert!(r.from.is_some());
 
     // WebSocket: a `connect` frame with an unknown key, then one with a forged token.
     let mut ws = s.ws_with("", None).await.expect("upgrade");
-    ws.send(json!({"type": "connect", "id": 1, "token": "pw_unknown"})).await;
+    ws.send(json!({"type": "connect", "id": 1, "token": "pw_unknown"}))
+        .await;
     let (_, code) = ws.recv_until_close().await;
     assert_eq!(code, Some(4001));
     let r = wait_record(&file, "connect frame", |r| r.detail["stage"] == "connect").await;
@@ -164,12 +172,18 @@ async fn authentication_failures_refusals_and_admin_actions_are_recorded() {
         panic!("forged token accepted");
     };
     assert_eq!(status, 401);
-    let r = wait_record(&file, "JWT refusal", |r| r.event == "auth.failure" && r.detail["path"] == "/ws").await;
+    let r = wait_record(&file, "JWT refusal", |r| {
+        r.event == "auth.failure" && r.detail["path"] == "/ws"
+    })
+    .await;
     assert_eq!(r.detail["status"], 401);
 
     // A refresh refused on an open token connection.
     let good = token("alice", "a", &[], SECRET);
-    let mut ws = s.ws_with(&format!("?token={good}"), None).await.expect("token accepted");
+    let mut ws = s
+        .ws_with(&format!("?token={good}"), None)
+        .await
+        .expect("token accepted");
     ws.send(json!({"type": "refresh", "id": 2, "token": forged})).await;
     let reply = ws.recv().await;
     assert_eq!(reply["code"], "unauthorized", "{reply}");
@@ -177,7 +191,8 @@ async fn authentication_failures_refusals_and_admin_actions_are_recorded() {
     assert_eq!((r.who.as_str(), r.tenant.as_str()), ("sub:alice", "a"));
 
     // A channel refused on an open connection.
-    ws.send(json!({"type": "subscribe", "id": 3, "channels": ["audit"]})).await;
+    ws.send(json!({"type": "subscribe", "id": 3, "channels": ["audit"]}))
+        .await;
     let reply = ws.recv().await;
     assert_eq!(reply["code"], "forbidden", "{reply}");
     let r = wait_record(&file, "command refusal", |r| {
@@ -212,10 +227,17 @@ async fn limit_trips_are_recorded_with_the_limit_and_the_user() {
     assert_eq!(r.outcome, "refused");
     assert_eq!(r.detail["limit"], "connections_per_user");
     assert_eq!(r.detail["count"], 1);
-    assert_eq!((r.who.as_str(), r.tenant.as_str()), (format!("key:{id} (agent)").as_str(), "t"));
+    assert_eq!(
+        (r.who.as_str(), r.tenant.as_str()),
+        (format!("key:{id} (agent)").as_str(), "t")
+    );
     assert!(r.from.as_deref().is_some_and(|f| f.starts_with("127.0.0.1:")));
     // Lines over the line limit: one record for the write, counting them.
-    let long = format!("m,t={} v=1 1\nm v=2 2\nm,t={} v=3 3\n", "x".repeat(70_000), "y".repeat(70_000));
+    let long = format!(
+        "m,t={} v=1 1\nm v=2 2\nm,t={} v=3 3\n",
+        "x".repeat(70_000),
+        "y".repeat(70_000)
+    );
     let resp = s
         .http
         .post(s.url("/write?db=d"))
@@ -251,12 +273,19 @@ async fn the_audit_channel_is_live_for_admins_only() {
         let reply = dash
             .request(json!({"type": "subscribe", "id": id, "channels": [ch]}), &mut aside)
             .await;
-        assert_eq!((reply["type"].as_str(), reply["code"].as_str()), (Some("error"), Some("forbidden")), "{ch}: {reply}");
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("forbidden")),
+            "{ch}: {reply}"
+        );
     }
     // Nobody publishes on it, admin or not.
     let mut ops_aside = Vec::new();
     let reply = ops
-        .request(json!({"type": "publish", "id": 9, "channel": "audit", "data": {}}), &mut ops_aside)
+        .request(
+            json!({"type": "publish", "id": 9, "channel": "audit", "data": {}}),
+            &mut ops_aside,
+        )
         .await;
     assert_eq!(reply["code"], "bad_channel", "{reply}");
     let resp = s
@@ -346,7 +375,10 @@ async fn the_log_rotates_at_its_size_limit_and_keeps_so_many_files() {
         assert!(Instant::now() < deadline, "no second rotated file");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(!audit::rotated(&file, 3).exists(), "only audit.keep rotated files are kept");
+    assert!(
+        !audit::rotated(&file, 3).exists(),
+        "only audit.keep rotated files are kept"
+    );
     for f in [file.clone(), audit::rotated(&file, 1), audit::rotated(&file, 2)] {
         let len = std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0);
         assert!(len <= 4096, "{} is {len} bytes", f.display());
@@ -374,4 +406,3 @@ async fn a_disabled_audit_log_writes_nothing() {
     s.server.wait().await.expect("stop");
     assert!(!file.exists());
 }
-

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod analysis;
+mod audit;
 mod auth;
 mod errors;
 mod history;
@@ -14,6 +15,5 @@ mod pubsub;
 mod resume;
 mod rolling;
 mod slow;
-mod tls;
-mod audit;
 mod stats;
+mod tls;

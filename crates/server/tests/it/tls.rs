@@ -158,7 +158,11 @@ async fn plain_http_on_the_tls_port_is_refused_and_others_go_on() {
     let _ = tokio::time::timeout(pulsewire_testkit::WAIT, raw.read_to_end(&mut buf))
         .await
         .expect("the server closes the connection");
-    assert!(!buf.starts_with(b"HTTP/"), "no HTTP answer: {:?}", String::from_utf8_lossy(&buf));
+    assert!(
+        !buf.starts_with(b"HTTP/"),
+        "no HTTP answer: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
     // The refusal is counted, and everyone else is served.
     let metrics = http
         .get(https(&s, "/metrics"))

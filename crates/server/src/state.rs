@@ -51,6 +51,7 @@ pub struct Rates {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hub: Hub,
         store: Store,

@@ -38,6 +38,10 @@ fn config() -> Config {
     c.auth.jwt.leeway = Duration::ZERO;
     c.auth.anonymous_tenant = "acme".into();
     c.websocket.connect_timeout = Duration::from_millis(500);
+    // These tests open many connections as one user; the limits have their own tests.
+    c.limits.new_connections_per_user_per_minute = 10_000;
+    c.limits.new_connections_per_ip_per_minute = 10_000;
+    c.limits.max_connections_per_user = 1_000;
     let ns = |name: &str, subscribe, publish, history, presence| NamespacePermissions {
         name: name.into(),
         subscribe,

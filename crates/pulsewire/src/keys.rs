@@ -26,9 +26,44 @@ pub struct FileArgs {
     /// The keys file, when `auth.keys_file` names one outside the data directory.
     #[arg(long, value_name = "FILE")]
     pub keys_file: Option<PathBuf>,
+    /// The audit log key changes are appended to, when `audit.file` names one outside the data
+    /// directory [default: <DIR>/audit/audit.log].
+    #[arg(long, value_name = "FILE")]
+    pub audit_file: Option<PathBuf>,
 }
 
 impl FileArgs {
+    /// Appends a key change to the node's audit log, under the lock the server's writer takes.
+    fn audit(&self, event: &str, record: &auth::KeyRecord) -> anyhow::Result<()> {
+        use pulsewire_server::audit;
+        let cfg = pulsewire_server::AuditConfig {
+            file: self.audit_file.clone().unwrap_or_default(),
+            ..Default::default()
+        };
+        let path = audit::audit_path(&cfg, &self.data_dir);
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_default();
+        let actor = audit::Actor {
+            who: format!("cli:{user}"),
+            tenant: pulsewire_model::TenantId::new(&record.tenant),
+            from: None,
+        };
+        let scopes: Vec<&str> = record.scopes.iter().map(|s| s.as_str()).collect();
+        let rec = audit::Record::new(
+            event,
+            audit::outcome::OK,
+            &actor,
+            serde_json::json!({
+                "key": record.id,
+                "name": record.name,
+                "scopes": scopes,
+                "keys_file": self.path().display().to_string(),
+            }),
+        );
+        audit::append_record(&path, &rec, cfg.max_bytes, cfg.keep)
+    }
+
     fn path(&self) -> PathBuf {
         let auth = pulsewire_server::AuthConfig {
             keys_file: self.keys_file.clone().unwrap_or_default(),
@@ -67,6 +102,9 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             let scopes = Scope::parse_list(&args.scope).map_err(|e| anyhow::anyhow!("--scope: {e}"))?;
             let path = args.file.path();
             let (record, key) = auth::create_key(&path, &args.name, &args.tenant, scopes)?;
+            if let Err(e) = args.file.audit(pulsewire_server::audit::event::KEY_CREATED, &record) {
+                eprintln!("warning: {e:#}");
+            }
             println!("{key}");
             eprintln!(
                 "created key {} for tenant {} ({}) in {}; it is shown only now",
@@ -101,6 +139,12 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<()> {
             let path = args.file.path();
             if !auth::revoke_key(&path, &args.id).with_context(|| format!("cannot revoke {}", args.id))? {
                 anyhow::bail!("no key with id {} in {}", args.id, path.display());
+            }
+            let revoked = auth::read_keys(&path)?.into_iter().find(|k| k.id == args.id);
+            if let Some(record) = revoked
+                && let Err(e) = args.file.audit(pulsewire_server::audit::event::KEY_REVOKED, &record)
+            {
+                eprintln!("warning: {e:#}");
             }
             eprintln!("revoked key {}", args.id);
             Ok(())

@@ -138,19 +138,33 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let server = Server::start(config.clone()).await?;
         let addr = server.local_addr();
+        let (http, ws) = if server.tls() { ("https", "wss") } else { ("http", "ws") };
         tracing::info!(config = %source, data_dir = %config.data_dir.display(), "pulsewire {} started", env!("CARGO_PKG_VERSION"));
-        println!("Pulsewire {} is serving on http://{addr}", env!("CARGO_PKG_VERSION"));
-        println!("  WebSocket    ws://{addr}/ws");
-        println!("  SSE          http://{addr}/sse?channels=NAME");
-        println!("  publish      POST http://{addr}/api/v1/publish");
-        println!("  stats        http://{addr}/api/v1/stats   metrics http://{addr}/metrics");
-        println!("  health       http://{addr}/health   ready http://{addr}/ready");
+        println!("Pulsewire {} is serving on {http}://{addr}", env!("CARGO_PKG_VERSION"));
+        println!("  WebSocket    {ws}://{addr}/ws");
+        println!("  SSE          {http}://{addr}/sse?channels=NAME");
+        println!("  publish      POST {http}://{addr}/api/v1/publish");
+        println!("  stats        {http}://{addr}/api/v1/stats   metrics {http}://{addr}/metrics");
+        println!("  health       {http}://{addr}/health   ready {http}://{addr}/ready");
         let auth = match server.state().exposure() {
             Exposure::Authenticated => "API keys (`pulsewire keys`)",
             Exposure::Loopback => "none: serving without authentication on loopback",
             Exposure::Insecure => "NONE (--insecure): anyone who can reach this address can write, read and administer",
         };
         println!("  authentication: {auth}");
+        match server.state().tls() {
+            Some(t) => {
+                let info = t.info();
+                println!(
+                    "  TLS: {} (expires {}), HTTP/2 and HTTP/1.1; SIGHUP reloads {} and {}",
+                    info.subject,
+                    info.not_after,
+                    config.tls.cert_file.display(),
+                    config.tls.key_file.display()
+                );
+            }
+            None => println!("  TLS: off (plain HTTP; set --tls-cert and --tls-key to serve HTTPS)"),
+        }
         println!("  configuration: {source}");
         println!("  data directory: {}", config.data_dir.display());
         let fleet = demo.then(|| demo::spawn(server.state().clone()));
@@ -160,7 +174,7 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
                 demo::DATABASE
             );
         }
-        wait_for_signal().await;
+        wait_for_signal(&server).await;
         tracing::info!("signal received: shutting down");
         server.shutdown();
         if let Some(fleet) = fleet {
@@ -172,25 +186,34 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reloads the TLS certificate.
+async fn wait_for_signal(server: &Server) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot listen for SIGTERM: {e}");
+        let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(t), Ok(h)) => (t, h),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for SIGTERM and SIGHUP: {e}");
                 let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => match server.reload_tls() {
+                    Ok(Some(info)) => tracing::info!(subject = %info.subject, not_after = %info.not_after, "SIGHUP: TLS certificate reloaded"),
+                    Ok(None) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                    Err(e) => tracing::error!("SIGHUP: TLS certificate not reloaded, keeping the previous one: {e:#}"),
+                },
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let _ = server;
         let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -35,6 +35,27 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip)]
     pub insecure: bool,
+    /// Serve HTTPS and WSS with this PEM certificate chain (sets `tls.cert_file`; needs `--tls-key`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of `--tls-cert` (sets `tls.key_file`).
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct TlsOverride {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cert_file: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct TlsFlags {
+    tls: TlsOverride,
 }
 
 #[derive(Serialize)]
@@ -89,7 +110,16 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
             auth: InsecureOverride { insecure: true },
         }));
     }
-    if args.listen.is_some() || args.data_dir.is_some() || args.log_json || args.insecure {
+    if args.tls_cert.is_some() || args.tls_key.is_some() {
+        figment = figment.merge(Serialized::defaults(TlsFlags {
+            tls: TlsOverride {
+                cert_file: args.tls_cert.clone(),
+                key_file: args.tls_key.clone(),
+            },
+        }));
+    }
+    let tls_flags = args.tls_cert.is_some() || args.tls_key.is_some();
+    if args.listen.is_some() || args.data_dir.is_some() || args.log_json || args.insecure || tls_flags {
         sources.push("flags".into());
     }
     let config: Config = figment.extract().map_err(|_| section_problems(&figment))?;
@@ -107,8 +137,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, AuthConfig, CollectorConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig, ShutdownConfig,
-        SseConfig, WebSocketConfig,
+        AnalysisConfig, AuditConfig, AuthConfig, CollectorConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig,
+        ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -140,7 +170,9 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<AuthConfig>(figment, "auth", &mut out);
     check::<LimitsConfig>(figment, "limits", &mut out);
     check::<CollectorConfig>(figment, "collector", &mut out);
-    const KNOWN: [&str; 14] = [
+    check::<TlsConfig>(figment, "tls", &mut out);
+    check::<AuditConfig>(figment, "audit", &mut out);
+    const KNOWN: [&str; 16] = [
         "listen",
         "data_dir",
         "log",
@@ -155,6 +187,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "auth",
         "limits",
         "collector",
+        "tls",
+        "audit",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

@@ -140,6 +140,36 @@ async fn keys_created_by_the_cli_authenticate_against_a_served_node() {
     );
     let missing = keys(&["revoke", "--data-dir", path(&data), "nosuchid"]).await;
     assert!(!missing.status.success());
+
+    // Both key changes are in the node's audit log, next to the server's own records, each
+    // a whole JSON line.
+    let log = std::fs::read_to_string(data.join("audit").join("audit.log")).expect("audit log");
+    let records: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let find = |event: &str| {
+        records
+            .iter()
+            .find(|r| r["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} in {log}"))
+    };
+    for event in ["key.created", "key.revoked"] {
+        let r = find(event);
+        assert_eq!(r["outcome"], "ok", "{r}");
+        assert_eq!(r["tenant"], "acme", "{r}");
+        assert_eq!(r["detail"]["key"], id.as_str(), "{r}");
+        assert_eq!(r["detail"]["name"], "agent", "{r}");
+        assert!(r["who"].as_str().is_some_and(|w| w.starts_with("cli:")), "{r}");
+        assert!(!log.contains(&key), "the key itself is never logged");
+    }
+    assert_eq!(find("server.start")["who"], "server");
+    assert!(
+        records
+            .iter()
+            .any(|r| r["event"] == "auth.failure" && r["detail"]["path"] == "/write"),
+        "{log}"
+    );
 }
 
 #[tokio::test]

@@ -179,10 +179,12 @@ fn json_response(bytes: Bytes) -> Response {
 }
 
 /// Reads a request body, refusing one over `http.max_body_bytes` before it is all in memory.
-async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
+async fn read_body(state: &AppState, caller: &crate::limits::Caller, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config().http.max_body_bytes;
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        state.limits().refused(crate::limits::Limit::http_body_bytes);
+        state
+            .limits()
+            .refused(crate::limits::Limit::http_body_bytes, &caller.actor);
         ApiError::new(
             ErrorCode::FrameTooLarge,
             format!("body exceeds the limit of {limit} bytes: {e}"),
@@ -222,10 +224,11 @@ struct PublishBody<'a> {
 pub async fn publish(
     State(state): State<AppState>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
+    caller: crate::limits::Caller,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_ready(&state)?;
-    let body = read_body(&state, body).await?;
+    let body = read_body(&state, &caller, body).await?;
     let req: PublishBody<'_> = parse_body(&body)?;
     server_owned(&req.channel)?;
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
@@ -259,6 +262,7 @@ struct BroadcastBody<'a> {
 fn server_owned(channel: &str) -> Result<(), ApiError> {
     let owned = channel == crate::alerting::ALERTS_CHANNEL
         || channel == crate::watch::ANOMALIES_CHANNEL
+        || channel == crate::audit::AUDIT_CHANNEL
         || channel.starts_with("stats:");
     if owned {
         return Err(ApiError::new(
@@ -272,10 +276,11 @@ fn server_owned(channel: &str) -> Result<(), ApiError> {
 pub async fn broadcast(
     State(state): State<AppState>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
+    caller: crate::limits::Caller,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_ready(&state)?;
-    let body = read_body(&state, body).await?;
+    let body = read_body(&state, &caller, body).await?;
     let req: BroadcastBody<'_> = parse_body(&body)?;
     if req.channels.is_empty() {
         return Err(ApiError::new(ErrorCode::BadRequest, "`channels` is empty"));
@@ -306,8 +311,34 @@ pub struct HistoryQuery {
 pub async fn history(
     State(state): State<AppState>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
+    extensions: axum::http::Extensions,
     Query(q): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
+    // The audit channel's history is an admin's only, as its subscription is.
+    let principal = extensions.get::<crate::auth::Principal>();
+    let remote = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0);
+    if state.keys().is_some()
+        && crate::audit::reaches_audit(&q.channel)
+        && !principal.is_some_and(|p| p.scopes.contains(&crate::auth::Scope::Admin))
+    {
+        let message = format!(
+            "{:?}: the audit channel needs an API key with the `admin` scope",
+            q.channel
+        );
+        let actor = match principal {
+            Some(p) => crate::audit::Actor::key(p, remote),
+            None => crate::audit::Actor::anonymous(tenant.clone(), remote),
+        };
+        state.audit_record(
+            crate::audit::event::PERMISSION_DENIED,
+            crate::audit::outcome::REFUSED,
+            &actor,
+            serde_json::json!({ "method": "GET", "path": "/api/v1/history", "status": 403, "reason": message }),
+        );
+        return Err(ApiError::new(ErrorCode::Forbidden, message));
+    }
     let since = match (q.since_epoch, q.since_offset) {
         (Some(epoch), Some(offset)) => Some(Position {
             epoch: epoch.into(),

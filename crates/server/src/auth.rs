@@ -26,6 +26,7 @@ use pulsewire_proto::ErrorCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::audit::{Actor, event, outcome};
 use crate::config::AuthConfig;
 use crate::permissions::Identity;
 use crate::{ApiError, AppState};
@@ -83,6 +84,8 @@ pub struct Principal {
     pub tenant: TenantId,
     pub scopes: Vec<Scope>,
     pub key_id: String,
+    /// The key's name (`keys create --name`), for the audit log.
+    pub name: String,
 }
 
 /// The tenant a request acts for: its key's tenant, or the default tenant when authentication
@@ -272,7 +275,8 @@ fn hex(bytes: &[u8]) -> String {
 #[derive(Debug)]
 pub enum Lookup {
     Valid(Principal),
-    Revoked,
+    /// The key, which has been revoked.
+    Revoked(Principal),
     Unknown,
 }
 
@@ -333,12 +337,19 @@ impl KeyStore {
         }
         match cache.by_hash.get(&hash) {
             None => Lookup::Unknown,
-            Some(k) if k.revoked => Lookup::Revoked,
-            Some(k) => Lookup::Valid(Principal {
-                tenant: TenantId::new(&k.tenant),
-                scopes: k.scopes.clone(),
-                key_id: k.id.clone(),
-            }),
+            Some(k) => {
+                let p = Principal {
+                    tenant: TenantId::new(&k.tenant),
+                    scopes: k.scopes.clone(),
+                    key_id: k.id.clone(),
+                    name: k.name.clone(),
+                };
+                if k.revoked {
+                    Lookup::Revoked(p)
+                } else {
+                    Lookup::Valid(p)
+                }
+            }
         }
     }
 }
@@ -366,6 +377,8 @@ pub struct Auth {
 pub struct Refusal {
     pub code: ErrorCode,
     pub message: String,
+    /// The key, when a known key was refused (revoked, or lacking `read`).
+    pub key: Option<Principal>,
 }
 
 /// Resolves a credential presented by a WebSocket or SSE connection (upgrade request, or the
@@ -388,20 +401,23 @@ pub fn resolve(state: &AppState, credential: &str) -> Result<Identity, Refusal> 
                         crate::jwt::TokenError::Invalid(_) => ErrorCode::Unauthorized,
                     },
                     message: e.message(),
+                    key: None,
                 })
             }
         };
     }
-    let unauthorized = |m: &str| Refusal {
+    let unauthorized = |m: &str, key: Option<Principal>| Refusal {
         code: ErrorCode::Unauthorized,
         message: m.into(),
+        key,
     };
     match keys.lookup(credential) {
-        Lookup::Unknown => Err(unauthorized("unknown API key")),
-        Lookup::Revoked => Err(unauthorized("the API key has been revoked")),
+        Lookup::Unknown => Err(unauthorized("unknown API key", None)),
+        Lookup::Revoked(p) => Err(unauthorized("the API key has been revoked", Some(p))),
         Lookup::Valid(p) if !p.scopes.contains(&Scope::Read) => Err(Refusal {
             code: ErrorCode::Forbidden,
             message: "this API key lacks the `read` scope this request needs".into(),
+            key: Some(p),
         }),
         Lookup::Valid(p) => Ok(Identity::Key(p)),
     }
@@ -462,6 +478,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
             Some(Scope::Admin)
         }
         p if p.starts_with("/api/v1/admin/") => Some(Scope::Admin),
+        "/api/v1/audit" => Some(Scope::Admin),
         // Changing rules and silences and acknowledging alerts are operator actions.
         p if (p.starts_with("/api/v1/rules")
             || p.starts_with("/api/v1/silences")
@@ -479,13 +496,30 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
 /// Axum middleware: with authentication enabled, finds the key, checks the route's scope and
 /// leaves a [`Principal`] in the request's extensions; refusals take the endpoint's error shape.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let remote = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
     let Some(keys) = state.keys() else {
+        // Without authentication, administrative requests are still recorded.
+        if required_scope(req.method(), req.uri().path()) == Some(Scope::Admin) {
+            let actor = Actor::anonymous(TenantId::default_tenant(), remote);
+            return audited_admin(&state, actor, req, next).await;
+        }
         return next.run(req).await;
     };
     let path = req.uri().path();
     let Some(scope) = required_scope(req.method(), path) else {
         return next.run(req).await;
     };
+    let what = serde_json::json!({ "method": req.method().as_str(), "path": path });
+    let refused = |ev: &str, actor: &Actor, status: StatusCode, reason: &str| {
+        let mut detail = what.clone();
+        detail["status"] = status.as_u16().into();
+        detail["reason"] = reason.into();
+        state.audit_record(ev, outcome::REFUSED, actor, detail);
+    };
+    let anonymous = || Actor::anonymous(TenantId::new(&state.config().auth.anonymous_tenant), remote);
     if matches!(path, "/ws" | "/sse") {
         // A connection token or an API key, in a header or (browsers cannot set headers on a
         // WebSocket or an EventSource) the query; none at all makes the connection anonymous:
@@ -497,6 +531,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             // An EventSource cannot authenticate later: without any rule open to `any`, it
             // is refused now.
             None if path == "/sse" && !state.permissions().anonymous_possible() => {
+                refused(
+                    event::AUTH_FAILURE,
+                    &anonymous(),
+                    StatusCode::UNAUTHORIZED,
+                    "no credential",
+                );
                 return ApiError::new(
                     ErrorCode::Unauthorized,
                     "a connection token or API key is required (?token=, ?access_token= or Authorization: Bearer)",
@@ -506,7 +546,17 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             None => Identity::Anonymous(TenantId::new(&state.config().auth.anonymous_tenant)),
             Some(credential) => match resolve(&state, &credential) {
                 Ok(identity) => identity,
-                Err(r) => return ApiError::new(r.code, r.message).into_response(),
+                Err(r) => {
+                    let actor = r.key.as_ref().map_or_else(anonymous, |p| Actor::key(p, remote));
+                    let resp = ApiError::new(r.code, r.message.clone()).into_response();
+                    let ev = if r.code == ErrorCode::Forbidden {
+                        event::PERMISSION_DENIED
+                    } else {
+                        event::AUTH_FAILURE
+                    };
+                    refused(ev, &actor, resp.status(), &r.message);
+                    return resp;
+                }
             },
         };
         req.extensions_mut().insert(identity);
@@ -524,28 +574,72 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
                 .flatten()
         });
     let Some(key) = presented else {
-        return refuse(
-            shape,
+        let reason = "an API key is required (Authorization: Bearer <key>)";
+        refused(
+            event::AUTH_FAILURE,
+            &anonymous(),
             StatusCode::UNAUTHORIZED,
-            "an API key is required (Authorization: Bearer <key>)".into(),
+            "no API key",
         );
+        return refuse(shape, StatusCode::UNAUTHORIZED, reason.into());
     };
     match keys.lookup(&key) {
-        Lookup::Unknown => refuse(shape, StatusCode::UNAUTHORIZED, "unknown API key".into()),
-        Lookup::Revoked => refuse(shape, StatusCode::UNAUTHORIZED, "the API key has been revoked".into()),
+        Lookup::Unknown => {
+            let reason = "unknown API key";
+            refused(event::AUTH_FAILURE, &anonymous(), StatusCode::UNAUTHORIZED, reason);
+            refuse(shape, StatusCode::UNAUTHORIZED, reason.into())
+        }
+        Lookup::Revoked(p) => {
+            let reason = "the API key has been revoked";
+            refused(
+                event::AUTH_FAILURE,
+                &Actor::key(&p, remote),
+                StatusCode::UNAUTHORIZED,
+                reason,
+            );
+            refuse(shape, StatusCode::UNAUTHORIZED, reason.into())
+        }
         Lookup::Valid(p) if !p.scopes.contains(&scope) => {
             tracing::debug!(key = %p.key_id, scope = scope.as_str(), path, "key lacks the scope");
-            refuse(
-                shape,
+            let reason = format!("this API key lacks the `{}` scope this request needs", scope.as_str());
+            refused(
+                event::PERMISSION_DENIED,
+                &Actor::key(&p, remote),
                 StatusCode::FORBIDDEN,
-                format!("this API key lacks the `{}` scope this request needs", scope.as_str()),
-            )
+                &reason,
+            );
+            refuse(shape, StatusCode::FORBIDDEN, reason)
+        }
+        Lookup::Valid(p) if scope == Scope::Admin => {
+            let actor = Actor::key(&p, remote);
+            req.extensions_mut().insert(p);
+            audited_admin(&state, actor, req, next).await
         }
         Lookup::Valid(p) => {
             req.extensions_mut().insert(p);
             next.run(req).await
         }
     }
+}
+
+/// Runs a request that needed the `admin` scope and records it with its status.
+async fn audited_admin(state: &AppState, actor: Actor, req: Request, next: Next) -> Response {
+    let method = req.method().as_str().to_owned();
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let result = if status.is_success() || status.is_redirection() {
+        outcome::OK
+    } else {
+        outcome::FAILED
+    };
+    state.audit_record(
+        event::ADMIN,
+        result,
+        &actor,
+        serde_json::json!({ "method": method, "path": path, "status": status.as_u16() }),
+    );
+    resp
 }
 
 /// `Authorization: Bearer <key>`, `Token <key>` (InfluxDB 2.x) or `Basic base64(user:key)`.
@@ -675,6 +769,7 @@ mod tests {
             (Method::POST, "/api/v1/admin/rollup", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/compact", Some(Scope::Admin)),
             (Method::POST, "/api/v1/notify/dead-letter/replay", Some(Scope::Admin)),
+            (Method::GET, "/api/v1/audit", Some(Scope::Admin)),
             (Method::GET, "/nowhere", Some(Scope::Read)),
         ];
         for (method, path, want) in cases {

@@ -39,6 +39,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate and connection limits per user, address, tenant and connection (docs/security.md).
     pub limits: LimitsConfig,
+    /// HTTPS and WSS on the same listener (docs/security.md, "TLS"); off unless both files are set.
+    pub tls: TlsConfig,
+    /// The append-only audit log (docs/security.md, "Audit log").
+    pub audit: AuditConfig,
     /// The host collector: this machine's CPU, memory, load, disk and network into the store.
     pub collector: CollectorConfig,
 }
@@ -82,6 +86,56 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             collector: CollectorConfig::default(),
+            tls: TlsConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+/// TLS for the one listener: set both files to serve HTTPS and WSS (HTTP/2 and HTTP/1.1 by
+/// ALPN); leave both empty to serve plain HTTP. The files are re-read on SIGHUP.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's certificate first (`--tls-cert`).
+    pub cert_file: PathBuf,
+    /// PEM private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC) (`--tls-key`).
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    /// Both files are set.
+    pub fn enabled(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty() && !self.key_file.as_os_str().is_empty()
+    }
+}
+
+/// The audit log: JSON lines appended by one writer task, rotated by size.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Record authentication failures, refusals, limit trips, key changes, admin actions and
+    /// server start and stop.
+    pub enabled: bool,
+    /// The log file; empty means `<data_dir>/audit/audit.log`.
+    pub file: PathBuf,
+    /// The file is rotated (`audit.log.1`, `.2`, ...) once it reaches this size.
+    pub max_bytes: u64,
+    /// Rotated files kept; older ones are deleted.
+    pub keep: usize,
+    /// Records waiting for the writer at most; past it records are dropped and counted in
+    /// `pulsewire_audit_dropped_total`, so a request never waits for the log.
+    pub queue: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            file: PathBuf::new(),
+            max_bytes: 64 << 20,
+            keep: 5,
+            queue: 8192,
         }
     }
 }
@@ -885,6 +939,20 @@ impl Config {
         positive(&mut out, "limits.prune_interval", l.prune_interval);
         if l.max_tracked_keys == 0 {
             out.push("limits.max_tracked_keys: must be at least 1".into());
+        }
+        match (
+            self.tls.cert_file.as_os_str().is_empty(),
+            self.tls.key_file.as_os_str().is_empty(),
+        ) {
+            (false, true) => out.push("tls.key_file: must be set with tls.cert_file".into()),
+            (true, false) => out.push("tls.cert_file: must be set with tls.key_file".into()),
+            _ => {}
+        }
+        if self.audit.max_bytes < 4096 {
+            out.push("audit.max_bytes: must be at least 4096".into());
+        }
+        if self.audit.queue == 0 {
+            out.push("audit.queue: must be at least 1".into());
         }
         out
     }

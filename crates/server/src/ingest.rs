@@ -145,7 +145,7 @@ pub async fn ingest_json(
     body: Body,
 ) -> Result<Response, IngestError> {
     let d = Dialect::Json;
-    let body = decode_body(&state, d, &headers, body).await?;
+    let body = decode_body(&state, d, &caller, &headers, body).await?;
     // Findings are published in the tenant's own channels, after the task has taken `tenant`.
     let findings_tenant = tenant.clone();
     let hub_state = state.clone();
@@ -165,7 +165,7 @@ pub async fn ingest_json(
             }
         }
         check_rate(&hub_state, d, &caller, lines.len())?;
-        let stored = store_lines(&hub_state, d, &tenant, "default", Precision::Ms, &lines)?;
+        let stored = store_lines(&hub_state, d, &tenant, &caller, "default", Precision::Ms, &lines)?;
         refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
         let live = LiveBatch::collect(&hub_state, &tenant, &lines, &stored.accepted, Precision::Ms, stored.now);
@@ -199,13 +199,14 @@ async fn write_line_protocol(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<StatusCode, IngestError> {
-    let body = decode_body(&state, d, headers, body).await?;
+    let body = decode_body(&state, d, &caller, headers, body).await?;
     let max_line = state.config().ingest.max_line_bytes;
     // Findings are published in the tenant's own channels, after the task has taken `tenant`.
     let findings_tenant = tenant.clone();
     let hub_state = state.clone();
     let (refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
         let mut refused = Vec::new();
+        let mut too_long = 0u64;
         let mut numbered: Vec<(usize, Line<'_>)> = Vec::new();
         let mut lines = parse_lines(&body).with_precision(precision);
         while let Some(item) = lines.next() {
@@ -218,7 +219,7 @@ async fn write_line_protocol(
                     message: format!("line is longer than the limit of {max_line} bytes"),
                     limit: None,
                 });
-                hub_state.limits().refused(Limit::ingest_line_bytes);
+                too_long += 1;
                 continue;
             }
             match item {
@@ -231,8 +232,11 @@ async fn write_line_protocol(
                 }),
             }
         }
+        hub_state
+            .limits()
+            .refused_n(Limit::ingest_line_bytes, too_long, &caller.actor);
         check_rate(&hub_state, d, &caller, numbered.len())?;
-        let stored = store_lines(&hub_state, d, &tenant, &db, precision, &numbered)?;
+        let stored = store_lines(&hub_state, d, &tenant, &caller, &db, precision, &numbered)?;
         refused.extend(stored.refused);
         refused.sort_by_key(|r| r.line);
         let live = LiveBatch::collect(&hub_state, &tenant, &numbered, &stored.accepted, precision, stored.now);
@@ -272,12 +276,20 @@ fn check_rate(state: &AppState, d: Dialect, caller: &Caller, points: usize) -> R
     })
 }
 
-/// Counts the refusals the store's limits made.
-fn count_store_refusals(state: &AppState, refused: &[Refusal]) {
+/// Counts the refusals the store's limits made: one audit record per limit and write.
+fn count_store_refusals(state: &AppState, refused: &[Refusal], caller: &Caller) {
+    let mut by_limit: Vec<(Limit, u64)> = Vec::new();
     for r in refused {
         if let Some(l) = r.limit {
-            state.limits().refused(Limit::of_store(l));
+            let l = Limit::of_store(l);
+            match by_limit.iter_mut().find(|(k, _)| *k == l) {
+                Some((_, n)) => *n += 1,
+                None => by_limit.push((l, 1)),
+            }
         }
+    }
+    for (l, n) in by_limit {
+        state.limits().refused_n(l, n, &caller.actor);
     }
 }
 
@@ -296,6 +308,7 @@ fn store_lines(
     state: &AppState,
     d: Dialect,
     tenant: &TenantId,
+    caller: &Caller,
     db: &str,
     precision: Precision,
     lines: &[(usize, Line<'_>)],
@@ -311,7 +324,7 @@ fn store_lines(
         store.write(tenant, db, precision, lines)
     }
     .map_err(|e| store_error(d, &e))?;
-    count_store_refusals(state, &out.refused);
+    count_store_refusals(state, &out.refused, caller);
     let findings = watch.observe(store, state.alerting(), tenant, &out.observed);
     Ok(Stored {
         accepted: out.accepted,
@@ -380,10 +393,16 @@ fn partial_write_message(refused: &[Refusal]) -> String {
 }
 
 /// The body, gunzipped if it says so, within `ingest.max_body_bytes` (413 above).
-async fn decode_body(state: &AppState, d: Dialect, headers: &HeaderMap, body: Body) -> Result<Bytes, IngestError> {
+async fn decode_body(
+    state: &AppState,
+    d: Dialect,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, IngestError> {
     let max = state.config().ingest.max_body_bytes;
     let too_large = || {
-        state.limits().refused(Limit::ingest_body_bytes);
+        state.limits().refused(Limit::ingest_body_bytes, &caller.actor);
         IngestError::new(
             d,
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -435,7 +454,8 @@ pub async fn write_own(
     let db = db.to_string();
     let numbered: Vec<(usize, Line<'static>)> = lines.into_iter().enumerate().collect();
     let (refused, ack, live, findings) = tokio::task::spawn_blocking(move || {
-        let stored = store_lines(&hub_state, d, &task_tenant, &db, Precision::Ms, &numbered)?;
+        let caller = Caller::server(task_tenant.clone());
+        let stored = store_lines(&hub_state, d, &task_tenant, &caller, &db, Precision::Ms, &numbered)?;
         let live = LiveBatch::collect(
             &hub_state,
             &task_tenant,

@@ -39,6 +39,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::AppState;
+use crate::audit::Actor;
 use crate::auth::Principal;
 use crate::config::Config;
 
@@ -242,6 +243,8 @@ pub struct Limits {
     open: Mutex<OpenCounts>,
     origins: Arc<Origins>,
     metrics: LimitMetrics,
+    /// Where each refusal is also recorded (set once the server's state exists).
+    audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
 }
 
 #[derive(Default)]
@@ -268,6 +271,7 @@ impl Limits {
             open: Mutex::new(OpenCounts::default()),
             origins: Arc::new(Origins::new(&config.http.allowed_origins)),
             metrics: LimitMetrics::default(),
+            audit: std::sync::OnceLock::new(),
             cfg,
         })
     }
@@ -276,23 +280,38 @@ impl Limits {
         &self.metrics
     }
 
-    /// Counts one refusal by `limit`.
-    pub fn refused(&self, limit: Limit) {
-        self.refused_n(limit, 1);
+    pub fn set_audit(&self, audit: Arc<crate::audit::Audit>) {
+        let _ = self.audit.set(audit);
     }
 
-    pub fn refused_n(&self, limit: Limit, n: u64) {
+    /// Counts one refusal by `limit`, and records it in the audit log.
+    pub fn refused(&self, limit: Limit, who: &Actor) {
+        self.refused_n(limit, 1, who);
+    }
+
+    /// Counts `n` refusals by `limit` (lines of one write), recorded as one audit record.
+    pub fn refused_n(&self, limit: Limit, n: u64, who: &Actor) {
         if n > 0 {
             self.metrics.refusals.get_or_create(&LimitLabels { limit }).inc_by(n);
+            if let Some(audit) = self.audit.get() {
+                // The variants are named as their labels.
+                let label = format!("{limit:?}");
+                audit.record(
+                    crate::audit::event::LIMIT,
+                    crate::audit::outcome::REFUSED,
+                    who,
+                    serde_json::json!({ "limit": label, "count": n }),
+                );
+            }
         }
     }
 
     /// Counts a refusal known by its error code, for the limits enforced elsewhere (the hub's
     /// subscriptions per connection, frame and body sizes).
-    pub fn count_code(&self, code: ErrorCode, limit_for_size: Limit) {
+    pub fn count_code(&self, code: ErrorCode, limit_for_size: Limit, who: &Actor) {
         match code {
-            ErrorCode::TooManySubscriptions => self.refused(Limit::subscriptions_per_connection),
-            ErrorCode::FrameTooLarge => self.refused(limit_for_size),
+            ErrorCode::TooManySubscriptions => self.refused(Limit::subscriptions_per_connection, who),
+            ErrorCode::FrameTooLarge => self.refused(limit_for_size, who),
             _ => {}
         }
     }
@@ -335,7 +354,7 @@ impl Limits {
         }
         let ip = format!("ip:{}", caller.ip);
         if let Err(secs) = self.check(&self.per_ip, &ip) {
-            self.refused(Limit::new_connections_per_ip);
+            self.refused(Limit::new_connections_per_ip, &caller.actor);
             return Err(Refusal::rate_limited(
                 secs,
                 format!(
@@ -345,7 +364,7 @@ impl Limits {
             ));
         }
         if let Err(secs) = self.check(&self.per_user, &caller.user) {
-            self.refused(Limit::new_connections_per_user);
+            self.refused(Limit::new_connections_per_user, &caller.actor);
             return Err(Refusal::rate_limited(
                 secs,
                 format!(
@@ -359,7 +378,7 @@ impl Limits {
         let max_user = self.cfg.max_connections_per_user;
         if max_user > 0 && user_open >= max_user {
             drop(open);
-            self.refused(Limit::connections_per_user);
+            self.refused(Limit::connections_per_user, &caller.actor);
             return Err(Refusal::too_many(format!(
                 "this user already holds {user_open} connections, the limit is {max_user}"
             )));
@@ -369,7 +388,7 @@ impl Limits {
         let max_tenant = self.cfg.max_connections_per_tenant;
         if max_tenant > 0 && tenant_open >= max_tenant {
             drop(open);
-            self.refused(Limit::connections_per_tenant);
+            self.refused(Limit::connections_per_tenant, &caller.actor);
             return Err(Refusal::too_many(format!(
                 "tenant {tenant} already holds {tenant_open} connections, the limit is {max_tenant}"
             )));
@@ -415,7 +434,7 @@ impl Limits {
         match l.check_key_n(&caller.ingest_key, n) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => {
-                self.refused(Limit::ingest_points);
+                self.refused(Limit::ingest_points, &caller.actor);
                 Err(retry_secs(not_until.wait_time_from(self.clock.now())))
             }
             // Cannot happen: `n` is at most the burst.
@@ -547,14 +566,26 @@ pub struct Caller {
     pub ingest_key: String,
     /// A loopback client without a key while `limits.exempt_loopback` is on.
     pub exempt: bool,
+    /// Who the audit log names for this caller.
+    pub actor: Actor,
 }
 
 impl Caller {
+    /// The server itself (the host collector, the demo fleet): never limited.
+    pub fn server(tenant: TenantId) -> Caller {
+        Caller {
+            user: "server".into(),
+            ip: IpAddr::from([127, 0, 0, 1]),
+            ingest_key: format!("tenant:{}", tenant.as_str()),
+            tenant,
+            exempt: true,
+            actor: crate::audit::Actor::server(),
+        }
+    }
+
     fn of(parts: &Parts, exempt_loopback: bool) -> Caller {
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip().to_canonical());
+        let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+        let ip = remote.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip().to_canonical());
         // WebSocket and SSE requests carry the connection's identity: a token's user is its
         // `sub` within its tenant.
         let identity = parts.extensions.get::<crate::permissions::Identity>();
@@ -566,6 +597,11 @@ impl Caller {
                 ip,
                 tenant: claims.tenant.clone(),
                 exempt: false,
+                actor: Actor {
+                    who: format!("sub:{}", claims.sub),
+                    tenant: claims.tenant.clone(),
+                    from: remote,
+                },
             };
         }
         let principal = parts.extensions.get::<Principal>().or(match identity {
@@ -582,6 +618,7 @@ impl Caller {
                 user: format!("key:{}", p.key_id),
                 ip,
                 ingest_key: format!("key:{}", p.key_id),
+                actor: Actor::key(p, remote),
                 tenant,
                 exempt: false,
             },
@@ -589,6 +626,7 @@ impl Caller {
                 user: format!("ip:{ip}"),
                 ip,
                 ingest_key: format!("tenant:{}", tenant.as_str()),
+                actor: Actor::anonymous(tenant.clone(), remote),
                 tenant,
                 exempt: exempt_loopback && ip.is_loopback(),
             },
@@ -610,11 +648,12 @@ impl FromRequestParts<AppState> for Caller {
 pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limits = state.limits();
     let (mut parts, body) = req.into_parts();
+    let caller = Caller::of(&parts, state.config().limits.exempt_loopback);
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
         let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
         let allowed = origin.to_str().is_ok_and(|o| limits.origins.allows(o, host));
         if !allowed {
-            limits.refused(Limit::origin);
+            limits.refused(Limit::origin, &caller.actor);
             let shown = String::from_utf8_lossy(origin.as_bytes()).into_owned();
             tracing::debug!(origin = %shown, path = parts.uri.path(), "origin refused");
             let message = format!("origin {shown:?} is not allowed (http.allowed_origins)");
@@ -622,7 +661,6 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
             return (StatusCode::FORBIDDEN, Json(body)).into_response();
         }
     }
-    let caller = Caller::of(&parts, state.config().limits.exempt_loopback);
     match limits.admit_connection(&caller) {
         Ok(permit) => {
             parts.extensions.insert(PermitSlot(Arc::new(Mutex::new(Some(permit)))));
@@ -829,6 +867,7 @@ mod tests {
             tenant: TenantId::new("t"),
             ingest_key: user.into(),
             exempt: false,
+            actor: Actor::anonymous(TenantId::new("t"), None),
         }
     }
 

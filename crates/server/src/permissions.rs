@@ -120,6 +120,13 @@ impl Permissions {
         if matches!(who, Identity::Open) {
             return Ok(());
         }
+        // The audit channel (and any pattern reaching it) is an admin's only, whatever the
+        // namespace rules say; the server alone publishes on it.
+        if crate::audit::reaches_audit(name) && !is_admin(who) {
+            return Err(format!(
+                "{name:?}: the audit channel needs an API key with the `admin` scope or a token with the `admin` role"
+            ));
+        }
         let target = if is_pattern(name) {
             match Pattern::parse(name) {
                 Ok(p) => p,
@@ -149,6 +156,16 @@ impl Permissions {
             allowed(who, action, action.of(rule), &target).map_err(|why| format!("{name:?}: {why}"))?;
         }
         Ok(())
+    }
+}
+
+/// An API key with the `admin` scope, or a token with the `admin` role.
+pub fn is_admin(who: &Identity) -> bool {
+    match who {
+        Identity::Open => true,
+        Identity::Anonymous(_) => false,
+        Identity::Key(p) => p.scopes.contains(&Scope::Admin),
+        Identity::Token(c) => c.is_admin(),
     }
 }
 
@@ -271,6 +288,7 @@ mod tests {
             tenant: TenantId::new("t"),
             scopes: vec![Scope::Read],
             key_id: "k".into(),
+            name: String::new(),
         });
         assert!(p.check(&read_key, Action::Subscribe, "chat:room9").is_ok());
         assert!(p.check(&read_key, Action::Publish, "chat:room9").is_err());

@@ -107,11 +107,20 @@ pub async fn stream(
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
+    let actor = crate::audit::Actor::of_identity(&identity, Some(remote));
     for name in &names {
         state
             .permissions()
             .check(&identity, Action::Subscribe, name)
-            .map_err(|m| ApiError::new(ErrorCode::Forbidden, m))?;
+            .map_err(|m| {
+                state.audit_record(
+                    crate::audit::event::PERMISSION_DENIED,
+                    crate::audit::outcome::REFUSED,
+                    &actor,
+                    serde_json::json!({ "transport": "sse", "command": "subscribe", "code": "forbidden", "reason": m }),
+                );
+                ApiError::new(ErrorCode::Forbidden, m)
+            })?;
     }
     let mut channels = Vec::new();
     for name in names.iter().filter(|n| !is_pattern(n)) {
@@ -142,7 +151,11 @@ pub async fn stream(
         .hub()
         .subscribe(&client, None, &names, &since)
         .await
-        .inspect_err(|e| state.limits().count_code(e.code, crate::limits::Limit::frame_bytes))?;
+        .inspect_err(|e| {
+            state
+                .limits()
+                .count_code(e.code, crate::limits::Limit::frame_bytes, &actor)
+        })?;
     let starts: HashMap<ChannelName, Position> = starts.into_iter().collect();
     let positions: Vec<(ChannelName, Arc<str>, u64)> = channels
         .iter()

@@ -39,6 +39,8 @@ struct Inner {
     registry: Registry,
     rates: Mutex<Rates>,
     shutting_down: AtomicBool,
+    audit: Arc<crate::audit::Audit>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 /// Messages per second in (publications) and out (deliveries), over the last sampled second.
@@ -49,6 +51,7 @@ pub struct Rates {
 }
 
 impl AppState {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         hub: Hub,
         store: Store,
@@ -57,6 +60,8 @@ impl AppState {
         config: Config,
         metrics: Arc<HubMetrics>,
         auth: Auth,
+        audit: Arc<crate::audit::Audit>,
+        tls: Option<Arc<crate::tls::Tls>>,
     ) -> Self {
         let mut registry = Registry::default();
         metrics.register(&mut registry);
@@ -64,6 +69,11 @@ impl AppState {
         stats_counters.register(&mut registry);
         let limits = Limits::new(&config);
         limits.metrics().register(&mut registry);
+        audit.metrics().register(&mut registry);
+        limits.set_audit(audit.clone());
+        if let Some(t) = &tls {
+            t.metrics.register(&mut registry);
+        }
         let live = Live::new(hub.clone(), config.ingest.live_window, config.ingest.live_max_points);
         let watch = Arc::new(Watch::new(config.analysis.clone()));
         Self(Arc::new(Inner {
@@ -81,6 +91,8 @@ impl AppState {
             registry,
             rates: Mutex::new(Rates::default()),
             shutting_down: AtomicBool::new(false),
+            audit,
+            tls,
         }))
     }
 
@@ -141,6 +153,21 @@ impl AppState {
     /// Rate, connection and origin limits (docs/security.md, "Limits").
     pub fn limits(&self) -> &Arc<Limits> {
         &self.0.limits
+    }
+
+    /// The audit log (docs/security.md, "Audit log").
+    pub fn audit(&self) -> &crate::audit::Audit {
+        &self.0.audit
+    }
+
+    /// Queues an audit record (never waits).
+    pub fn audit_record(&self, event: &str, outcome: &str, actor: &crate::audit::Actor, detail: serde_json::Value) {
+        self.0.audit.record(event, outcome, actor, detail);
+    }
+
+    /// TLS, when configured.
+    pub fn tls(&self) -> Option<&Arc<crate::tls::Tls>> {
+        self.0.tls.as_ref()
     }
 
     pub fn metrics(&self) -> &HubMetrics {

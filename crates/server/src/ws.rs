@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::AppState;
 use crate::api;
+use crate::audit::{Actor, event, outcome};
 use crate::permissions::{Action, Identity};
 use crate::transport::{DisconnectGuard, record_delivered};
 use tokio::time::Instant;
@@ -71,6 +72,8 @@ enum Exit {
 /// The connection's authentication as its task keeps it: who it is, and when its token expires.
 struct Session {
     identity: Identity,
+    /// The peer, for the audit log.
+    remote: SocketAddr,
     /// When the connection is closed with 4002 unless it refreshes: `exp` plus the leeway.
     expires: Option<Instant>,
     /// When `token_expiring` is due; `None` once sent (and for connections without a token).
@@ -78,9 +81,10 @@ struct Session {
 }
 
 impl Session {
-    fn new(state: &AppState, identity: Identity) -> Session {
+    fn new(state: &AppState, identity: Identity, remote: SocketAddr) -> Session {
         let mut s = Session {
             identity,
+            remote,
             expires: None,
             warn: None,
         };
@@ -99,6 +103,11 @@ impl Session {
                 (Some(now + left), Some(now + left.saturating_sub(warn_before)))
             }
         };
+    }
+
+    /// Who the audit log names for this connection.
+    fn actor(&self) -> Actor {
+        Actor::of_identity(&self.identity, Some(self.remote))
     }
 
     /// The next timer: the warning, then the expiry.
@@ -152,13 +161,33 @@ struct Admitted {
 
 /// Waits for the first frame of a connection opened without credentials, within
 /// `websocket.connect_timeout`. `None`: the connection was refused (and closed) or went away.
-async fn admit(state: &AppState, sink: &mut Sink, stream: &mut SplitStream<WebSocket>) -> Option<Admitted> {
+async fn admit(
+    state: &AppState,
+    sink: &mut Sink,
+    stream: &mut SplitStream<WebSocket>,
+    remote: SocketAddr,
+) -> Option<Admitted> {
     let cfg = &state.config().websocket;
+    let anonymous = Actor::anonymous(TenantId::new(&state.config().auth.anonymous_tenant), Some(remote));
+    let refused = |reason: &str, code: ErrorCode| {
+        let ev = if code == ErrorCode::Forbidden {
+            event::PERMISSION_DENIED
+        } else {
+            event::AUTH_FAILURE
+        };
+        state.audit_record(
+            ev,
+            outcome::REFUSED,
+            &anonymous,
+            serde_json::json!({ "transport": "websocket", "stage": "connect", "code": code.as_str(), "reason": reason }),
+        );
+    };
     let deadline = Instant::now() + cfg.connect_timeout;
     loop {
         let msg = match tokio::time::timeout_at(deadline, stream.next()).await {
             Err(_) => {
                 let message = "no connect frame within websocket.connect_timeout";
+                refused(message, ErrorCode::Unauthorized);
                 refuse_unregistered(
                     sink,
                     stream,
@@ -213,6 +242,7 @@ async fn admit(state: &AppState, sink: &mut Sink, stream: &mut SplitStream<WebSo
                     first: None,
                 }),
                 Err(r) => {
+                    refused(&r.message, r.code);
                     let close = if r.code == ErrorCode::TokenExpired {
                         CloseCode::TokenExpired
                     } else {
@@ -235,6 +265,7 @@ async fn admit(state: &AppState, sink: &mut Sink, stream: &mut SplitStream<WebSo
             Err(e) => e.id,
         };
         let message = "authenticate first: send {\"type\":\"connect\",\"token\":\"...\"} or connect with ?token=";
+        refused(message, ErrorCode::Unauthorized);
         refuse_unregistered(
             sink,
             stream,
@@ -245,6 +276,19 @@ async fn admit(state: &AppState, sink: &mut Sink, stream: &mut SplitStream<WebSo
         )
         .await;
         return None;
+    }
+}
+
+fn command_name(cmd: &ClientCommand) -> &'static str {
+    match cmd {
+        ClientCommand::Subscribe { .. } => "subscribe",
+        ClientCommand::Unsubscribe { .. } => "unsubscribe",
+        ClientCommand::Publish { .. } => "publish",
+        ClientCommand::History { .. } => "history",
+        ClientCommand::Ping { .. } => "ping",
+        ClientCommand::Connect { .. } => "connect",
+        ClientCommand::Refresh { .. } => "refresh",
+        ClientCommand::Presence { .. } => "presence",
     }
 }
 
@@ -295,7 +339,7 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, identity: I
     }
     let (mut sink, mut stream) = socket.split();
     let admitted = if matches!(identity, Identity::Anonymous(_)) {
-        match Box::pin(admit(&state, &mut sink, &mut stream)).await {
+        match Box::pin(admit(&state, &mut sink, &mut stream, remote)).await {
             Some(a) => a,
             None => return,
         }
@@ -314,7 +358,7 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, identity: I
     if let Some(user) = admitted.identity.user() {
         let _ = client.user.set(Arc::from(user));
     }
-    let mut session = Session::new(&state, admitted.identity);
+    let mut session = Session::new(&state, admitted.identity, remote);
     if let Some(id) = admitted.connect_id {
         client.push_control(encode_reply(&TokenFrame {
             id,
@@ -457,7 +501,7 @@ async fn serve(
                     }));
                 } else {
                     let message = "the connection token expired; reconnect with a new token";
-                    return Box::pin(refuse(state, client, sink, ErrorCode::TokenExpired, message, CloseCode::TokenExpired)).await;
+                    return Box::pin(refuse(state, client, &session.actor(), sink, ErrorCode::TokenExpired, message, CloseCode::TokenExpired)).await;
                 }
             }
             msg = stream.next() => {
@@ -467,7 +511,7 @@ async fn serve(
                     Some(Ok(m)) => m,
                     Some(Err(e)) if is_capacity_error(&e) => {
                         let message = "frame exceeds websocket.max_frame_bytes";
-                        return Box::pin(refuse(state, client, sink, ErrorCode::FrameTooLarge, message, CloseCode::FrameTooLarge)).await;
+                        return Box::pin(refuse(state, client, &session.actor(), sink, ErrorCode::FrameTooLarge, message, CloseCode::FrameTooLarge)).await;
                     }
                     Some(Err(_)) => return Exit::Gone,
                     None => return Exit::Gone,
@@ -476,20 +520,20 @@ async fn serve(
                     Message::Text(text) => {
                         if text.len() > cfg.max_frame_bytes {
                             let message = format!("frame of {} bytes exceeds the limit of {}", text.len(), cfg.max_frame_bytes);
-                            return Box::pin(refuse(state, client, sink, ErrorCode::FrameTooLarge, &message, CloseCode::FrameTooLarge)).await;
+                            return Box::pin(refuse(state, client, &session.actor(), sink, ErrorCode::FrameTooLarge, &message, CloseCode::FrameTooLarge)).await;
                         }
                         match gate.check() {
                             crate::limits::Verdict::Pass => {}
                             crate::limits::Verdict::Drop => {
-                                state.limits().refused(crate::limits::Limit::messages_per_connection);
+                                state.limits().refused(crate::limits::Limit::messages_per_connection, &session.actor());
                                 let message = "frame dropped: over limits.messages_per_second for this connection";
                                 client.push_control(encode_error(None, ErrorCode::RateLimited, message));
                                 continue;
                             }
                             crate::limits::Verdict::Close => {
-                                state.limits().refused(crate::limits::Limit::message_flood);
+                                state.limits().refused(crate::limits::Limit::message_flood, &session.actor());
                                 let message = "frames keep arriving far over limits.messages_per_second";
-                                return Box::pin(refuse(state, client, sink, ErrorCode::RateLimited, message, CloseCode::RateLimited)).await;
+                                return Box::pin(refuse(state, client, &session.actor(), sink, ErrorCode::RateLimited, message, CloseCode::RateLimited)).await;
                             }
                         }
                         // Boxed, like every rarely used large future here: a connection's task
@@ -499,7 +543,7 @@ async fn serve(
                     }
                     Message::Binary(_) => {
                         let message = "binary frames are not supported; send JSON text frames";
-                        return Box::pin(refuse(state, client, sink, ErrorCode::BinaryUnsupported, message, CloseCode::BinaryUnsupported)).await;
+                        return Box::pin(refuse(state, client, &session.actor(), sink, ErrorCode::BinaryUnsupported, message, CloseCode::BinaryUnsupported)).await;
                     }
                     Message::Close(_) => return Exit::Gone,
                     Message::Ping(_) | Message::Pong(_) => {}
@@ -526,12 +570,13 @@ fn is_capacity_error(e: &axum::Error) -> bool {
 async fn refuse(
     state: &AppState,
     client: &Arc<Client>,
+    who: &Actor,
     sink: &mut Sink,
     code: ErrorCode,
     message: &str,
     close: CloseCode,
 ) -> Exit {
-    state.limits().count_code(code, crate::limits::Limit::frame_bytes);
+    state.limits().count_code(code, crate::limits::Limit::frame_bytes, who);
     client.push_control(encode_error(None, code, message));
     let batch = client.take_batch(usize::MAX);
     let written = tokio::time::timeout(CLOSE_GRACE, write_batch(state, client, sink, &batch.items)).await;
@@ -597,11 +642,19 @@ async fn handle_text(state: &AppState, client: &Arc<Client>, session: &mut Sessi
     };
     if let Err((id, message)) = checked {
         tracing::debug!(client = client.id, %message, "command refused");
+        state.audit_record(
+            event::PERMISSION_DENIED,
+            outcome::REFUSED,
+            &session.actor(),
+            serde_json::json!({ "transport": "websocket", "command": command_name(&cmd), "code": "forbidden", "reason": message }),
+        );
         client.push_control(encode_error(id, ErrorCode::Forbidden, &message));
         return;
     }
     if let Err((id, e)) = api::execute(state, client, cmd).await {
-        state.limits().count_code(e.code, crate::limits::Limit::frame_bytes);
+        state
+            .limits()
+            .count_code(e.code, crate::limits::Limit::frame_bytes, &session.actor());
         client.push_control(encode_error(id, e.code, &e.message));
     }
 }
@@ -614,7 +667,21 @@ fn refresh(state: &AppState, client: &Client, session: &mut Session, id: Option<
         client.push_control(encode_error(id, ErrorCode::BadRequest, message));
         return;
     };
+    let refused = |code: ErrorCode, reason: &str| {
+        let ev = if code == ErrorCode::Forbidden {
+            event::PERMISSION_DENIED
+        } else {
+            event::AUTH_FAILURE
+        };
+        state.audit_record(
+            ev,
+            outcome::REFUSED,
+            &session.actor(),
+            serde_json::json!({ "transport": "websocket", "stage": "refresh", "code": code.as_str(), "reason": reason }),
+        );
+    };
     if !crate::jwt::looks_like_jwt(token) {
+        refused(ErrorCode::Unauthorized, "`token` is not a connection token");
         client.push_control(encode_error(
             id,
             ErrorCode::Unauthorized,
@@ -625,6 +692,7 @@ fn refresh(state: &AppState, client: &Client, session: &mut Session, id: Option<
     let fresh = match crate::auth::resolve(state, token) {
         Ok(Identity::Token(c)) => c,
         Ok(_) => {
+            refused(ErrorCode::Unauthorized, "`token` is not a connection token");
             client.push_control(encode_error(
                 id,
                 ErrorCode::Unauthorized,
@@ -633,12 +701,14 @@ fn refresh(state: &AppState, client: &Client, session: &mut Session, id: Option<
             return;
         }
         Err(r) => {
+            refused(r.code, &r.message);
             client.push_control(encode_error(id, r.code, &r.message));
             return;
         }
     };
     if fresh.sub != current.sub || fresh.tenant != current.tenant {
         let message = "a refreshed token must have the same `sub` and tenant as the connection's";
+        refused(ErrorCode::Forbidden, message);
         client.push_control(encode_error(id, ErrorCode::Forbidden, message));
         return;
     }

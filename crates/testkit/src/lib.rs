@@ -337,6 +337,13 @@ pub struct Sse {
 }
 
 impl Sse {
+    /// An SSE stream over a response already received (any client, e.g. one speaking HTTPS).
+    pub fn from_response(resp: reqwest::Response) -> Sse {
+        Sse {
+            stream: Box::pin(eventsource_stream::EventStream::new(resp.bytes_stream())),
+        }
+    }
+
     pub async fn next_event(&mut self) -> anyhow::Result<SseEvent> {
         let ev = tokio::time::timeout(WAIT, self.stream.next())
             .await

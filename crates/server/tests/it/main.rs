@@ -2,6 +2,7 @@
 
 mod alerts;
 mod analysis;
+mod audit;
 mod auth;
 mod collector;
 mod errors;
@@ -18,3 +19,4 @@ mod slow;
 mod stats;
 mod tenancy;
 mod tenancy_prop;
+mod tls;

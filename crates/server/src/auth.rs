@@ -474,9 +474,12 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         "/health" | "/ping" | "/ready" | "/metrics" => None,
         "/write" | "/api/v2/write" | "/api/v1/metrics/ingest" => Some(Scope::Ingest),
         "/api/v1/publish" => Some(Scope::Publish),
-        "/api/v1/broadcast" | "/api/v1/clients" | "/api/v1/channels" | "/api/v1/notify/dead-letter/replay" => {
-            Some(Scope::Admin)
-        }
+        "/api/v1/broadcast"
+        | "/api/v1/clients"
+        | "/api/v1/channels"
+        | "/api/v1/notify/dead-letter/replay"
+        | "/api/v1/stats"
+        | "/api/v1/notify/stats" => Some(Scope::Admin),
         p if p.starts_with("/api/v1/admin/") => Some(Scope::Admin),
         "/api/v1/audit" => Some(Scope::Admin),
         // Changing rules and silences and acknowledging alerts are operator actions.
@@ -501,6 +504,17 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let Some(keys) = state.keys() else {
+        // Open serving is allowed on loopback only; a web page whose name an attacker rebinds
+        // to 127.0.0.1 would still send its own name as Host: refused, so such a page cannot
+        // reach an unauthenticated node through the visitor's browser.
+        if state.exposure() == Exposure::Loopback && !host_is_loopback(&req) {
+            let path = req.uri().path().to_owned();
+            return refuse(
+                Shape::of(&path),
+                StatusCode::FORBIDDEN,
+                "this node serves without authentication on loopback only: the Host must be localhost or a loopback address".into(),
+            );
+        }
         // Without authentication, administrative requests are still recorded.
         if required_scope(req.method(), req.uri().path()) == Some(Scope::Admin) {
             let actor = Actor::anonymous(TenantId::default_tenant(), remote);
@@ -610,6 +624,19 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             );
             refuse(shape, StatusCode::FORBIDDEN, reason)
         }
+        Lookup::Valid(p) if node_wide(path) && p.tenant.as_str() != state.config().auth.operator_tenant => {
+            let reason = format!(
+                "{path} acts on the whole node (every tenant): only an admin key of the operator tenant `{}` may use it",
+                state.config().auth.operator_tenant
+            );
+            refused(
+                event::PERMISSION_DENIED,
+                &Actor::key(&p, remote),
+                StatusCode::FORBIDDEN,
+                &reason,
+            );
+            refuse(shape, StatusCode::FORBIDDEN, reason)
+        }
         Lookup::Valid(p) if scope == Scope::Admin => {
             let actor = Actor::key(&p, remote);
             req.extensions_mut().insert(p);
@@ -620,6 +647,31 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             next.run(req).await
         }
     }
+}
+
+/// Whether the request names a loopback host (`Host`, or the HTTP/2 authority): localhost,
+/// 127.0.0.0/8 or ::1. A request without either (HTTP/1.0) passes.
+pub fn host_is_loopback(req: &Request) -> bool {
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()));
+    let Some(host) = host else { return true };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.to_ascii_lowercase().ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Endpoints that act on or report the whole node, across tenants: only the operator tenant's
+/// admin keys may use them.
+pub fn node_wide(path: &str) -> bool {
+    path.starts_with("/api/v1/admin/") || matches!(path, "/api/v1/stats" | "/api/v1/notify/stats")
 }
 
 /// Runs a request that needed the `admin` scope and records it with its status.
@@ -767,6 +819,8 @@ mod tests {
             (Method::GET, "/api/v1/channels", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/checkpoint", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/rollup", Some(Scope::Admin)),
+            (Method::GET, "/api/v1/stats", Some(Scope::Admin)),
+            (Method::GET, "/api/v1/notify/stats", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/compact", Some(Scope::Admin)),
             (Method::POST, "/api/v1/notify/dead-letter/replay", Some(Scope::Admin)),
             (Method::GET, "/api/v1/audit", Some(Scope::Admin)),

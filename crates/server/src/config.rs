@@ -223,6 +223,10 @@ pub struct AuthConfig {
     /// Channel permissions per namespace (`[[auth.namespaces]]`, `name` = the part of a channel
     /// name before the first `:`; `""` names the channels without one).
     pub namespaces: Vec<NamespacePermissions>,
+    /// The tenant whose `admin` keys operate the node: snapshots (every tenant's data),
+    /// checkpoints, rollups, compaction and node-wide statistics. Other tenants' `admin` keys
+    /// administer their own tenant only.
+    pub operator_tenant: String,
 }
 
 impl Default for AuthConfig {
@@ -235,6 +239,7 @@ impl Default for AuthConfig {
             jwt: JwtConfig::default(),
             channel_defaults: ChannelPermissions::default(),
             namespaces: Vec::new(),
+            operator_tenant: "default".into(),
         }
     }
 }

@@ -650,7 +650,11 @@ pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> R
     let (mut parts, body) = req.into_parts();
     let caller = Caller::of(&parts, state.config().limits.exempt_loopback);
     if let Some(origin) = parts.headers.get(header::ORIGIN) {
-        let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         let allowed = origin.to_str().is_ok_and(|o| limits.origins.allows(o, host));
         if !allowed {
             limits.refused(Limit::origin, &caller.actor);
@@ -800,7 +804,11 @@ pub fn cors_layer(limits: &Limits) -> tower_http::cors::CorsLayer {
     let origins = limits.origins.clone();
     CorsLayer::new()
         .allow_origin(AllowOrigin::predicate(move |origin: &HeaderValue, parts: &Parts| {
-            let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()));
             origin.to_str().is_ok_and(|o| origins.allows(o, host))
         }))
         .allow_methods([Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::DELETE])

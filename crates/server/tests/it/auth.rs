@@ -397,3 +397,54 @@ async fn websocket_and_sse_need_a_key_and_act_for_its_tenant() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["publications"].as_array().map(Vec::len), Some(0), "{body}");
 }
+
+/// Node-wide operations (snapshots hold every tenant's data; node statistics count every
+/// tenant) belong to the operator tenant's admin keys; another tenant's admin key gets 403,
+/// and a read key 403 on the node statistics.
+#[tokio::test]
+async fn node_wide_endpoints_need_an_admin_key_of_the_operator_tenant() {
+    let mut config = test_config();
+    config.auth.enabled = true;
+    let path = auth::keys_path(&config.auth, &config.data_dir);
+    let (_, tenant_admin) = create(&path, "a", &[Scope::Admin, Scope::Read]);
+    let (_, operator) = create(&path, "default", &[Scope::Admin]);
+    let s = TestServer::start(config).await;
+    for (method, endpoint) in [
+        ("POST", "/api/v1/admin/snapshots"),
+        ("POST", "/api/v1/admin/checkpoint"),
+        ("POST", "/api/v1/admin/compact"),
+        ("GET", "/api/v1/stats"),
+        ("GET", "/api/v1/notify/stats"),
+    ] {
+        let (status, body) = send(&s, method, endpoint, Some(&bearer(&tenant_admin)), "").await;
+        assert_eq!(status, 403, "{endpoint}: {body}");
+        assert_eq!(body["code"], "forbidden", "{endpoint}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("operator tenant"), "{body}");
+    }
+    // The tenant's admin key still administers its own tenant.
+    assert_eq!(
+        send(&s, "GET", "/api/v1/clients", Some(&bearer(&tenant_admin)), "")
+            .await
+            .0,
+        200
+    );
+    for (method, endpoint) in [("POST", "/api/v1/admin/checkpoint"), ("GET", "/api/v1/stats")] {
+        let (status, body) = send(&s, method, endpoint, Some(&bearer(&operator)), "").await;
+        assert_eq!(status, 200, "{endpoint}: {body}");
+    }
+}
+
+/// Without authentication the node serves loopback only, and only to requests that name a
+/// loopback host: a page whose name was rebound to 127.0.0.1 sends its own name and is refused.
+#[tokio::test]
+async fn an_open_node_refuses_requests_naming_another_host() {
+    let s = TestServer::start(test_config()).await;
+    let get = |host: &'static str| s.http.get(s.url("/api/v1/series?q=cpu")).header("host", host).send();
+    let resp = get("evil.example:8080").await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "forbidden");
+    for ok in ["localhost:8080", "127.0.0.1", "[::1]:80", "app.localhost"] {
+        assert_eq!(get(ok).await.unwrap().status(), 200, "{ok}");
+    }
+}

@@ -474,7 +474,7 @@ async fn cors_preflight_is_answered_before_authentication() {
     let s = TestServer::start(config).await;
     let preflight = |origin: &'static str| {
         s.http
-            .request(reqwest::Method::OPTIONS, s.url("/api/v1/stats"))
+            .request(reqwest::Method::OPTIONS, s.url("/api/v1/series?q=cpu"))
             .header("origin", origin)
             .header("access-control-request-method", "GET")
             .header("access-control-request-headers", "authorization")
@@ -497,7 +497,7 @@ async fn cors_preflight_is_answered_before_authentication() {
     // The request itself carries the header for an allowed origin.
     let resp = s
         .http
-        .get(s.url("/api/v1/stats"))
+        .get(s.url("/api/v1/series?q=cpu"))
         .header("origin", "https://app.example.com")
         .header("authorization", &k)
         .send()

@@ -568,19 +568,26 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   }
 
   private request(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => this.send(cmd, resolve, reject));
+  }
+
+  /**
+   * Sends a command; `resolve` runs synchronously when the reply arrives, before any later frame
+   * is handled (a `subscribed` reply must take effect before the publications that follow it).
+   */
+  private send(cmd: Record<string, unknown>, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const t = this.transport;
     if (!t || t.name !== 'websocket') {
-      return Promise.reject(new PulsewireError('disconnected', `${String(cmd.type)} needs a WebSocket connection`));
+      reject(new PulsewireError('disconnected', `${String(cmd.type)} needs a WebSocket connection`));
+      return;
     }
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new PulsewireError('timeout', `no answer to ${String(cmd.type)} within ${this.options.requestTimeout} ms`));
-      }, this.options.requestTimeout);
-      this.pending.set(id, { resolve, reject, timer });
-      t.send({ ...cmd, id });
-    });
+    const timer = setTimeout(() => {
+      this.pending.delete(id);
+      reject(new PulsewireError('timeout', `no answer to ${String(cmd.type)} within ${this.options.requestTimeout} ms`));
+    }, this.options.requestTimeout);
+    this.pending.set(id, { resolve, reject, timer });
+    t.send({ ...cmd, id });
   }
 
   // ---- subscriptions ----------------------------------------------------------------------
@@ -594,7 +601,8 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     const cmd: Record<string, unknown> = { type: 'subscribe', channels: [sub.channel] };
     if (since) cmd.since = { [sub.channel]: since };
     sub._pending();
-    this.request(cmd).then(
+    this.send(
+      cmd,
       (reply) => {
         if (this.subs.get(sub.channel) !== sub) return;
         const info = ((reply.channels ?? {}) as Record<string, SubscribedInfo>)[sub.channel] ?? {};
@@ -631,11 +639,13 @@ export class PulsewireClient extends Emitter<ClientEvents> {
       this.reopenSse();
       return;
     }
-    this.request({ type: 'unsubscribe', channels: [sub.channel] })
-      .then(() => {
+    this.send(
+      { type: 'unsubscribe', channels: [sub.channel] },
+      () => {
         if (this.subs.get(sub.channel) === sub) this.sendSubscribe(sub);
-      })
-      .catch(() => {});
+      },
+      () => {},
+    );
   }
 
   private sseReopenScheduled = false;

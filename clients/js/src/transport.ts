@@ -36,12 +36,15 @@ export interface WebSocketLike {
   onerror: ((ev: unknown) => void) | null;
 }
 
-export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+// Loose on purpose: implementations differ in their overloads (`ws` takes more arguments) and
+// event types; the client only uses what `WebSocketLike` lists.
+// biome-ignore lint: any
+export type WebSocketConstructor = new (url: string, ...rest: any[]) => any;
 
 export type FetchLike = typeof fetch;
 
 export function openWebSocket(Ctor: WebSocketConstructor, url: string, h: TransportHandlers): Transport {
-  const ws = new Ctor(url);
+  const ws = new Ctor(url) as WebSocketLike;
   let opened = false;
   let ended = false;
   const end = (info: CloseInfo) => {

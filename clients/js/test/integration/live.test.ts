@@ -2,7 +2,7 @@
 // failure after a restart, SSE fallback, unsubscribe, offline queue, backoff timing.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { PulsewireClient, type ClientOptions, type Publication, type SubscribedContext, type UnrecoveredContext } from '../../src/index.js';
+import { PulsewireClient, type Subscription, type ClientOptions, type Publication, type SubscribedContext, type UnrecoveredContext } from '../../src/index.js';
 import { PulsewireServer } from '../support/server.js';
 import { TcpProxy } from '../support/proxy.js';
 import { until } from '../support/wait.js';
@@ -34,7 +34,7 @@ async function proxy(): Promise<TcpProxy> {
   return p;
 }
 
-function collect<T>(sub: { on(ev: 'message', fn: (p: Publication<T>) => void): unknown }): Publication<T>[] {
+function collect<T>(sub: Subscription<T>): Publication<T>[] {
   const got: Publication<T>[] = [];
   sub.on('message', (p) => got.push(p));
   return got;

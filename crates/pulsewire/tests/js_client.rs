@@ -32,7 +32,12 @@ fn run(dir: &Path, program: &str, args: &[&str]) {
                  (Debian: apt-get install nodejs npm)"
             )
         });
-    assert!(status.success(), "`{program} {}` in {} failed: {status}", args.join(" "), dir.display());
+    assert!(
+        status.success(),
+        "`{program} {}` in {} failed: {status}",
+        args.join(" "),
+        dir.display()
+    );
 }
 
 #[test]
@@ -48,7 +53,10 @@ fn js_client_suite_against_the_server() {
         .next()
         .and_then(|m| m.parse().ok())
         .unwrap_or(0);
-    assert!(major >= 20, "Node.js {version} is too old for clients/js: 20.19 or newer is needed");
+    assert!(
+        major >= 20,
+        "Node.js {version} is too old for clients/js: 20.19 or newer is needed"
+    );
     if !dir.join("node_modules/.package-lock.json").exists() {
         run(&dir, "npm", &["ci", "--no-audit", "--no-fund"]);
     }

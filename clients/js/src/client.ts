@@ -368,11 +368,12 @@ export class PulsewireClient extends Emitter<ClientEvents> {
               this.onConnected(name, index, f);
             })
             .catch((e: PulsewireError) => this.emit('error', e));
-        } else if (name === 'websocket') {
+        } else if (name === 'websocket' || t.probe) {
           this.onConnected(name, index);
         }
       },
       frame: (f) => {
+        // An SSE stream is connected once its `subscribed` event arrived.
         if (name === 'sse' && f.type === 'subscribed' && this._state !== 'connected') this.onConnected(name, index);
         this.onFrame(f);
       },
@@ -394,30 +395,26 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     }
     this.transport = t;
     this.transportName = name;
-    if (name === 'sse' && this.sseChannels().length === 0) {
-      // Nothing to stream yet: the stream opens with the first subscription.
-      this.onConnected(name, index);
-    }
   }
 
   private openSseStream(token: string | undefined, h: TransportHandlers): Transport {
-    const channels = this.sseChannels();
-    if (channels.length === 0) {
-      // A stand-in until there is something to stream; closing it ends nothing.
-      return { name: 'sse', send() {}, close: (code = 1000, reason = '') => h.close({ code, reason, failedToOpen: false }) };
+    const headers: Record<string, string> = {};
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (this.subs.size === 0) {
+      // Nothing to stream yet (a stream needs channels): check that the server answers, and
+      // count as connected; the stream opens with the first subscription.
+      return probeReady(this.fetchFn(), `${this.httpBase}/ready`, h);
     }
+    const channels = this.sseChannels();
     const positions = new Map<string, Position>();
     for (const c of channels) {
       const p = this.subs.get(c)?._since();
       if (p) positions.set(c, p);
     }
-    for (const c of channels) this.subs.get(c)?._pending();
-    for (const s of this.subs.values()) if (s.isPattern) s._pending();
+    for (const s of this.subs.values()) s._pending();
     const q = new URLSearchParams({ channels: [...this.subs.keys()].join(',') });
     if (positions.size > 0) q.set('last_event_id', sseResumeId(channels, positions));
     this.sseAsked = positions;
-    const headers: Record<string, string> = {};
-    if (token) headers.Authorization = `Bearer ${token}`;
     return openSse(this.fetchFn(), `${this.httpBase}/sse?${q}`, headers, h);
   }
 
@@ -713,6 +710,35 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     }
     throw new PulsewireError('no_transport', 'no WebSocket implementation: pass `WebSocket` (e.g. from the `ws` package)');
   }
+}
+
+/** SSE without channels: `GET /ready` stands for the connection until there is a stream to open. */
+function probeReady(fetchFn: FetchLike, url: string, h: TransportHandlers): Transport {
+  const abort = new AbortController();
+  let ended = false;
+  const end = (info: CloseInfo) => {
+    if (ended) return;
+    ended = true;
+    abort.abort();
+    h.close(info);
+  };
+  fetchFn(url, { signal: abort.signal }).then(
+    async (res) => {
+      if (ended) return;
+      if (res.ok) h.open();
+      else {
+        const error = await errorFromResponse(res);
+        end({ code: res.status === 503 ? 4010 : 1006, reason: error.message, failedToOpen: true, error });
+      }
+    },
+    (e: Error) => end({ code: 1006, reason: String(e?.message ?? e), failedToOpen: true }),
+  );
+  return {
+    name: 'sse',
+    probe: true,
+    send() {},
+    close: (code = 1000, reason = '') => end({ code, reason, failedToOpen: false }),
+  };
 }
 
 function isAuthCode(code: number): boolean {

@@ -21,6 +21,8 @@ export interface TransportHandlers {
 
 export interface Transport {
   readonly name: 'websocket' | 'sse';
+  /** SSE with nothing to stream: a readiness check stands for the connection. */
+  readonly probe?: boolean;
   send(frame: object): void;
   close(code?: number, reason?: string): void;
 }

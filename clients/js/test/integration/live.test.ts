@@ -210,6 +210,26 @@ describe('WebSocket', () => {
 });
 
 describe('SSE', () => {
+  it('connects over SSE with no subscription yet, then streams the first one', async () => {
+    const c = client({ url: server.url, transports: ['sse'] });
+    await until(() => c.state === 'connected', 'connected without channels');
+    expect(c.transportInUse).toBe('sse');
+    const pat = c.subscribe<string>('it:sseonly:*');
+    const got = collect(pat);
+    await until(() => pat.state === 'subscribed', 'pattern-only stream');
+    await server.publish('it:sseonly:x', 'x');
+    await until(() => got.length === 1, 'delivery');
+  });
+
+  it('does not count as connected over SSE when the server is down', async () => {
+    const p = await proxy();
+    p.refuse = true;
+    const c = client({ url: p.url, transports: ['sse'], maxReconnectAttempts: 1 });
+    const d = await new Promise<{ willReconnect: boolean }>((r) => c.once('disconnected', r));
+    expect(d.willReconnect).toBe(false);
+    expect(p.accepted.length).toBe(2);
+  });
+
   it('falls back to SSE when the WebSocket upgrade is blocked, and publishes over HTTP', async () => {
     const p = await proxy();
     p.blockWebSocket = true;
@@ -256,6 +276,14 @@ describe('SSE', () => {
     for (const x of ctxA.slice(1)) expect(x).toMatchObject({ resubscribed: true, recovered: true });
     expect(gotA.map((x) => x.data)).toEqual([1, 2]);
     expect(gotB.map((x) => x.offset)).toEqual([1]);
+    // Patterns stream over SSE too.
+    const pat = c.subscribe<number>('it:sse:*');
+    const gotPat = collect(pat);
+    await until(() => pat.state === 'subscribed', 'pattern subscribed over SSE');
+    await server.publish('it:sse:r9', 9);
+    await until(() => gotPat.length === 1, 'pattern delivery over SSE');
+    expect(gotPat[0]).toMatchObject({ channel: 'it:sse:r9', pattern: 'it:sse:*', data: 9 });
+    await pat.unsubscribe();
     // Unsubscribing over SSE reopens without the channel; nothing more arrives for it.
     await b.unsubscribe();
     await server.publish('it:sse:r2', 2);

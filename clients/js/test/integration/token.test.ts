@@ -62,3 +62,49 @@ it('gets a new token after 4002 and refreshes on token_expiring', async () => {
     c.disconnect();
   }
 });
+
+it('over SSE, reconnects with a new token when the stream ends with 4002, and resumes', async () => {
+  const sse = await new PulsewireServer({
+    config: `[auth]\nenabled = true\n\n[auth.jwt]\nhmac_secret = "${SECRET}"\ndefault_tenant = "acme"\nleeway = "0s"\n`,
+  }).start();
+  const reasons: TokenContext['reason'][] = [];
+  const c = new PulsewireClient({
+    url: sse.url,
+    transports: ['sse'],
+    minReconnectDelay: 20,
+    getToken: ({ reason }) => {
+      reasons.push(reason);
+      // The first token expires in about two seconds; the next ones last.
+      const exp = Math.floor(Date.now() / 1000) + (reasons.length === 1 ? 2 : 3600);
+      return sign({ sub: 'bob', exp });
+    },
+  });
+  try {
+    const codes: number[] = [];
+    c.on('disconnected', (d) => codes.push(d.code));
+    const sub = c.subscribe<number>('feed');
+    const got: number[] = [];
+    sub.on('message', (p) => got.push(p.data));
+    const contexts: { recovered?: boolean }[] = [];
+    sub.on('subscribed', (x) => contexts.push(x));
+    await until(() => sub.state === 'subscribed', 'subscribed over SSE');
+    // The server refuses HTTP publishes without an API key: publish over a WebSocket with a token.
+    const pub = new PulsewireClient({ url: sse.url, WebSocket, token: sign({ sub: 'pub', exp: Math.floor(Date.now() / 1000) + 3600 }) });
+    try {
+      await pub.publish('feed', 1);
+      await until(() => got.length === 1, 'first');
+      await until(() => codes.length === 1, 'the stream ended at expiry', 10_000);
+      expect(codes).toEqual([4002]);
+      await pub.publish('feed', 2);
+      await until(() => got.length === 2 && contexts.length === 2, 'resumed with a new token', 10_000);
+      expect(reasons).toEqual(['connect', 'expired']);
+      expect(got).toEqual([1, 2]);
+      expect(contexts[1]).toMatchObject({ recovered: true });
+    } finally {
+      pub.disconnect();
+    }
+  } finally {
+    c.disconnect();
+    await sse.stop();
+  }
+});

@@ -479,7 +479,8 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     }
     // Reconnects start again from the first transport once every one failed in a round.
     const startAt = info.failedToOpen && !wasConnected ? 0 : index;
-    const delay = info.code === 4002 || (wasConnected && info.code === 4010 && false) ? 0 : backoffDelay(this.attempt, this.options, this.options.random);
+    // A 4002 needs only a new token: no reason to wait.
+    const delay = info.code === 4002 ? 0 : backoffDelay(this.attempt, this.options, this.options.random);
     const reason: TokenContext['reason'] = info.code === 4002 ? 'expired' : 'connect';
     this.attempt++;
     this.setState('connecting');
@@ -575,7 +576,8 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   private send(cmd: Record<string, unknown>, resolve: Pending['resolve'], reject: Pending['reject']): void {
     const t = this.transport;
     if (!t || t.name !== 'websocket') {
-      reject(new PulsewireError('disconnected', `${String(cmd.type)} needs a WebSocket connection`));
+      const code = t ? 'no_transport' : 'disconnected';
+      reject(new PulsewireError(code, `${String(cmd.type)} needs a WebSocket connection`));
       return;
     }
     const id = this.nextId++;

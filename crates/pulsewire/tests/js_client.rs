@@ -47,14 +47,13 @@ fn js_client_suite_against_the_server() {
         panic!("cannot run `node` ({e}): the JavaScript client's tests need Node.js 20.19+ and npm on PATH")
     });
     let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
-    let major: u32 = version
+    let mut parts = version
         .trim_start_matches('v')
         .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     assert!(
-        major >= 20,
+        (major, minor) >= (20, 19),
         "Node.js {version} is too old for clients/js: 20.19 or newer is needed"
     );
     if !dir.join("node_modules/.package-lock.json").exists() {

@@ -1,13 +1,16 @@
 // @vitest-environment happy-dom
 // The React hooks against the real server: useChannel, useSeries (query, then live points),
 // useAlerts, useConnectionState.
-import { act, cleanup, renderHook, waitFor } from '@testing-library/react';
+import { act, cleanup, configure, renderHook, waitFor } from '@testing-library/react';
 import { createElement, type ReactNode } from 'react';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { PulsewireClient } from '../../src/index.js';
 import { PulsewireProvider, useAlerts, useChannel, useConnectionState, useSeries } from '../../src/react/index.js';
 import { PulsewireServer } from '../support/server.js';
+
+// waitFor's default of 1 s is short for a loaded machine running a debug server.
+configure({ asyncUtilTimeout: 10_000 });
 
 let server: PulsewireServer;
 let client: PulsewireClient;

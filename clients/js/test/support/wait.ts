@@ -1,5 +1,5 @@
 /** Waits until `cond` holds, polling; fails with `what` after `timeout` ms. */
-export async function until(cond: () => boolean, what: string, timeout = 10_000): Promise<void> {
+export async function until(cond: () => boolean, what: string, timeout = 15_000): Promise<void> {
   const deadline = Date.now() + timeout;
   while (!cond()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

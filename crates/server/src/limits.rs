@@ -585,10 +585,20 @@ impl Caller {
 
     fn of(parts: &Parts, exempt_loopback: bool) -> Caller {
         let remote = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
-        let ip = remote.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip().to_canonical());
-        // WebSocket and SSE requests carry the connection's identity: a token's user is its
-        // `sub` within its tenant.
+        // WebSocket and SSE requests carry the connection's identity.
         let identity = parts.extensions.get::<crate::permissions::Identity>();
+        Caller::of_identity(identity, parts.extensions.get::<Principal>(), remote, exempt_loopback)
+    }
+
+    /// Who a connection or request counts against, from its identity (WebSocket and SSE) or its
+    /// API key (HTTP): a token's user is its `sub` within its tenant.
+    pub fn of_identity(
+        identity: Option<&crate::permissions::Identity>,
+        principal: Option<&Principal>,
+        remote: Option<SocketAddr>,
+        exempt_loopback: bool,
+    ) -> Caller {
+        let ip = remote.map_or(IpAddr::from([0, 0, 0, 0]), |c| c.ip().to_canonical());
         if let Some(crate::permissions::Identity::Token(claims)) = identity {
             let user = format!("sub:{}/{}", claims.tenant.as_str(), claims.sub);
             return Caller {
@@ -604,7 +614,7 @@ impl Caller {
                 },
             };
         }
-        let principal = parts.extensions.get::<Principal>().or(match identity {
+        let principal = principal.or(match identity {
             Some(crate::permissions::Identity::Key(p)) => Some(p),
             _ => None,
         });

@@ -50,8 +50,7 @@ pub async fn upgrade(
         .max_frame_size(backstop)
         .on_upgrade(move |socket| async move {
             // Held while the connection lives: its place in the per-user and per-tenant counts.
-            let _permit = permit;
-            run(socket, state, remote, identity).await
+            run(socket, state, remote, identity, permit).await
         })
 }
 
@@ -331,7 +330,14 @@ async fn refuse_unregistered(
     .await;
 }
 
-async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, identity: Identity) {
+async fn run(
+    socket: WebSocket,
+    state: AppState,
+    remote: SocketAddr,
+    identity: Identity,
+    // Held while the connection lives: its place in the per-user and per-tenant counts.
+    mut _permit: crate::limits::ConnectionPermit,
+) {
     if state.is_shutting_down() {
         let (mut sink, _) = socket.split();
         let _ = close(&mut sink, CloseCode::ShuttingDown).await;
@@ -339,10 +345,32 @@ async fn run(socket: WebSocket, state: AppState, remote: SocketAddr, identity: I
     }
     let (mut sink, mut stream) = socket.split();
     let admitted = if matches!(identity, Identity::Anonymous(_)) {
-        match Box::pin(admit(&state, &mut sink, &mut stream, remote)).await {
+        let admitted = match Box::pin(admit(&state, &mut sink, &mut stream, remote)).await {
             Some(a) => a,
             None => return,
+        };
+        // Admitted at the upgrade as an anonymous client of its address: now that the
+        // `connect` frame named the user and tenant, it counts against theirs instead.
+        if !matches!(admitted.identity, Identity::Anonymous(_)) {
+            let caller = crate::limits::Caller::of_identity(Some(&admitted.identity), None, Some(remote), false);
+            match state.limits().admit_connection(&caller) {
+                Ok(permit) => _permit = permit,
+                Err(refusal) => {
+                    let id = admitted.connect_id.flatten();
+                    refuse_unregistered(
+                        &mut sink,
+                        &mut stream,
+                        id,
+                        refusal.code,
+                        &refusal.message,
+                        CloseCode::RateLimited,
+                    )
+                    .await;
+                    return;
+                }
+            }
         }
+        admitted
     } else {
         Admitted {
             identity,

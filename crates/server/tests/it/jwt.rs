@@ -589,3 +589,29 @@ async fn namespace_rules_refuse_with_forbidden_and_the_connection_stays_open() {
     }
     still_served(&s, &key, &mut probe, 100).await;
 }
+
+/// A connection that authenticates with a `connect` frame counts against the token's user and
+/// tenant, not only as an anonymous client of its address: over the user's limit of open
+/// connections it is refused with `too_many_connections` and closed with 4029.
+#[tokio::test]
+async fn a_connect_frame_connection_counts_against_the_tokens_user() {
+    let mut c = config();
+    c.limits.max_connections_per_user = 1;
+    let (s, key) = start(c).await;
+    let mut probe = probe(&s).await;
+    let token = hs256(&claims(json!({"channels": ["chat:room1"]})));
+    let mut first = s.ws().await;
+    let reply = ask(&mut first, json!({"type":"connect","id":1,"token":token})).await;
+    assert_eq!(reply["type"], "connected", "{reply}");
+    let mut second = s.ws().await;
+    second.send(json!({"type":"connect","id":2,"token":token})).await;
+    let (frames, close) = second.recv_until_close().await;
+    assert_eq!(close, Some(4029), "{frames:?}");
+    assert_code(&frames[0], "error", "too_many_connections");
+    // Another user of the same tenant is still admitted, and others are served.
+    let bob = hs256(&claims(json!({"sub": "bob", "channels": ["chat:room1"]})));
+    let mut third = s.ws().await;
+    let reply = ask(&mut third, json!({"type":"connect","id":3,"token":bob})).await;
+    assert_eq!(reply["type"], "connected", "{reply}");
+    still_served(&s, &key, &mut probe, 20).await;
+}

@@ -245,7 +245,15 @@ pub struct Limits {
     metrics: LimitMetrics,
     /// Where each refusal is also recorded (set once the server's state exists).
     audit: std::sync::OnceLock<Arc<crate::audit::Audit>>,
+    /// Refusals not yet in the audit log, per (who, where from, limit), with the time of the
+    /// last record: at most one record per second each, carrying the count, so a flood of
+    /// refused frames cannot rotate the log's history away.
+    audit_pending: Mutex<HashMap<(String, Option<SocketAddr>, Limit), (std::time::Instant, u64)>>,
 }
+
+/// Most (who, limit) pairs whose refusals are being summed for the audit log; past it the
+/// table is cleared (losing at most a second's counts of some pairs).
+const AUDIT_PENDING_MAX: usize = 10_000;
 
 #[derive(Default)]
 struct OpenCounts {
@@ -272,6 +280,7 @@ impl Limits {
             origins: Arc::new(Origins::new(&config.http.allowed_origins)),
             metrics: LimitMetrics::default(),
             audit: std::sync::OnceLock::new(),
+            audit_pending: Mutex::new(HashMap::new()),
             cfg,
         })
     }
@@ -294,14 +303,34 @@ impl Limits {
         if n > 0 {
             self.metrics.refusals.get_or_create(&LimitLabels { limit }).inc_by(n);
             if let Some(audit) = self.audit.get() {
-                // The variants are named as their labels.
-                let label = format!("{limit:?}");
-                audit.record(
-                    crate::audit::event::LIMIT,
-                    crate::audit::outcome::REFUSED,
-                    who,
-                    serde_json::json!({ "limit": label, "count": n }),
-                );
+                let count = {
+                    let mut pending = self.audit_pending.lock();
+                    if pending.len() >= AUDIT_PENDING_MAX {
+                        pending.clear();
+                    }
+                    let now = std::time::Instant::now();
+                    let key = (who.who.clone(), who.from, limit);
+                    let entry = pending
+                        .entry(key)
+                        .or_insert((now - std::time::Duration::from_secs(2), 0));
+                    entry.1 += n;
+                    if now.duration_since(entry.0) >= std::time::Duration::from_secs(1) {
+                        entry.0 = now;
+                        Some(std::mem::take(&mut entry.1))
+                    } else {
+                        None
+                    }
+                };
+                if let Some(count) = count {
+                    // The variants are named as their labels.
+                    let label = format!("{limit:?}");
+                    audit.record(
+                        crate::audit::event::LIMIT,
+                        crate::audit::outcome::REFUSED,
+                        who,
+                        serde_json::json!({ "limit": label, "count": count }),
+                    );
+                }
             }
         }
     }

@@ -172,7 +172,8 @@ impl<'de> Visitor<'de> for NoRepeatedKeysVisitor {
 ///   lines only, and `last_entry` gives its line number and its exact length in bytes (the
 ///   server's `ingest.max_line_bytes` check uses that length, so a line can only be accepted if
 ///   all of its bytes were counted). An entry ends with a newline or at the end of the body.
-/// - An entry parsed on its own gives the same line or the same error (numbered from 1).
+/// - An entry parsed on its own (from the start of its line) gives the same line or the same
+///   error, numbered from 1.
 /// - An error's line number is the entry's last physical line.
 /// - An accepted line passes `Line::validate`, its timestamp converts in the precision, and its
 ///   canonical text (`write_line`) parses back to the same line.
@@ -225,7 +226,9 @@ pub fn line_protocol(data: &[u8]) {
         assert!(first > previous_line);
         previous_line = first;
 
-        let mut alone = parser(entry);
+        // From the start of its physical line, so that columns count the same.
+        let line_start = body[..start].iter().rposition(|&c| c == b'\n').map_or(0, |k| k + 1);
+        let mut alone = parser(&body[line_start..end]);
         let single = alone.next().expect("the entry alone has an entry");
         assert!(alone.next().is_none(), "the entry alone has more than one entry");
         match (&item, &single) {

@@ -5,6 +5,7 @@
 //! Message frames are written by hand: they are the hot path, encoded once per publication and
 //! shared by every subscriber.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
@@ -69,8 +70,10 @@ pub struct FrameError {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// Borrowed unless the frame spells it with escapes (`"p\u0069ng"`, `"a\/b"`), which a
+    /// `&str` could not hold.
     #[serde(rename = "type", borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Cow<'a, str>>,
     id: Option<u64>,
     channels: Option<Vec<String>>,
     channel: Option<String>,
@@ -116,6 +119,7 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
         code: ErrorCode::UnknownType,
         message: "frame has no `type`".into(),
     })?;
+    let kind = kind.as_ref();
     match kind {
         "subscribe" => {
             let channels = env.channels.ok_or_else(|| missing(id, "channels", kind))?;
@@ -397,6 +401,27 @@ mod tests {
             let err = decode_command(text).unwrap_err();
             assert_eq!((err.id, err.code), (*id, *code), "frame {text:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn escaped_strings_decode_like_plain_ones() {
+        // A `type` written with escapes is the same string: it used to be refused as
+        // `bad_request` ("expected a borrowed string"), or reach `unknown_type` only when plain.
+        assert_eq!(
+            decode_command(r#"{"type":"p\u0069ng","id":1}"#),
+            Ok(ClientCommand::Ping { id: Some(1) })
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"subscrib\u0065","channels":["a\/b"]}"#),
+            Ok(ClientCommand::Subscribe {
+                id: None,
+                channels: vec!["a/b".into()],
+                since: BTreeMap::new()
+            })
+        );
+        let err = decode_command(r#"{"type":"a\/b","id":2}"#).unwrap_err();
+        assert_eq!((err.id, err.code), (Some(2), ErrorCode::UnknownType), "{}", err.message);
+        assert_eq!(err.message, r#"unknown frame type "a/b""#);
     }
 
     #[test]

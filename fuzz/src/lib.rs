@@ -10,7 +10,7 @@ use pulsewire_proto::{
     MatchOp, Precision, decode_command, parse_duration, parse_json_ingest, parse_lines, parse_selector, parse_step,
     parse_time, write_line,
 };
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 /// A WebSocket text frame (always UTF-8: the transport refuses anything else before decoding).
@@ -172,8 +172,8 @@ impl<'de> Visitor<'de> for NoRepeatedKeysVisitor {
 ///   lines only, and `last_entry` gives its line number and its exact length in bytes (the
 ///   server's `ingest.max_line_bytes` check uses that length, so a line can only be accepted if
 ///   all of its bytes were counted). An entry ends with a newline or at the end of the body.
-/// - An entry parsed on its own (from the start of its line) gives the same line or the same
-///   error, numbered from 1.
+/// - An entry parsed on its own (from the start of its line) gives the same line, or an error:
+///   the same one, numbered from 1, unless it was found in a string that went on past the entry.
 /// - An error's line number is the entry's last physical line.
 /// - An accepted line passes `Line::validate`, its timestamp converts in the precision, and its
 ///   canonical text (`write_line`) parses back to the same line.
@@ -233,6 +233,9 @@ pub fn line_protocol(data: &[u8]) {
         assert!(alone.next().is_none(), "the entry alone has more than one entry");
         match (&item, &single) {
             (Ok(line), Ok(single)) => assert_eq!(line, single),
+            // Alone, a string that the body closed on a later line (and found invalid UTF-8
+            // in) is cut at the entry's end; any other error is the same.
+            (Err(_), Err(s)) if s.message.starts_with("unterminated string") => {}
             (Err(e), Err(s)) => {
                 assert_eq!(e.message, s.message);
                 assert_eq!(e.line, s.line + first - 1);
@@ -308,24 +311,26 @@ fn check_line(line: &Line<'_>, precision: Option<Precision>) {
 ///   object is a valid line with the `source` tag, a storable millisecond timestamp, and a
 ///   canonical line protocol text that parses back to it.
 pub fn json_ingest(data: &[u8]) {
-    let value: Option<Value> = serde_json::from_slice(data).ok();
+    // The JSON grammar, without serde_json's `Value` limits (a number such as 1e999999 is JSON,
+    // and refused per object, not for the whole body;
+    // and is UTF-8, which `IgnoredAny` does not check inside strings).
+    let is_json = std::str::from_utf8(data).is_ok() && serde_json::from_slice::<IgnoredAny>(data).is_ok();
+    let first = data.iter().find(|b| !b.is_ascii_whitespace()).copied();
     match parse_json_ingest(data) {
         Err(message) => {
             assert!(!message.is_empty());
-            if let Some(v) = &value {
-                assert!(
-                    !v.is_object() && !v.is_array(),
-                    "{:?} refused whole: {message}",
-                    String::from_utf8_lossy(data)
-                );
-            }
+            assert!(
+                !is_json || !matches!(first, Some(b'{' | b'[')),
+                "{:?} refused whole: {message}",
+                String::from_utf8_lossy(data)
+            );
         }
         Ok(results) => {
-            let v = value.unwrap_or_else(|| panic!("{:?} accepted but is not JSON", String::from_utf8_lossy(data)));
-            let objects = match &v {
-                Value::Array(items) => items.len(),
-                Value::Object(_) => 1,
-                other => panic!("accepted a body that is {other}"),
+            assert!(is_json, "{:?} accepted but is not JSON", String::from_utf8_lossy(data));
+            let objects = match first {
+                Some(b'[') => serde_json::from_slice::<Vec<IgnoredAny>>(data).expect("an array").len(),
+                Some(b'{') => 1,
+                _ => panic!("accepted {:?}", String::from_utf8_lossy(data)),
             };
             assert_eq!(results.len(), objects);
             for (index, result) in results.iter().enumerate() {

@@ -351,7 +351,8 @@ pub fn json_ingest(data: &[u8]) {
 
 /// A selector (`q`), and the same text as the other query parameters.
 ///
-/// - A parsed selector's `Display` parses back to the same selector, and is its own `Display`.
+/// - A parsed selector's `Display` parses back to the same selector, is its own `Display`, and
+///   is no longer than the input (so a selector within the length limit is shown within it).
 /// - Regex matchers carry their compiled regex; errors are the `q` parameter's and point at a
 ///   column inside the selector (or just after it).
 /// - Accepted steps and durations are positive, steps at most `MAX_STEP_MS`; an accepted
@@ -368,6 +369,10 @@ pub fn selector(data: &[u8]) {
                 assert_eq!(m.regex.is_some(), regex_op, "{m:?}");
             }
             let text = sel.to_string();
+            assert!(
+                text.len() <= s.len(),
+                "{s:?} shown as the longer {text:?}, which could be over MAX_SELECTOR_LEN"
+            );
             match parse_selector(&text) {
                 Ok(back) => {
                     assert_eq!(back, sel, "{s:?} shown as {text:?}");

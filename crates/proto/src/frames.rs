@@ -97,16 +97,17 @@ fn missing(id: Option<u64>, field: &str, kind: &str) -> FrameError {
 /// Decodes one text frame.
 pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-        // A syntax error is bad JSON; valid JSON of the wrong shape is a bad request, with the
-        // id if we can still find one.
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::BadJson
-        } else {
+        // Text that is not JSON is bad JSON; valid JSON of the wrong shape is a bad request, with
+        // the id if we can still find one. Which one is decided by parsing the text as a value,
+        // not by the error's category: serde_json reports some type mismatches (a number where
+        // `priority`'s string belongs) as syntax errors.
+        let value = serde_json::from_str::<serde_json::Value>(text).ok();
+        let code = if value.is_some() {
             ErrorCode::BadRequest
+        } else {
+            ErrorCode::BadJson
         };
-        let id = serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
+        let id = value.and_then(|v| v.get("id").and_then(|id| id.as_u64()));
         FrameError {
             id,
             code,
@@ -396,6 +397,16 @@ mod tests {
                 Some(8),
                 ErrorCode::BadRequest,
             ),
+            // Valid JSON with a priority that is not a string: serde_json calls that a syntax
+            // error, which used to make it `bad_json`.
+            (
+                r#"{"type":"publish","id":9,"channel":"a","data":1,"priority":9}"#,
+                Some(9),
+                ErrorCode::BadRequest,
+            ),
+            ("{\"tata\":{},\"priority\"\r:[]}", None, ErrorCode::BadRequest),
+            // Not JSON, even if a field of the wrong type comes before the syntax error.
+            (r#"{"id":"x","type":"ping",}"#, None, ErrorCode::BadJson),
         ];
         for (text, id, code) in cases {
             let err = decode_command(text).unwrap_err();

@@ -190,13 +190,15 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
     })
 }
 
-/// Parses a JSON body.
+/// Parses a JSON body. A body that is not JSON is `bad_json`, valid JSON of the wrong shape
+/// `bad_request`, decided by parsing it as a value: serde_json reports some type mismatches (a
+/// number where `priority`'s string belongs) as syntax errors.
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::BadJson
-        } else {
+        let code = if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
             ErrorCode::BadRequest
+        } else {
+            ErrorCode::BadJson
         };
         ApiError::new(code, e.to_string())
     })

@@ -41,7 +41,10 @@ pub fn client_frame(data: &[u8]) {
         }
         Err(e) => {
             assert!(
-                matches!(e.code, ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest),
+                matches!(
+                    e.code,
+                    ErrorCode::BadJson | ErrorCode::UnknownType | ErrorCode::BadRequest
+                ),
                 "{text:?}: unexpected code {:?}",
                 e.code
             );
@@ -50,7 +53,11 @@ pub fn client_frame(data: &[u8]) {
                 assert_ne!(e.code, ErrorCode::BadJson, "{text:?} is valid JSON: {}", e.message);
             }
             if let Some(id) = e.id {
-                assert_eq!(value.as_ref().and_then(|v| v.get("id")).and_then(Value::as_u64), Some(id), "{text:?}");
+                assert_eq!(
+                    value.as_ref().and_then(|v| v.get("id")).and_then(Value::as_u64),
+                    Some(id),
+                    "{text:?}"
+                );
             }
         }
     }
@@ -255,7 +262,10 @@ pub fn line_protocol(data: &[u8]) {
             }
         }
     }
-    assert!(reusing.next_into(&mut reused).is_none(), "next_into goes on after next ended");
+    assert!(
+        reusing.next_into(&mut reused).is_none(),
+        "next_into goes on after next ended"
+    );
     assert!(next_entry(body, end).is_none(), "an entry after the last one");
 }
 
@@ -336,7 +346,10 @@ pub fn json_ingest(data: &[u8]) {
             for (index, result) in results.iter().enumerate() {
                 match result {
                     Ok(line) => {
-                        assert!(line.tags.iter().any(|(k, _)| k == "source"), "{line:?} has no source tag");
+                        assert!(
+                            line.tags.iter().any(|(k, _)| k == "source"),
+                            "{line:?} has no source tag"
+                        );
                         check_line(line, Some(JSON_INGEST_PRECISION));
                     }
                     Err(e) => {

@@ -11,6 +11,7 @@ use std::io::Write as _;
 
 use bytes::Bytes;
 use pulsewire_model::{Position, Priority, Publication};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -98,16 +99,18 @@ fn missing(id: Option<u64>, field: &str, kind: &str) -> FrameError {
 pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
         // Text that is not JSON is bad JSON; valid JSON of the wrong shape is a bad request, with
-        // the id if we can still find one. Which one is decided by parsing the text as a value,
-        // not by the error's category: serde_json reports some type mismatches (a number where
-        // `priority`'s string belongs) as syntax errors.
-        let value = serde_json::from_str::<serde_json::Value>(text).ok();
-        let code = if value.is_some() {
+        // the id if we can still find one. Which one is decided by reading the text as JSON
+        // without keeping it, not by the error's category: serde_json reports some type
+        // mismatches (a number where `priority`'s string belongs) as syntax errors. (Reading
+        // into a `Value` would not do either: it refuses numbers beyond f64, such as 1e999.)
+        let code = if serde_json::from_str::<IgnoredAny>(text).is_ok() {
             ErrorCode::BadRequest
         } else {
             ErrorCode::BadJson
         };
-        let id = value.and_then(|v| v.get("id").and_then(|id| id.as_u64()));
+        let id = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_u64()));
         FrameError {
             id,
             code,
@@ -407,6 +410,8 @@ mod tests {
             ("{\"tata\":{},\"priority\"\r:[]}", None, ErrorCode::BadRequest),
             // Not JSON, even if a field of the wrong type comes before the syntax error.
             (r#"{"id":"x","type":"ping",}"#, None, ErrorCode::BadJson),
+            // JSON, though its number is too large for serde_json's values.
+            (r#"{"type":"ping","id":"x","n":1e999}"#, None, ErrorCode::BadRequest),
         ];
         for (text, id, code) in cases {
             let err = decode_command(text).unwrap_err();
@@ -433,6 +438,24 @@ mod tests {
         let err = decode_command(r#"{"type":"a\/b","id":2}"#).unwrap_err();
         assert_eq!((err.id, err.code), (Some(2), ErrorCode::UnknownType), "{}", err.message);
         assert_eq!(err.message, r#"unknown frame type "a/b""#);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_or_kept_without_recursion() {
+        // A frame at the default size limit (64 KiB) made only of brackets: the decoder must
+        // answer, not overflow the stack.
+        let depth = 32 * 1024;
+        let open = "[".repeat(depth);
+        assert_eq!(decode_command(&open).unwrap_err().code, ErrorCode::BadJson);
+        let nested = format!("{open}{}", "]".repeat(depth));
+        assert_eq!(decode_command(&nested).unwrap_err().code, ErrorCode::BadRequest);
+        let frame = format!(r#"{{"type":"ping","id":1,"x":{nested}}}"#);
+        assert_eq!(
+            decode_command(&frame).map_err(|e| e.code),
+            Ok(ClientCommand::Ping { id: Some(1) })
+        );
+        let frame = format!(r#"{{"type":"publish","channel":"a","data":{nested}}}"#);
+        assert!(decode_command(&frame).is_ok());
     }
 
     #[test]

@@ -191,11 +191,13 @@ async fn read_body(state: &AppState, body: Body) -> Result<Bytes, ApiError> {
 }
 
 /// Parses a JSON body. A body that is not JSON is `bad_json`, valid JSON of the wrong shape
-/// `bad_request`, decided by parsing it as a value: serde_json reports some type mismatches (a
-/// number where `priority`'s string belongs) as syntax errors.
+/// `bad_request`, decided by reading the body as JSON without keeping it: serde_json reports
+/// some type mismatches (a number where `priority`'s string belongs) as syntax errors.
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        let code = if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        let is_json =
+            std::str::from_utf8(body).is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        let code = if is_json {
             ErrorCode::BadRequest
         } else {
             ErrorCode::BadJson

@@ -5,11 +5,13 @@
 //! Message frames are written by hand: they are the hot path, encoded once per publication and
 //! shared by every subscriber.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
 use bytes::Bytes;
 use pulsewire_model::{Position, Priority, Publication};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -69,8 +71,10 @@ pub struct FrameError {
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
+    /// Borrowed unless the frame spells it with escapes (`"p\u0069ng"`, `"a\/b"`), which a
+    /// `&str` could not hold.
     #[serde(rename = "type", borrow)]
-    kind: Option<&'a str>,
+    kind: Option<Cow<'a, str>>,
     id: Option<u64>,
     channels: Option<Vec<String>>,
     channel: Option<String>,
@@ -94,12 +98,15 @@ fn missing(id: Option<u64>, field: &str, kind: &str) -> FrameError {
 /// Decodes one text frame.
 pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
     let env: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-        // A syntax error is bad JSON; valid JSON of the wrong shape is a bad request, with the
-        // id if we can still find one.
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::BadJson
-        } else {
+        // Text that is not JSON is bad JSON; valid JSON of the wrong shape is a bad request, with
+        // the id if we can still find one. Which one is decided by reading the text as JSON
+        // without keeping it, not by the error's category: serde_json reports some type
+        // mismatches (a number where `priority`'s string belongs) as syntax errors. (Reading
+        // into a `Value` would not do either: it refuses numbers beyond f64, such as 1e999.)
+        let code = if serde_json::from_str::<IgnoredAny>(text).is_ok() {
             ErrorCode::BadRequest
+        } else {
+            ErrorCode::BadJson
         };
         let id = serde_json::from_str::<serde_json::Value>(text)
             .ok()
@@ -116,6 +123,7 @@ pub fn decode_command(text: &str) -> Result<ClientCommand, FrameError> {
         code: ErrorCode::UnknownType,
         message: "frame has no `type`".into(),
     })?;
+    let kind = kind.as_ref();
     match kind {
         "subscribe" => {
             let channels = env.channels.ok_or_else(|| missing(id, "channels", kind))?;
@@ -392,11 +400,62 @@ mod tests {
                 Some(8),
                 ErrorCode::BadRequest,
             ),
+            // Valid JSON with a priority that is not a string: serde_json calls that a syntax
+            // error, which used to make it `bad_json`.
+            (
+                r#"{"type":"publish","id":9,"channel":"a","data":1,"priority":9}"#,
+                Some(9),
+                ErrorCode::BadRequest,
+            ),
+            ("{\"tata\":{},\"priority\"\r:[]}", None, ErrorCode::BadRequest),
+            // Not JSON, even if a field of the wrong type comes before the syntax error.
+            (r#"{"id":"x","type":"ping",}"#, None, ErrorCode::BadJson),
+            // JSON, though its number is too large for serde_json's values.
+            (r#"{"type":"ping","id":"x","n":1e999}"#, None, ErrorCode::BadRequest),
         ];
         for (text, id, code) in cases {
             let err = decode_command(text).unwrap_err();
             assert_eq!((err.id, err.code), (*id, *code), "frame {text:?}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn escaped_strings_decode_like_plain_ones() {
+        // A `type` written with escapes is the same string: it used to be refused as
+        // `bad_request` ("expected a borrowed string"), or reach `unknown_type` only when plain.
+        assert_eq!(
+            decode_command(r#"{"type":"p\u0069ng","id":1}"#),
+            Ok(ClientCommand::Ping { id: Some(1) })
+        );
+        assert_eq!(
+            decode_command(r#"{"type":"subscrib\u0065","channels":["a\/b"]}"#),
+            Ok(ClientCommand::Subscribe {
+                id: None,
+                channels: vec!["a/b".into()],
+                since: BTreeMap::new()
+            })
+        );
+        let err = decode_command(r#"{"type":"a\/b","id":2}"#).unwrap_err();
+        assert_eq!((err.id, err.code), (Some(2), ErrorCode::UnknownType), "{}", err.message);
+        assert_eq!(err.message, r#"unknown frame type "a/b""#);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_or_kept_without_recursion() {
+        // A frame at the default size limit (64 KiB) made only of brackets: the decoder must
+        // answer, not overflow the stack.
+        let depth = 32 * 1024;
+        let open = "[".repeat(depth);
+        assert_eq!(decode_command(&open).unwrap_err().code, ErrorCode::BadJson);
+        let nested = format!("{open}{}", "]".repeat(depth));
+        assert_eq!(decode_command(&nested).unwrap_err().code, ErrorCode::BadRequest);
+        let frame = format!(r#"{{"type":"ping","id":1,"x":{nested}}}"#);
+        assert_eq!(
+            decode_command(&frame).map_err(|e| e.code),
+            Ok(ClientCommand::Ping { id: Some(1) })
+        );
+        let frame = format!(r#"{{"type":"publish","channel":"a","data":{nested}}}"#);
+        assert!(decode_command(&frame).is_ok());
     }
 
     #[test]

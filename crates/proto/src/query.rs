@@ -207,10 +207,20 @@ fn write_name(f: &mut fmt::Formatter<'_>, name: &str) -> fmt::Result {
     }
 }
 
+/// Escapes only what must be: every `"`, and a `\` that ends the string or stands before a `"`
+/// or another `\` (elsewhere a backslash is kept as written), so that the text is never longer
+/// than the selector it came from, whose length was within `MAX_SELECTOR_LEN`; and regexes read
+/// as written (`"10\.0\..*"`).
 fn write_quoted(f: &mut fmt::Formatter<'_>, s: &str) -> fmt::Result {
     f.write_str("\"")?;
-    for c in s.chars() {
-        if c == '"' || c == '\\' {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escape = match c {
+            '"' => true,
+            '\\' => matches!(chars.peek(), None | Some('"' | '\\')),
+            _ => false,
+        };
+        if escape {
             f.write_str("\\")?;
         }
         write!(f, "{c}")?;
@@ -859,7 +869,7 @@ mod tests {
     #[test]
     fn canonical_spelling() {
         let s = parse_selector(r#" "my m".usage { host = "a\"b" , "x y"=~"\d+" , } "#).expect("valid");
-        assert_eq!(s.to_string(), r#""my m".usage{host="a\"b","x y"=~"\\d+"}"#);
+        assert_eq!(s.to_string(), r#""my m".usage{host="a\"b","x y"=~"\d+"}"#);
         assert_eq!(parse_selector("cpu{}").expect("valid").to_string(), "cpu");
     }
 
@@ -936,6 +946,30 @@ mod tests {
             err.message,
             "expected `=`, `!=`, `=~` or `!~` after tag name at column 7\n  cpu{ x~\"a\"}\n        ^"
         );
+    }
+
+    #[test]
+    fn canonical_spelling_is_never_longer() {
+        // Backslashes are doubled only where they must be: a selector just under the length
+        // limit used to be shown as text over it, which did not parse back.
+        for (input, shown) in [
+            (r#"m{t=~"10\.0\..*"}"#, r#"m{t=~"10\.0\..*"}"#),
+            (r#"m{t=~"10\\.0"}"#, r#"m{t=~"10\.0"}"#),
+            (r#"m{t="a\\"}"#, r#"m{t="a\\"}"#),
+            (r#"m{t="\\\""}"#, r#"m{t="\\\""}"#),
+            (r#"m{t="\\\\"}"#, r#"m{t="\\\\"}"#),
+            (r#""a\b\\".f{t="x"}"#, r#""a\b\\".f{t="x"}"#),
+        ] {
+            let s = parse_selector(input).expect(input);
+            assert_eq!(s.to_string(), shown, "{input}");
+            assert_eq!(parse_selector(shown).as_ref(), Ok(&s), "{shown}");
+        }
+        let value = r"\.".repeat(MAX_SELECTOR_LEN / 2 - 8);
+        let input = format!(r#"m{{t=~"{value}"}}"#);
+        assert!(input.len() <= MAX_SELECTOR_LEN);
+        let s = parse_selector(&input).expect("within the limit");
+        assert_eq!(s.matchers[0].value, value);
+        assert_eq!(parse_selector(&s.to_string()), Ok(s));
     }
 
     #[test]

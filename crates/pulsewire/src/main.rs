@@ -136,6 +136,9 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
         .build()
         .context("cannot start the runtime")?;
     runtime.block_on(async move {
+        // Before the start lines are printed: whoever reads them may signal at once, and a
+        // SIGHUP that arrived before its handler existed would end the process.
+        let signals = Signals::listen();
         let server = Server::start(config.clone()).await?;
         let addr = server.local_addr();
         let (http, ws) = if server.tls() { ("https", "wss") } else { ("http", "ws") };
@@ -174,7 +177,7 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
                 demo::DATABASE
             );
         }
-        wait_for_signal(&server).await;
+        wait_for_signal(&server, signals).await;
         tracing::info!("signal received: shutting down");
         server.shutdown();
         if let Some(fleet) = fleet {
@@ -187,13 +190,32 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
 }
 
 /// Waits for SIGINT or SIGTERM; SIGHUP meanwhile reloads the TLS certificate.
-async fn wait_for_signal(server: &Server) {
+/// SIGTERM and SIGHUP listeners, installed before the node announces itself.
+struct Signals {
+    #[cfg(unix)]
+    streams: std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Signals {
+                streams: signal(SignalKind::terminate()).and_then(|t| Ok((t, signal(SignalKind::hangup())?))),
+            }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+}
+
+async fn wait_for_signal(server: &Server, signals: Signals) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
-            (Ok(t), Ok(h)) => (t, h),
-            (Err(e), _) | (_, Err(e)) => {
+        let (mut term, mut hup) = match signals.streams {
+            Ok(streams) => streams,
+            Err(e) => {
                 tracing::warn!("cannot listen for SIGTERM and SIGHUP: {e}");
                 let _ = tokio::signal::ctrl_c().await;
                 return;
@@ -213,7 +235,7 @@ async fn wait_for_signal(server: &Server) {
     }
     #[cfg(not(unix))]
     {
-        let _ = server;
+        let _ = (server, signals);
         let _ = tokio::signal::ctrl_c().await;
     }
 }

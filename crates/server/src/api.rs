@@ -192,13 +192,17 @@ async fn read_body(state: &AppState, caller: &crate::limits::Caller, body: Body)
     })
 }
 
-/// Parses a JSON body.
+/// Parses a JSON body. A body that is not JSON is `bad_json`, valid JSON of the wrong shape
+/// `bad_request`, decided by reading the body as JSON without keeping it: serde_json reports
+/// some type mismatches (a number where `priority`'s string belongs) as syntax errors.
 fn parse_body<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        let code = if e.is_syntax() || e.is_eof() {
-            ErrorCode::BadJson
-        } else {
+        let is_json =
+            std::str::from_utf8(body).is_ok_and(|text| serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        let code = if is_json {
             ErrorCode::BadRequest
+        } else {
+            ErrorCode::BadJson
         };
         ApiError::new(code, e.to_string())
     })

@@ -35,6 +35,18 @@ async fn recoverable_errors_keep_the_connection_open() {
             Some(10),
             "bad_request",
         ),
+        // Valid JSON of the wrong type is a bad request, not bad JSON; an escaped `type` is the
+        // same type.
+        (
+            r#"{"type":"publish","id":11,"channel":"a","data":1,"priority":9}"#,
+            Some(11),
+            "bad_request",
+        ),
+        (
+            r#"{"type":"subscrib\u0065","id":12,"channels":["bad channel"]}"#,
+            Some(12),
+            "bad_channel",
+        ),
     ];
     for (frame, id, code) in cases {
         ws.send_raw(Message::text(*frame)).await;
@@ -106,6 +118,12 @@ async fn http_errors_are_specific() {
         (
             "/api/v1/publish",
             r#"{"channel":"a","data":1,"priority":"urgent"}"#,
+            400,
+            "bad_request",
+        ),
+        (
+            "/api/v1/publish",
+            r#"{"channel":"a","data":1,"priority":9}"#,
             400,
             "bad_request",
         ),

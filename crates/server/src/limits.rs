@@ -248,8 +248,11 @@ pub struct Limits {
     /// Refusals not yet in the audit log, per (who, where from, limit), with the time of the
     /// last record: at most one record per second each, carrying the count, so a flood of
     /// refused frames cannot rotate the log's history away.
-    audit_pending: Mutex<HashMap<(String, Option<SocketAddr>, Limit), (std::time::Instant, u64)>>,
+    audit_pending: Mutex<HashMap<AuditKey, (std::time::Instant, u64)>>,
 }
+
+/// Who was refused, from where, by which limit.
+type AuditKey = (String, Option<SocketAddr>, Limit);
 
 /// Most (who, limit) pairs whose refusals are being summed for the audit log; past it the
 /// table is cleared (losing at most a second's counts of some pairs).

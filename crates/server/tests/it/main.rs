@@ -4,6 +4,7 @@ mod alerts;
 mod analysis;
 mod auth;
 mod collector;
+mod dashboard;
 mod errors;
 mod history;
 mod ingest;

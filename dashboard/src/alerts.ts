@@ -141,8 +141,7 @@ function ago(ms: number): string {
 export function mountAlertFeed(el: HTMLElement, store: AlertStore) {
   el.innerHTML = `
     <header class="panel-head"><h2>Alerts</h2>
-      <span class="counts" data-testid="alert-counts"></span>
-      <select data-testid="alert-filter" aria-label="Filter alerts">
+      <select data-testid="alert-filter" aria-label="Filter alerts" style="margin-left:auto">
         <option value="all">all</option><option value="firing">firing</option>
         <option value="pending">pending</option><option value="resolved">resolved</option>
       </select>
@@ -151,6 +150,7 @@ export function mountAlertFeed(el: HTMLElement, store: AlertStore) {
         <option value="240">silence 4h</option><option value="1440">silence 24h</option>
       </select>
     </header>
+    <div class="counts" data-testid="alert-counts"></div>
     <ul class="alert-list" data-testid="alert-list"></ul>`;
   const list = el.querySelector('ul')!;
   const filter = el.querySelector('[data-testid=alert-filter]') as HTMLSelectElement;

@@ -93,7 +93,7 @@ export function mountStatsPage(el: HTMLElement) {
     <section class="panel"><header class="panel-head"><h2>Node</h2></header><div class="tiles" data-testid="stat-tiles"></div></section>
     <section class="panel"><header class="panel-head"><h2>Rates (last 10 minutes)</h2></header><div class="rates"></div></section>
     <section class="panel"><header class="panel-head"><h2>Channels</h2><span class="status"></span></header>
-      <table class="channels"><thead><tr><th>channel</th><th>tenant</th><th>subscribers</th><th>history</th><th>offset</th></tr></thead><tbody></tbody></table></section>`;
+      <table class="channels"><thead><tr><th>channel</th><th>tenant</th><th>subscribers</th><th>history</th><th>epoch</th><th>offset</th></tr></thead><tbody></tbody></table></section>`;
   const tiles = el.querySelector('.tiles') as HTMLElement;
   const ratesEl = el.querySelector('.rates') as HTMLElement;
   let plot: uPlot | null = null;
@@ -120,13 +120,15 @@ export function mountStatsPage(el: HTMLElement) {
       tile('WAL', `${fmt(st.tsdb.wal_bytes)}B`),
       ...Object.entries(st.analysis ?? {}).map(([k, v]) => tile(`analysis: ${k.replace(/_/g, ' ')}`, fmt(Number(v)))),
     ].join('');
-    const xs = samples.map((x) => x.at / 1000);
+    // The first reading has no rate yet.
+    const shown = samples.slice(1);
+    const xs = shown.map((x) => x.at / 1000);
     const data: uPlot.AlignedData = [
       xs,
-      samples.map((x) => x.stats.messages_in_per_sec),
-      samples.map((x) => x.stats.messages_out_per_sec),
-      samples.map((x) => x.ingestPerSec),
-      samples.map((x) => x.dropsPerSec),
+      shown.map((x) => x.stats.messages_in_per_sec),
+      shown.map((x) => x.stats.messages_out_per_sec),
+      shown.map((x) => x.ingestPerSec),
+      shown.map((x) => x.dropsPerSec),
     ];
     if (!plot && ratesEl.isConnected && ratesEl.clientWidth > 0) {
       plot = new uPlot(
@@ -161,9 +163,9 @@ export function mountStatsPage(el: HTMLElement) {
           .slice(0, 200)
           .map((c) => {
             const tr = document.createElement('tr');
-            for (const k of ['name', 'tenant', 'subscribers', 'history', 'offset']) {
+            for (const k of ['name', 'tenant', 'subscribers', 'history_size', 'epoch', 'offset']) {
               const td = document.createElement('td');
-              const v = c[k] ?? c[k === 'name' ? 'channel' : k] ?? '';
+              const v = c[k] ?? '';
               td.textContent = typeof v === 'object' ? JSON.stringify(v) : String(v);
               tr.append(td);
             }

@@ -40,7 +40,12 @@ fn the_dashboard_works_in_headless_chromium() {
     std::fs::create_dir_all(&artifacts).expect("artifacts directory");
     let started = Instant::now();
     let out = Command::new(&node)
-        .args(["--test", "--test-concurrency=1", "--test-timeout=90000", "--test-reporter=spec"])
+        .args([
+            "--test",
+            "--test-concurrency=1",
+            "--test-timeout=90000",
+            "--test-reporter=spec",
+        ])
         .arg("e2e/dashboard.test.mjs")
         .current_dir(&dir)
         .env("PW_BIN", BIN)
@@ -57,7 +62,10 @@ fn the_dashboard_works_in_headless_chromium() {
         "the dashboard's browser tests failed (output above; screenshots in {})",
         artifacts.display()
     );
-    assert!(stdout.contains("pass 4"), "expected four passing browser tests:\n{stdout}");
+    assert!(
+        stdout.contains("pass 4"),
+        "expected four passing browser tests:\n{stdout}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(180),
         "the browser tests took {:?}",

@@ -72,7 +72,13 @@ async fn the_demo_fleet_has_history_live_points_and_alerts_that_fire_and_resolve
         .iter()
         .filter_map(|r| r["name"].as_str())
         .collect();
-    for want in ["high_cpu", "memory_high", "host_silent", "checkout_slow", "latency_anomaly"] {
+    for want in [
+        "high_cpu",
+        "memory_high",
+        "host_silent",
+        "checkout_slow",
+        "latency_anomaly",
+    ] {
         assert!(names.contains(&want), "{want} in {names:?}");
     }
 

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use axum::body::Body;
-use bytes::Bytes;
 use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use parking_lot::Mutex;
 use rust_embed::RustEmbed;
 

@@ -77,7 +77,9 @@ async fn the_page_and_its_assets_are_served_without_a_key_with_types_caching_and
         let packed = zipped.bytes().await.unwrap();
         assert!(packed.len() < body.len(), "{asset}: gzip makes it smaller");
         let mut unpacked = Vec::new();
-        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut unpacked).unwrap();
+        flate2::read::GzDecoder::new(&packed[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
         assert_eq!(unpacked, body, "{asset}: gzip round trip");
 
         let refused = get(&s, asset, &[("accept-encoding", "gzip;q=0")]).await;
@@ -87,7 +89,11 @@ async fn the_page_and_its_assets_are_served_without_a_key_with_types_caching_and
     // Unknown files are 404, like any unknown path; no directory listing, no source hash.
     for missing in ["/assets/nope.js", "/assets/", "/SOURCE_HASH", "/index.html"] {
         let resp = get(&s, missing, &[]).await;
-        assert!(matches!(resp.status().as_u16(), 401 | 404), "{missing}: {}", resp.status());
+        assert!(
+            matches!(resp.status().as_u16(), 401 | 404),
+            "{missing}: {}",
+            resp.status()
+        );
     }
     assert_eq!(get(&s, "/assets/nope.js", &[]).await.status().as_u16(), 404);
 
@@ -135,7 +141,15 @@ fn walk(root: &Path, path: &Path, out: &mut Vec<String>) {
 fn source_hash() -> String {
     let root = dashboard_dir();
     let mut files = Vec::new();
-    for s in ["index.html", "package.json", "package-lock.json", "tsconfig.json", "vite.config.ts", "src", "public"] {
+    for s in [
+        "index.html",
+        "package.json",
+        "package-lock.json",
+        "tsconfig.json",
+        "vite.config.ts",
+        "src",
+        "public",
+    ] {
         walk(&root, &root.join(s), &mut files);
     }
     files.sort();
@@ -167,5 +181,8 @@ fn the_committed_build_is_that_of_the_committed_sources() {
     built.sort();
     let mut wanted: Vec<String> = wanted.iter().map(|a| a.trim_start_matches('/').to_owned()).collect();
     wanted.sort();
-    assert_eq!(built, wanted, "files under assets/dashboard/assets and what index.html loads differ");
+    assert_eq!(
+        built, wanted,
+        "files under assets/dashboard/assets and what index.html loads differ"
+    );
 }

@@ -5,7 +5,7 @@
 // Screenshots and the frame-time figures go to $PW_ARTIFACTS (default ../target/dashboard-e2e).
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,8 +20,7 @@ const BIN = process.env.PW_BIN;
 const CHROMIUM = process.env.PW_CHROMIUM ?? '/usr/bin/chromium';
 const ARTIFACTS = resolve(process.env.PW_ARTIFACTS ?? join(here, '../../target/dashboard-e2e'));
 
-let server;
-let serverLog = '';
+const children = [];
 let api; // the server's own address (tests write and publish there directly)
 let proxy;
 let context;
@@ -98,29 +97,36 @@ const chart = (selector) => page.locator(`[data-testid=chart][data-selector='${s
 const dataOf = async (selector, name) => Number(await chart(selector).getAttribute(`data-${name}`));
 const shot = (name) => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: false });
 
-before(async () => {
-  assert.ok(BIN, 'PW_BIN must name the pulsewire binary (cargo test sets it)');
-  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
-  mkdirSync(ARTIFACTS, { recursive: true });
-  const data = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-'));
+/** Starts `pulsewire serve` on a free loopback port with a fresh data directory. */
+async function startServer(env, data = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-'))) {
   dirs.push(data);
-  server = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', data], {
-    env: { ...process.env, PULSEWIRE_COLLECTOR__ENABLED: 'false', PULSEWIRE_LOG__LEVEL: 'warn' },
+  let log = '';
+  const child = spawn(BIN, ['serve', '--listen', '127.0.0.1:0', '--data-dir', data], {
+    env: { ...process.env, PULSEWIRE_COLLECTOR__ENABLED: 'false', PULSEWIRE_LOG__LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  server.stderr.on('data', (d) => (serverLog += d));
-  api = await new Promise((ok, fail) => {
-    const t = setTimeout(() => fail(new Error(`pulsewire did not start; log:\n${serverLog}`)), 20_000);
-    server.stdout.on('data', (d) => {
-      serverLog += d;
-      const m = /is serving on (http:\/\/\S+)/.exec(serverLog);
+  children.push(child);
+  child.stderr.on('data', (d) => (log += d));
+  const url = await new Promise((ok, fail) => {
+    const t = setTimeout(() => fail(new Error(`pulsewire did not start; log:\n${log}`)), 20_000);
+    child.stdout.on('data', (d) => {
+      log += d;
+      const m = /is serving on (http:\/\/\S+)/.exec(log);
       if (m) {
         clearTimeout(t);
         ok(m[1]);
       }
     });
-    server.on('exit', (code) => fail(new Error(`pulsewire exited with ${code}; log:\n${serverLog}`)));
+    child.on('exit', (code) => fail(new Error(`pulsewire exited with ${code}; log:\n${log}`)));
   });
+  return { url, child, log: () => log };
+}
+
+before(async () => {
+  assert.ok(BIN, 'PW_BIN must name the pulsewire binary (cargo test sets it)');
+  assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: apt-get install -y chromium`);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  ({ url: api } = await startServer({}));
   proxy = await startProxy(new URL(api));
   const profile = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-chromium-'));
   dirs.push(profile);
@@ -146,7 +152,7 @@ before(async () => {
 after(async () => {
   await context?.close();
   await proxy?.close();
-  server?.kill('SIGTERM');
+  for (const c of children) c.kill('SIGTERM');
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
@@ -296,5 +302,39 @@ test('fifty series updating every second stay smooth (frame times recorded)', as
   } finally {
     stop = true;
     await writer;
+  }
+});
+
+test('with authentication on, the page loads without a key, asks for one on 401 and then works', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-auth-'));
+  const made = spawnSync(BIN, ['keys', 'create', '--data-dir', data, '--tenant', 'default', '--scope', 'read,ingest,admin,publish', '--name', 'e2e'], {
+    encoding: 'utf8',
+  });
+  assert.equal(made.status, 0, made.stderr);
+  const key = made.stdout.trim();
+  const { url } = await startServer({ PULSEWIRE_AUTH__ENABLED: 'true' }, data);
+  const p = await context.newPage();
+  try {
+    await p.goto(`${url}/#/?range=5m&c=auth.v`);
+    const dialog = p.locator('#token-dialog[open]');
+    await dialog.waitFor();
+    await p.screenshot({ path: join(ARTIFACTS, 'auth-dialog.png') });
+    await dialog.locator('input').fill(key);
+    await dialog.getByRole('button', { name: 'Save' }).click();
+    await p.locator('[data-testid=conn-state][data-state=open]').waitFor({ timeout: 15_000 });
+    const chartEl = p.locator('[data-testid=chart][data-selector="auth.v"]');
+    await until('a point written with the key on the chart', async () => {
+      const resp = await fetch(`${url}/write?db=e2e&precision=ms`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}` },
+        body: `auth v=7 ${Date.now()}`,
+      });
+      assert.equal(resp.status, 204);
+      await new Promise((r) => setTimeout(r, 300));
+      return Number(await chartEl.getAttribute('data-points')) >= 1;
+    });
+    assert.equal(await p.evaluate(() => localStorage.getItem('pulsewire.token')), key);
+  } finally {
+    await p.close();
   }
 });

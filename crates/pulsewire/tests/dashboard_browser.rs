@@ -63,8 +63,8 @@ fn the_dashboard_works_in_headless_chromium() {
         artifacts.display()
     );
     assert!(
-        stdout.contains("pass 4"),
-        "expected four passing browser tests:\n{stdout}"
+        stdout.contains("pass 5"),
+        "expected five passing browser tests:\n{stdout}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(180),

@@ -16,10 +16,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use rust_embed::RustEmbed;
 
+/// Everything under `assets/dashboard/`; only `index.html` and `assets/*` are reachable.
 #[derive(RustEmbed)]
 #[folder = "assets/dashboard/"]
-#[include = "index.html"]
-#[include = "assets/*"]
 struct Files;
 
 /// A long cache for files whose name changes with their content.

@@ -107,8 +107,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, AuthConfig, CollectorConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig, ShutdownConfig,
-        SseConfig, WebSocketConfig,
+        AnalysisConfig, AuthConfig, CollectorConfig, DashboardConfig, HttpConfig, IngestConfig, LimitsConfig,
+        LogConfig, ShutdownConfig, SseConfig, WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -140,7 +140,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<AuthConfig>(figment, "auth", &mut out);
     check::<LimitsConfig>(figment, "limits", &mut out);
     check::<CollectorConfig>(figment, "collector", &mut out);
-    const KNOWN: [&str; 14] = [
+    check::<DashboardConfig>(figment, "dashboard", &mut out);
+    const KNOWN: [&str; 15] = [
         "listen",
         "data_dir",
         "log",
@@ -155,6 +156,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "auth",
         "limits",
         "collector",
+        "dashboard",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

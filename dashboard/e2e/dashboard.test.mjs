@@ -152,7 +152,21 @@ before(async () => {
 after(async () => {
   await context?.close();
   await proxy?.close();
-  for (const c of children) c.kill('SIGTERM');
+  // Each node shuts down (and stops writing its data directory) before the directory goes.
+  await Promise.all(
+    children.map(
+      (c) =>
+        new Promise((done) => {
+          if (c.exitCode !== null || c.signalCode !== null) return done();
+          const t = setTimeout(() => c.kill('SIGKILL'), 10_000);
+          c.once('exit', () => {
+            clearTimeout(t);
+            done();
+          });
+          c.kill('SIGTERM');
+        }),
+    ),
+  );
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 

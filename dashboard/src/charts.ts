@@ -78,15 +78,21 @@ export interface AnomalyEvent {
 /** Redraws at most once per animation frame, only the panels whose data changed. */
 const dirty = new Set<ChartPanel>();
 let frameQueued = false;
+/** How long each batched redraw took (ms), the latest 1000: the browser tests read them. */
+const redrawMs: number[] = [];
+(globalThis as unknown as { __pulsewireRedrawMs: number[] }).__pulsewireRedrawMs = redrawMs;
 function markDirty(p: ChartPanel) {
   dirty.add(p);
   if (!frameQueued) {
     frameQueued = true;
     requestAnimationFrame(() => {
       frameQueued = false;
+      const t0 = performance.now();
       const list = [...dirty];
       dirty.clear();
       for (const panel of list) panel.render();
+      redrawMs.push(performance.now() - t0);
+      if (redrawMs.length > 1000) redrawMs.shift();
     });
   }
 }

@@ -91,8 +91,11 @@ function markDirty(p: ChartPanel) {
       const list = [...dirty];
       dirty.clear();
       for (const panel of list) panel.render();
-      redrawMs.push(performance.now() - t0);
-      if (redrawMs.length > 1000) redrawMs.shift();
+      // uPlot draws in a microtask queued by setData; this one runs after it.
+      queueMicrotask(() => {
+        redrawMs.push(performance.now() - t0);
+        if (redrawMs.length > 1000) redrawMs.shift();
+      });
     });
   }
 }

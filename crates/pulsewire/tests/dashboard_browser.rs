@@ -27,6 +27,18 @@ fn the_dashboard_works_in_headless_chromium() {
         panic!("cannot run `{node} --version` ({e}): the dashboard's browser tests need Node 20.19 or newer")
     });
     assert!(version.status.success(), "`{node} --version` failed");
+    let text = String::from_utf8_lossy(&version.stdout);
+    let mut parts = text
+        .trim()
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    assert!(
+        (major, minor) >= (20, 19),
+        "Node {} is too old: the dashboard's tools need Node 20.19 or newer",
+        text.trim()
+    );
     let chromium = std::env::var("PW_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         Path::new(&chromium).exists(),

@@ -144,6 +144,9 @@ fn serve(config: Config, source: String, demo: bool) -> anyhow::Result<()> {
         let (http, ws) = if server.tls() { ("https", "wss") } else { ("http", "ws") };
         tracing::info!(config = %source, data_dir = %config.data_dir.display(), "pulsewire {} started", env!("CARGO_PKG_VERSION"));
         println!("Pulsewire {} is serving on {http}://{addr}", env!("CARGO_PKG_VERSION"));
+        if config.dashboard.enabled {
+            println!("  dashboard    {http}://{addr}/");
+        }
         println!("  WebSocket    {ws}://{addr}/ws");
         println!("  SSE          {http}://{addr}/sse?channels=NAME");
         println!("  publish      POST {http}://{addr}/api/v1/publish");

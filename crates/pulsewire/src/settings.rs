@@ -137,8 +137,8 @@ pub fn load(args: &ServeArgs) -> Result<(Config, String), Vec<String>> {
 fn section_problems(figment: &Figment) -> Vec<String> {
     use pulsewire_hub::HubConfig;
     use pulsewire_server::{
-        AnalysisConfig, AuditConfig, AuthConfig, CollectorConfig, HttpConfig, IngestConfig, LimitsConfig, LogConfig,
-        ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig,
+        AnalysisConfig, AuditConfig, AuthConfig, CollectorConfig, DashboardConfig, HttpConfig, IngestConfig,
+        LimitsConfig, LogConfig, ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig,
     };
     use pulsewire_tsdb::StoreConfig;
     fn check<T: serde::de::DeserializeOwned>(figment: &Figment, key: &str, out: &mut Vec<String>) {
@@ -172,7 +172,8 @@ fn section_problems(figment: &Figment) -> Vec<String> {
     check::<CollectorConfig>(figment, "collector", &mut out);
     check::<TlsConfig>(figment, "tls", &mut out);
     check::<AuditConfig>(figment, "audit", &mut out);
-    const KNOWN: [&str; 16] = [
+    check::<DashboardConfig>(figment, "dashboard", &mut out);
+    const KNOWN: [&str; 17] = [
         "listen",
         "data_dir",
         "log",
@@ -189,6 +190,7 @@ fn section_problems(figment: &Figment) -> Vec<String> {
         "collector",
         "tls",
         "audit",
+        "dashboard",
     ];
     if let Ok(figment::value::Value::Dict(_, dict)) = figment.find_value("") {
         for key in dict.keys().filter(|k| !KNOWN.contains(&k.as_str())) {

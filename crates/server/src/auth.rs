@@ -465,13 +465,17 @@ pub fn exposure(auth: &AuthConfig, addr: SocketAddr) -> Result<Exposure, String>
     }
 }
 
-/// The scope a request needs, or `None` for the open endpoints (health, readiness, metrics).
+/// The scope a request needs, or `None` for the open endpoints (health, readiness, metrics,
+/// the dashboard's page and assets).
 /// WebSocket and SSE connections are resolved apart (see [`authenticate`]): an API key needs
 /// `read` to connect, and the channel permissions (`permissions.rs`) decide per command.
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let reading = method == Method::GET || method == Method::HEAD;
     match path {
         "/health" | "/ping" | "/ready" | "/metrics" => None,
+        // The dashboard's page and files: it asks for a credential when the API answers 401.
+        "/" if reading => None,
+        p if reading && p.starts_with("/assets/") => None,
         "/write" | "/api/v2/write" | "/api/v1/metrics/ingest" => Some(Scope::Ingest),
         "/api/v1/publish" => Some(Scope::Publish),
         "/api/v1/broadcast"
@@ -825,6 +829,9 @@ mod tests {
             (Method::POST, "/api/v1/notify/dead-letter/replay", Some(Scope::Admin)),
             (Method::GET, "/api/v1/audit", Some(Scope::Admin)),
             (Method::GET, "/nowhere", Some(Scope::Read)),
+            (Method::GET, "/", None),
+            (Method::GET, "/assets/index-0123abcd.js", None),
+            (Method::POST, "/", Some(Scope::Read)),
         ];
         for (method, path, want) in cases {
             assert_eq!(required_scope(&method, path), want, "{method} {path}");

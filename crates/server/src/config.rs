@@ -45,6 +45,22 @@ pub struct Config {
     pub audit: AuditConfig,
     /// The host collector: this machine's CPU, memory, load, disk and network into the store.
     pub collector: CollectorConfig,
+    /// The live dashboard served at `/` (docs/dashboard.md).
+    pub dashboard: DashboardConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Serve the dashboard's page at `/` and its files at `/assets/*` (without authentication;
+    /// the page asks for a credential when the API answers 401).
+    pub enabled: bool,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -86,6 +102,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             collector: CollectorConfig::default(),
+            dashboard: DashboardConfig::default(),
             tls: TlsConfig::default(),
             audit: AuditConfig::default(),
         }

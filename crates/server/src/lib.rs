@@ -10,6 +10,7 @@ pub mod audit;
 pub mod auth;
 pub mod collector;
 mod config;
+mod dashboard;
 mod error;
 mod ingest;
 pub use ingest::write_own;
@@ -43,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     Access, AlertmanagerConfig, AlertsConfig, AnalysisConfig, AnomalyConfig, AuditConfig, AuthConfig,
-    ChannelPermissions, CollectorConfig, Config, HttpConfig, IngestConfig, JwtConfig, LimitsConfig, LogConfig,
-    LogFormat, NamespacePermissions, NotifyConfig, ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig,
+    ChannelPermissions, CollectorConfig, Config, DashboardConfig, HttpConfig, IngestConfig, JwtConfig, LimitsConfig,
+    LogConfig, LogFormat, NamespacePermissions, NotifyConfig, ShutdownConfig, SseConfig, TlsConfig, WebSocketConfig,
     WebhookConfig,
 };
 pub use error::ApiError;
@@ -452,10 +453,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/admin/snapshots/{id}", delete(admin::delete))
         .route("/api/v1/admin/snapshots/{id}/files/{*path}", get(admin::file))
         .route("/api/v1/audit", get(audit::read_back))
+        .merge(dashboard_routes(state.config().dashboard.enabled))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         // Outermost: preflights are answered before authentication.
         .layer(limits::cors_layer(state.limits()))
         .with_state(state)
+}
+
+/// `/` and `/assets/*`: the embedded dashboard, unless `dashboard.enabled` is off.
+fn dashboard_routes(enabled: bool) -> Router<AppState> {
+    if !enabled {
+        return Router::new();
+    }
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/assets/{*path}", get(dashboard::asset))
 }
 
 /// Time to wait between checks while draining; short, since it only bounds shutdown latency.

@@ -5,6 +5,7 @@ mod analysis;
 mod audit;
 mod auth;
 mod collector;
+mod dashboard;
 mod errors;
 mod history;
 mod ingest;

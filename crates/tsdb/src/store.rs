@@ -1034,6 +1034,24 @@ fn raw_runs(view: &View, id: SeriesId, kind: Kind, from: i64, to: i64) -> Result
     Ok(runs)
 }
 
+/// Every raw point of one series in `parts` (in their order of precedence), merged; `None` if
+/// no part holds the series.
+fn all_points(parts: &[&Arc<LivePart>], id: SeriesId) -> Result<Option<(Vec<i64>, Values)>> {
+    let mut runs = Vec::new();
+    let mut kind = None;
+    for p in parts {
+        let Some(k) = p.part.kind(id).transpose()? else {
+            continue;
+        };
+        let mut ts = Vec::new();
+        let mut values = Values::new(k);
+        p.part.read_raw(id, i64::MIN, i64::MAX, &mut ts, &mut values)?;
+        kind = Some(k);
+        runs.push((ts, values));
+    }
+    Ok(kind.map(|kind| merge_runs(runs, kind)))
+}
+
 /// Runs of points merged into one ascending run; a later run wins at an equal timestamp.
 fn merge_runs(mut runs: Vec<(Vec<i64>, Values)>, kind: Kind) -> (Vec<i64>, Values) {
     runs.retain(|(ts, _)| !ts.is_empty());
@@ -1389,20 +1407,9 @@ impl Shared {
         };
         let result = (|| {
             for id in ids {
-                let mut runs = Vec::new();
-                let mut kind = None;
-                for p in &parts {
-                    let Some(k) = p.part.kind(id).transpose()? else {
-                        continue;
-                    };
-                    let mut ts = Vec::new();
-                    let mut values = Values::new(k);
-                    p.part.read_raw(id, i64::MIN, i64::MAX, &mut ts, &mut values)?;
-                    kind = Some(k);
-                    runs.push((ts, values));
-                }
-                let Some(kind) = kind else { continue };
-                let (ts, values) = merge_runs(runs, kind);
+                let Some((ts, values)) = all_points(&parts, id)? else {
+                    continue;
+                };
                 if let Some(vals) = numeric(&values) {
                     writers.add_tiers(id, &ts, &vals)?;
                 }
@@ -1490,21 +1497,9 @@ impl Shared {
         let result = (|| {
             for id in ids.into_iter().filter(|id| !drop.contains(id)) {
                 if tier == Tier::Raw {
-                    let mut runs = Vec::new();
-                    let mut kind = None;
-                    for p in &parts {
-                        let Some(k) = p.part.kind(id).transpose()? else {
-                            continue;
-                        };
-                        let mut ts = Vec::new();
-                        let mut values = Values::new(k);
-                        p.part.read_raw(id, i64::MIN, i64::MAX, &mut ts, &mut values)?;
-                        kind = Some(k);
-                        runs.push((ts, values));
-                    }
-                    let Some(kind) = kind else { continue };
-                    let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
-                    let (ts, values) = merge(&refs, kind);
+                    let Some((ts, values)) = all_points(&parts, id)? else {
+                        continue;
+                    };
                     w.add_raw(id, &ts, &values)?;
                 } else {
                     let mut all = Vec::new();

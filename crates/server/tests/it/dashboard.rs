@@ -98,11 +98,16 @@ async fn the_page_and_its_assets_are_served_without_a_key_with_types_caching_and
     assert_eq!(get(&s, "/assets/nope.js", &[]).await.status().as_u16(), 404);
 
     // The API itself still needs the key: that 401 is what makes the page ask for one.
-    let resp = get(&s, "/api/v1/stats", &[]).await;
+    let resp = get(&s, "/api/v1/series?q=cpu", &[]).await;
     assert_eq!(resp.status().as_u16(), 401);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "unauthorized");
-    let resp = get(&s, "/api/v1/stats", &[("authorization", &format!("Bearer {key}"))]).await;
+    let resp = get(
+        &s,
+        "/api/v1/series?q=cpu",
+        &[("authorization", &format!("Bearer {key}"))],
+    )
+    .await;
     assert_eq!(resp.status().as_u16(), 200);
     // Writing to `/` is not open.
     let resp = s.http.post(s.url("/")).send().await.unwrap();

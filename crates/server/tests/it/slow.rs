@@ -90,7 +90,7 @@ async fn stalled_sse_reader_is_disconnected() {
     // A raw HTTP client that asks for the stream and then never reads a byte.
     let mut stalled = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
     stalled
-        .write_all(b"GET /sse?channels=firehose HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+        .write_all(b"GET /sse?channels=firehose HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
         .await
         .unwrap();
     s.wait_stats("the SSE stream to open", |st| st["connections"]["sse"] == 1)

@@ -229,15 +229,37 @@ pub async fn publish(
     State(state): State<AppState>,
     crate::auth::Tenant(tenant): crate::auth::Tenant,
     caller: crate::limits::Caller,
+    extensions: axum::http::Extensions,
     body: Body,
 ) -> Result<Response, ApiError> {
     check_ready(&state)?;
     let body = read_body(&state, &caller, body).await?;
     let req: PublishBody<'_> = parse_body(&body)?;
     server_owned(&req.channel)?;
+    channel_rule(&state, &extensions, crate::permissions::Action::Publish, &req.channel)?;
     let data = Bytes::copy_from_slice(req.data.get().as_bytes());
     let p = state.hub().publish(&tenant, &req.channel, data, req.priority).await?;
     Ok(json_response(encode_reply(&publish_reply(None, &p))))
+}
+
+/// The namespace rules (`[[auth.namespaces]]`) for an HTTP request, as for a WebSocket or SSE
+/// connection with the same API key: 403 `forbidden` naming the rule.
+fn channel_rule(
+    state: &AppState,
+    extensions: &axum::http::Extensions,
+    action: crate::permissions::Action,
+    channel: &str,
+) -> Result<(), ApiError> {
+    use crate::permissions::Identity;
+    let who = match (state.keys(), extensions.get::<crate::auth::Principal>()) {
+        (None, _) => Identity::Open,
+        (Some(_), Some(p)) => Identity::Key(p.clone()),
+        (Some(_), None) => Identity::Anonymous(TenantId::new(&state.config().auth.anonymous_tenant)),
+    };
+    state
+        .permissions()
+        .check(&who, action, channel)
+        .map_err(|why| ApiError::new(ErrorCode::Forbidden, why))
 }
 
 /// The answer to a publish: the reply frame on WebSocket (`kind` and `id` set), the body on HTTP.
@@ -356,6 +378,7 @@ pub async fn history(
             ));
         }
     };
+    channel_rule(&state, &extensions, crate::permissions::Action::History, &q.channel)?;
     let frame = history_frame(state.hub(), &tenant, None, &q.channel, since.as_ref(), q.limit).await?;
     Ok(json_response(frame))
 }

@@ -100,4 +100,10 @@ async fn the_demo_fleet_has_history_live_points_and_alerts_that_fire_and_resolve
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+
+    // Anomaly detection scores the fleet too: some points were pushed as anomalies and their
+    // scores stored beside the series, where the dashboard draws them.
+    let stats = get(&http, &format!("{url}/api/v1/stats")).await;
+    assert!(stats["analysis"]["anomalies"].as_u64() > Some(0), "{stats}");
+    assert!(stats["analysis"]["scores_stored"].as_u64() > Some(0), "{stats}");
 }

@@ -8,8 +8,8 @@
 //! only after the checkpoint's manifest is in place) and come back with its replay.
 //!
 //! Definitions repeat their measurement, tag keys and most tag values from one series to the
-//! next: compressed, 100,000 definitions of host metrics take ~1 MB instead of ~7.7 MB (0.06
-//! instead of 0.43 bytes per sample of a 180-point run). Files of the first format (no header,
+//! next: compressed, the 100,000 definitions of `bench/run-ingest.sh pulsewire --rounds 180` take
+//! 870,696 bytes instead of 7,696,833 (0.05 instead of 0.43 bytes per sample of that run). Files of the first format (no header,
 //! one uncompressed definition per record) are read and rewritten in this one at open.
 
 use std::fs;

@@ -880,11 +880,14 @@ impl Store {
             while chunk < to {
                 let (a, b) = (from.max(chunk), to.min(chunk + PENDING_CHUNK_MS));
                 let mut runs = raw_runs(&view, id, meta.kind, a, b)?;
-                runs.extend(
-                    pending_heads
-                        .iter()
-                        .map(|(ts, values)| clip(ts.clone(), values.clone(), a, b)),
-                );
+                // Only the chunk's own points of each head run are copied (runs are ascending).
+                runs.extend(pending_heads.iter().map(|(ts, values)| {
+                    let range = ts.partition_point(|&t| t < a)..ts.partition_point(|&t| t < b);
+                    (
+                        ts.get(range.clone()).unwrap_or_default().to_vec(),
+                        slice_values(values, range),
+                    )
+                }));
                 let (ts, values) = merge_runs(runs, meta.kind);
                 out.extend(summarize(&ts, &values));
                 chunk += PENDING_CHUNK_MS;

@@ -73,6 +73,7 @@ pub enum ResidualCoding {
 pub(crate) struct IntChoice {
     pub transform: Option<IntTransform>,
     pub coding: Option<ResidualCoding>,
+    pub search: Search,
 }
 
 /// Median of `items`, using `scratch` for the selection.
@@ -400,7 +401,7 @@ pub(crate) fn encode_ints(vals: &[i64], choice: &IntChoice, out: &mut Vec<u8>) {
         Some(c) => std::slice::from_ref(c),
         None => &[ResidualCoding::Rice, ResidualCoding::Varint],
     };
-    encode_ints_among(vals, transforms, codings, Search::Exact, out);
+    encode_ints_among(vals, transforms, codings, choice.search, out);
 }
 
 /// Bytes of a partitioned Rice stream, estimated with one parameter per partition (from its

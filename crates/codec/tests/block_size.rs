@@ -94,8 +94,16 @@ fn shape_name(s: Shape) -> String {
 #[allow(dead_code)]
 pub fn report() {
     let day_ms = 86_400_000;
-    let variants: [(&str, usize, BlockOptions); 9] = [
+    let variants: [(&str, usize, BlockOptions); 10] = [
         ("auto/720", 720, BlockOptions::default()),
+        (
+            "fast/720",
+            720,
+            BlockOptions {
+                fast: true,
+                ..Default::default()
+            },
+        ),
         ("auto/30", 30, BlockOptions::default()),
         ("auto/120", 120, BlockOptions::default()),
         ("auto/240", 240, BlockOptions::default()),
@@ -220,11 +228,25 @@ pub fn report() {
             encode_block_with(&ts[lo..hi], &slice(&v, lo, hi), &opts, &mut out).unwrap();
         }
         let enc_plain = t0.elapsed().as_secs_f64() / blocks.len() as f64;
+        let t0 = Instant::now();
+        let mut fast_bytes = 0;
+        for lo in (0..ts.len()).step_by(BLOCK_POINTS) {
+            let hi = (lo + BLOCK_POINTS).min(ts.len());
+            let mut out = Vec::new();
+            let opts = BlockOptions {
+                fast: true,
+                ..Default::default()
+            };
+            encode_block_with(&ts[lo..hi], &slice(&v, lo, hi), &opts, &mut out).unwrap();
+            fast_bytes += out.len();
+        }
+        let enc_fast = t0.elapsed().as_secs_f64() / blocks.len() as f64;
         println!(
-            "{:<18} encode {:>6.0} us/block ({:>5.0} without trying zstd), {enc_bytes} bytes",
+            "{:<18} encode {:>6.0} us/block ({:>5.0} without trying zstd, {:>5.0} fast: {fast_bytes} bytes), {enc_bytes} bytes",
             shape_name(shape),
             enc * 1e6,
-            enc_plain * 1e6
+            enc_plain * 1e6,
+            enc_fast * 1e6
         );
         let (mut dts, mut dv) = (Vec::new(), Values::new(v.kind()));
         let mut best = f64::MAX;

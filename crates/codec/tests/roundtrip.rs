@@ -107,14 +107,18 @@ fn options() -> impl Strategy<Value = BlockOptions> {
         coding,
         float,
         prop::option::of(any::<bool>()),
+        any::<bool>(),
     )
-        .prop_map(|(ts_transform, value_transform, coding, float, zstd)| BlockOptions {
-            ts_transform,
-            value_transform,
-            coding,
-            float,
-            zstd,
-        })
+        .prop_map(
+            |(ts_transform, value_transform, coding, float, zstd, fast)| BlockOptions {
+                ts_transform,
+                value_transform,
+                coding,
+                float,
+                zstd,
+                fast,
+            },
+        )
 }
 
 fn head_of(ts: &[i64], vals: &Values) -> HeadChunk {

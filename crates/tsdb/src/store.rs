@@ -1407,6 +1407,7 @@ impl Shared {
             dir: &parts_dir,
             next_seq: &self.next_seq,
             open: BTreeMap::new(),
+            fast: false,
         };
         let result = (|| {
             for id in ids {
@@ -1612,6 +1613,8 @@ struct Writers<'a> {
     /// Part sequence numbers, shared by the threads sealing one head.
     next_seq: &'a AtomicU64,
     open: BTreeMap<(Tier, i64), (PartEntry, PartWriter)>,
+    /// Raw blocks encoded with less effort (checkpoints; compaction rewrites them).
+    fast: bool,
 }
 
 impl Writers<'_> {
@@ -1661,6 +1664,7 @@ impl Writers<'_> {
             Entry::Vacant(v) => {
                 let entry = new_entry(self.next_seq, tier, partition);
                 let w = PartWriter::create(&self.dir.join(&entry.file))?;
+                let w = if self.fast { w.fast() } else { w };
                 Ok(&mut v.insert((entry, w)).1)
             }
         }
@@ -1725,6 +1729,7 @@ fn seal_series(
         dir,
         next_seq,
         open: BTreeMap::new(),
+        fast: true,
     };
     let result = (|| {
         for (id, meta) in metas {

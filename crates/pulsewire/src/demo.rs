@@ -111,7 +111,7 @@ pub fn rules() -> Vec<RuleSpec> {
     slow.severity = Some("warning".into());
     slow.annotations.insert(
         "summary".into(),
-        "checkout p95 latency {{ $value | printf \"%.0f\" }} ms (above 400 ms)".into(),
+        "checkout p95 latency {{ $value | printf \"%.0f\" }} ms (threshold 400 ms)".into(),
     );
 
     let mut odd = spec("latency_anomaly", "anomaly", "http.latency_ms");

@@ -79,9 +79,10 @@ pub fn rules() -> Vec<RuleSpec> {
     high_cpu.threshold = Some(85.0);
     high_cpu.for_ = Some("5s".into());
     high_cpu.severity = Some("critical".into());
-    high_cpu
-        .annotations
-        .insert("summary".into(), "CPU {{ $value | printf \"%.1f\" }} % on {{ $labels.host }}".into());
+    high_cpu.annotations.insert(
+        "summary".into(),
+        "CPU {{ $value | printf \"%.1f\" }} % on {{ $labels.host }}".into(),
+    );
 
     let mut memory = spec("memory_high", "threshold", "last(mem.used_percent)");
     memory.window = Some("10s".into());

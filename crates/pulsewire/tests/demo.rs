@@ -93,7 +93,9 @@ async fn the_demo_fleet_has_history_live_points_and_alerts_that_fire_and_resolve
             Some("firing") => {
                 fired = true;
                 // The summary reads as a person would write it: one decimal, not 93.2871828.
-                let summary = web2.and_then(|a| a["annotations"]["summary"].as_str()).unwrap_or_default();
+                let summary = web2
+                    .and_then(|a| a["annotations"]["summary"].as_str())
+                    .unwrap_or_default();
                 let figure = summary
                     .strip_prefix("CPU ")
                     .and_then(|s| s.strip_suffix(" % on web-2"))

@@ -150,7 +150,11 @@ impl Format {
             // `printf "FORMAT" $value`, the function-call spelling.
             None => match hole.strip_suffix("$value") {
                 Some(call) => call.trim().to_string(),
-                None => return Err(format!("`{hole}` at byte {at}: printf formats $value: `printf \"%.1f\" $value`")),
+                None => {
+                    return Err(format!(
+                        "`{hole}` at byte {at}: printf formats $value: `printf \"%.1f\" $value`"
+                    ));
+                }
             },
         };
         let (name, arg) = match call.split_once(char::is_whitespace) {
@@ -236,7 +240,9 @@ impl Printf {
                 let n = if digits.is_empty() {
                     0
                 } else {
-                    digits.parse::<usize>().map_err(|_| format!("precision `{digits}` is too large"))?
+                    digits
+                        .parse::<usize>()
+                        .map_err(|_| format!("precision `{digits}` is too large"))?
                 };
                 if n > MAX_PRECISION {
                     return Err(format!("precision {n} in `{spec}` is above {MAX_PRECISION}"));
@@ -262,7 +268,9 @@ impl Printf {
             }
         }
         let Some((verb, precision)) = verb else {
-            return Err(format!("`{format}` has no verb for $value: add %f, %e or %g (e.g. %.1f)"));
+            return Err(format!(
+                "`{format}` has no verb for $value: add %f, %e or %g (e.g. %.1f)"
+            ));
         };
         Ok(Printf {
             before,
@@ -477,7 +485,10 @@ mod tests {
         let table: [(&str, [&str; 3]); 6] = [
             ("{{ $value }}", ["93.2871828", "1234567", "0.0125"]),
             ("{{ $value | printf \"%.1f\" }}", ["93.3", "1234567.0", "0.0"]),
-            ("{{ $value | printf \"%.3e\" }}", ["9.329e+01", "1.235e+06", "1.250e-02"]),
+            (
+                "{{ $value | printf \"%.3e\" }}",
+                ["9.329e+01", "1.235e+06", "1.250e-02"],
+            ),
             ("{{ $value | printf \"%.3g\" }}", ["93.3", "1.23e+06", "0.0125"]),
             ("{{ $value | humanize }}", ["93.29", "1.235M", "12.5m"]),
             ("{{ $value | humanizePercentage }}", ["9329%", "1.235e+08%", "1.25%"]),

@@ -277,9 +277,9 @@ test('after the server drops the connection the SDK reconnects and resumes witho
   await http('POST', '/api/v1/publish', { channel: 'e2e-resume', data: { n: 'during-outage' } });
   proxy.block = false;
 
-  // Then its `connected` event, back on WebSocket.
+  // Then its `connected` event. (Usually back on WebSocket; SSE if the proxy reopened between the
+  // two transports of one attempt, which resumes the same way.)
   await page.locator('[data-testid=conn-state][data-state=connected]').waitFor({ timeout: 15_000 });
-  assert.equal(await conn.getAttribute('data-transport'), 'websocket');
   // The publication made while disconnected is replayed from the channel's history.
   await page.locator('[data-testid=messages] li[data-channel=e2e-resume]', { hasText: 'during-outage' }).waitFor();
   assert.equal(await messages.count(), before + 1, 'one message more: replayed once, nothing duplicated');

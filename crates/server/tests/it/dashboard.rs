@@ -186,8 +186,9 @@ fn the_committed_build_is_that_of_the_committed_sources() {
     assert_eq!(
         recorded.trim(),
         source_hash(),
-        "the dashboard's sources changed since crates/server/assets/dashboard was built: run \
-         `npm ci && npm run build` in dashboard/ and commit crates/server/assets/dashboard"
+        "the dashboard's sources (or the SDK's in clients/js/src, which it compiles) changed since \
+         crates/server/assets/dashboard was built: run `npm ci && npm run build` in dashboard/ and \
+         commit crates/server/assets/dashboard"
     );
     // Every built file is one index.html loads: nothing stale is embedded.
     let html = std::fs::read_to_string(assets.join("index.html")).unwrap();

@@ -178,7 +178,7 @@ test('a chart loads history, then shows points ingested over HTTP as they arrive
   await write([30, 20, 10].map((ago, i) => `e2e,host=a value=${10 + i} ${now - ago * 1000}`));
   const hash = `#/?range=5m&c=${encodeURIComponent(A)}&c=${encodeURIComponent(FLEET)}`;
   await page.goto(`${proxy.url}/${hash}`);
-  await page.locator('[data-testid=conn-state][data-state=open]').waitFor();
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
   await until('the history', async () => (await dataOf(A, 'points')) >= 3);
   // Each point written from now on can only reach the chart live (history was loaded once).
   let seen = 0;
@@ -205,13 +205,16 @@ test('an alert from a rule made over the API appears in the feed and on the char
     op: '>',
     threshold: 90,
     severity: 'critical',
-    annotations: { summary: 'value {{ $value }} on {{ $labels.host }}' },
+    annotations: { summary: 'value {{ $value | printf "%.1f" }} on {{ $labels.host }}' },
   });
-  await write([`e2e,host=a value=99 ${Date.now()}`]);
+  await write([`e2e,host=a value=99.04 ${Date.now()}`]);
   const row = page.locator('[data-testid=alert-list] li[data-rule=e2e_high][data-state=firing]');
   await row.waitFor({ timeout: 10_000 });
   assert.match(await row.innerText(), /critical/i);
+  assert.equal(await row.locator('.summary').innerText(), 'value 99.0 on a');
+  // The annotation on the chart: a line where the alert started, held and painted.
   await until('the alert mark on the chart', async () => (await dataOf(A, 'alert-marks')) >= 1);
+  await until('the alert line drawn on the chart', async () => (await dataOf(A, 'alert-lines-drawn')) >= 1);
   await row.getByRole('button', { name: 'Acknowledge' }).click();
   await page.locator('[data-testid=alert-list] li[data-rule=e2e_high][data-acked=true]').waitFor();
   const id = await row.getAttribute('data-id');
@@ -220,9 +223,37 @@ test('an alert from a rule made over the API appears in the feed and on the char
   await shot('alert-acked');
 });
 
-test('after the server drops the connection the client reconnects and resumes without loss', async () => {
+test('a spike ingested over HTTP is scored as an anomaly and drawn on its chart, live and after a reload', async () => {
+  const S = 'e2e_spike.value{host="s"}';
+  await page.goto(`${proxy.url}/#/?range=5m&c=${encodeURIComponent(S)}`);
+  await page.reload();
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
+  await chart(S).locator('canvas').first().waitFor();
+  // Five minutes of a steady value with a little noise, one point a second: the detector warms
+  // up on it and finds nothing unusual.
+  const spikeAt = Date.now() - 1000;
+  const steady = [];
+  for (let i = 0; i < 300; i++) steady.push(`e2e_spike,host=s value=${50 + ((i * 7919) % 13) / 10} ${spikeAt - (300 - i) * 1000}`);
+  await write(steady);
+  await until('the steady points on the chart', async () => (await dataOf(S, 'points')) >= 250);
+  assert.equal(await dataOf(S, 'anomalies'), 0, 'nothing in the steady part is an anomaly');
+  // Then a spike: pushed on `anomalies` and drawn as a dot on the series.
+  await write([`e2e_spike,host=s value=500 ${spikeAt}`]);
+  await until('the anomaly held by the chart', async () => (await dataOf(S, 'anomalies')) >= 1);
+  await until('the anomaly dot drawn', async () => (await dataOf(S, 'anomaly-dots-drawn')) >= 1);
+  await shot('anomaly-live');
+  // After a reload the dot comes from the score kept in the store (`e2e_spike:anomaly`).
+  await page.reload();
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
+  await until('the stored anomaly drawn after a reload', async () => (await dataOf(S, 'anomaly-dots-drawn')) >= 1);
+  const stored = await http('GET', `/api/v1/query?q=${encodeURIComponent('e2e_spike:anomaly.value{host="s"}')}&from=now-10m`);
+  const spikeScore = stored.series[0].points.find(([ts]) => ts === spikeAt);
+  assert.ok(spikeScore && spikeScore[1] >= 0.5, `the spike's score is stored: ${JSON.stringify(stored)}`);
+});
+
+test('after the server drops the connection the SDK reconnects and resumes without loss', async () => {
   await page.goto(`${proxy.url}/#/console`);
-  await page.locator('[data-testid=conn-state][data-state=open]').waitFor();
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
   await page.locator('[data-testid=subscribe-form] input').fill('e2e-resume');
   await page.locator('[data-testid=subscribe-form] button').click();
   const messages = page.locator('[data-testid=messages] li[data-channel=e2e-resume]');
@@ -231,28 +262,42 @@ test('after the server drops the connection the client reconnects and resumes wi
     return (await messages.count()) >= 1;
   });
   const before = await messages.count();
-  const resumedBefore = Number((await page.locator('[data-testid=conn-state]').getAttribute('data-resumed')) ?? 0);
+  const conn = page.locator('[data-testid=conn-state]');
+  const resumedBefore = Number((await conn.getAttribute('data-resumed')) ?? 0);
+  const lossesBefore = Number((await conn.getAttribute('data-disconnects')) ?? 0);
+  // The page's connection is the SDK's, over WebSocket.
+  assert.equal(await conn.getAttribute('data-transport'), 'websocket');
 
   // Cut every connection and keep refusing new ones while a publication is made.
   proxy.block = true;
   proxy.cut();
-  await page.locator('[data-testid=conn-state][data-state=reconnecting]').waitFor();
+  // The SDK's `disconnected` event shows in the header, and stays there while it retries.
+  await page.locator('[data-testid=conn-state][data-state=disconnected]').waitFor();
+  assert.equal(Number(await conn.getAttribute('data-disconnects')), lossesBefore + 1, 'the SDK reported the loss once');
   await http('POST', '/api/v1/publish', { channel: 'e2e-resume', data: { n: 'during-outage' } });
   proxy.block = false;
 
-  await page.locator('[data-testid=conn-state][data-state=open]').waitFor({ timeout: 15_000 });
+  // Then its `connected` event. (Usually back on WebSocket; SSE if the proxy reopened between the
+  // two transports of one attempt, which resumes the same way.)
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor({ timeout: 15_000 });
   // The publication made while disconnected is replayed from the channel's history.
   await page.locator('[data-testid=messages] li[data-channel=e2e-resume]', { hasText: 'during-outage' }).waitFor();
   assert.equal(await messages.count(), before + 1, 'one message more: replayed once, nothing duplicated');
-  const resumed = Number(await page.locator('[data-testid=conn-state]').getAttribute('data-resumed'));
-  assert.ok(resumed > resumedBefore, 'the client resubscribed with `since`');
+  const resumed = Number(await conn.getAttribute('data-resumed'));
+  assert.ok(resumed > resumedBefore, 'the SDK resubscribed with `since`');
+  // What the SDK's `subscribed` event said for the channel: recovered, the one publication replayed.
+  await until('the resume in the activity log', async () =>
+    (await page.locator('[data-testid=activity] li', { hasText: 'resumed e2e-resume: recovered, 1 replayed' }).count()) === 1,
+  );
+  await page.waitForTimeout(500);
+  assert.equal(await messages.count(), before + 1, 'still nothing duplicated');
   await shot('console-resumed');
 });
 
 test('fifty series updating every second stay smooth (frame times recorded)', async () => {
   await page.goto(`${proxy.url}/#/?range=5m&c=${encodeURIComponent(A)}&c=${encodeURIComponent(FLEET)}`);
   await page.reload();
-  await page.locator('[data-testid=conn-state][data-state=open]').waitFor();
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
   let stop = false;
   const writer = (async () => {
     let k = 0;
@@ -328,14 +373,25 @@ test('fifty series updating every second stay smooth (frame times recorded)', as
   }
 });
 
-test('with authentication on, the page loads without a key, asks for one on 401 and then works', async () => {
-  const data = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-auth-'));
-  const made = spawnSync(BIN, ['keys', 'create', '--data-dir', data, '--tenant', 'default', '--scope', 'read,ingest,admin,publish', '--name', 'e2e'], {
+/** The node with authentication on, and its keys (made before it starts). */
+let authed;
+
+function createKey(data, tenant, scope, name) {
+  const made = spawnSync(BIN, ['keys', 'create', '--data-dir', data, '--tenant', tenant, '--scope', scope, '--name', name], {
     encoding: 'utf8',
   });
   assert.equal(made.status, 0, made.stderr);
-  const key = made.stdout.trim();
+  return made.stdout.trim();
+}
+
+test('with authentication on, the page loads without a key, asks for one on 401 and then works', async () => {
+  const data = mkdtempSync(join(tmpdir(), 'pulsewire-e2e-auth-'));
+  // `default` is the operator tenant: its admin key sees the node's statistics.
+  const key = createKey(data, 'default', 'read,ingest,admin,publish', 'e2e');
+  const tenantAdmin = createKey(data, 'acme', 'read,admin', 'acme-admin');
+  const tenantReader = createKey(data, 'acme', 'read', 'acme-reader');
   const { url } = await startServer({ PULSEWIRE_AUTH__ENABLED: 'true' }, data);
+  authed = { url, tenantAdmin, tenantReader };
   const p = await context.newPage();
   try {
     await p.goto(`${url}/#/?range=5m&c=auth.v`);
@@ -344,7 +400,7 @@ test('with authentication on, the page loads without a key, asks for one on 401 
     await p.screenshot({ path: join(ARTIFACTS, 'auth-dialog.png') });
     await dialog.locator('input').fill(key);
     await dialog.getByRole('button', { name: 'Save' }).click();
-    await p.locator('[data-testid=conn-state][data-state=open]').waitFor({ timeout: 15_000 });
+    await p.locator('[data-testid=conn-state][data-state=connected]').waitFor({ timeout: 15_000 });
     const chartEl = p.locator('[data-testid=chart][data-selector="auth.v"]');
     await until('a point written with the key on the chart', async () => {
       const resp = await fetch(`${url}/write?db=e2e&precision=ms`, {
@@ -357,6 +413,53 @@ test('with authentication on, the page loads without a key, asks for one on 401 
       return Number(await chartEl.getAttribute('data-points')) >= 1;
     });
     assert.equal(await p.evaluate(() => localStorage.getItem('pulsewire.token')), key);
+    // The operator's admin key sees the node's statistics.
+    await p.locator('[data-testid=stat-strip][data-access=node] [data-stat=connections]').waitFor();
+  } finally {
+    await p.close();
+  }
+});
+
+test('a key outside the operator tenant sees what it may instead of node statistics, and is told why', async () => {
+  assert.ok(authed, 'runs after the authentication test, on its node');
+  const open = async (key, hash) => {
+    const p = await context.newPage();
+    await p.addInitScript((k) => localStorage.setItem('pulsewire.token', k), key);
+    await p.goto(`${authed.url}/${hash}`);
+    await p.locator('[data-testid=conn-state][data-state=connected]').waitFor({ timeout: 15_000 });
+    return p;
+  };
+  const NOTICE = 'node statistics need an operator admin key';
+  // An admin key of another tenant: its tenant's connections and channels.
+  let p = await open(authed.tenantAdmin, '#/stats');
+  try {
+    const strip = p.locator('[data-testid=stat-strip][data-access=tenant]');
+    await strip.waitFor();
+    assert.equal(await strip.locator('[data-testid=stats-notice]').innerText(), NOTICE);
+    // This page's own connection is one of the tenant's.
+    await until('the tenant connections', async () => Number(await strip.locator('[data-stat=connections]').innerText()) >= 1);
+    assert.equal(await p.locator('[data-testid=stat-scope]').innerText(), 'Your tenant');
+    assert.equal(await p.locator('[data-testid=stats-access]').innerText(), NOTICE);
+    const tiles = await p.locator('[data-testid=stat-tiles]').innerText();
+    for (const want of ['connections', 'channels', 'dropped', 'this page: received']) assert.ok(tiles.includes(want), `${want} in ${tiles}`);
+    // Degraded, not failed: no error in the activity log.
+    assert.equal(await p.locator('[data-testid=activity-full] li[data-kind=error]').count(), 0);
+    await p.screenshot({ path: join(ARTIFACTS, 'stats-tenant.png') });
+  } finally {
+    await p.close();
+  }
+  // A read-only key: only what this page received, and both reasons.
+  p = await open(authed.tenantReader, '#/stats');
+  try {
+    await p.locator('[data-testid=stat-strip][data-access=page] [data-testid=stats-notice]').waitFor();
+    await until('the reasons', async () => (await p.locator('[data-testid=stats-access]').innerText()).includes('need the admin scope'));
+    assert.equal(await p.locator('[data-testid=stat-scope]').innerText(), 'This page');
+    await until('the channel table says why it is empty', async () => {
+      const text = await p.locator('[data-testid=channels-status]').innerText();
+      if (!text.includes('admin scope')) throw new Error(`the channel table's status: ${JSON.stringify(text)}`);
+      return true;
+    });
+    assert.equal(await p.locator('[data-testid=activity-full] li[data-kind=error]').count(), 0);
   } finally {
     await p.close();
   }

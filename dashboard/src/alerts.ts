@@ -3,7 +3,7 @@
 
 import { log } from './activity';
 import { api, enc } from './api';
-import type { LiveClient } from './client';
+import type { LiveClient } from './live';
 
 export interface Alert {
   id: string;

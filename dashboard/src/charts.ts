@@ -10,7 +10,8 @@ import 'uplot/dist/uPlot.min.css';
 import { log } from './activity';
 import type { AlertStore } from './alerts';
 import { api, enc } from './api';
-import type { LiveClient } from './client';
+import type { LiveClient } from './live';
+import { align, emptyPoints, insertPoint, nearest, trimBefore, type Points } from './merge';
 import { anomalySelector, matchesTags, parseSelector, seriesKey, type Selector } from './selector';
 
 export interface RangeSpec {
@@ -34,15 +35,11 @@ const PALETTE = [
   '#8fb34f', '#c97a4e', '#7b8cff', '#50b5a0',
 ];
 
-interface Series {
+interface Series extends Points {
   key: string;
   field: string;
   tags: Record<string, string>;
   label: string;
-  ts: number[];
-  v: number[];
-  /** Points merged into each bucket (aggregated ranges). */
-  n: number[];
 }
 
 interface Anomaly {
@@ -98,17 +95,6 @@ function markDirty(p: ChartPanel) {
       });
     });
   }
-}
-
-function lowerBound(a: number[], x: number): number {
-  let lo = 0;
-  let hi = a.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (a[mid] < x) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 function label(sel: Selector, field: string, tags: Record<string, string>): string {
@@ -177,6 +163,7 @@ export class ChartPanel {
         client.subscribe(`metrics:${sel.measurement}`, {
           message: (p) => this.onLive((p.data as { points?: LivePoint[] }).points ?? []),
           reset: () => void this.load(),
+          error: (m) => this.status(`live updates refused: ${m}`, 'error'),
         }),
       );
     }
@@ -241,28 +228,14 @@ export class ChartPanel {
     const key = seriesKey(field, tags);
     let s = this.series.get(key);
     if (!s) {
-      s = { key, field, tags, label: label(this.sel!, field, tags), ts: [], v: [], n: [] };
+      s = { key, field, tags, label: label(this.sel!, field, tags), ...emptyPoints() };
       this.series.set(key, s);
     }
     return s;
   }
 
   private insert(s: Series, ts: number, v: number, live: boolean) {
-    const stepMs = this.range().stepMs;
-    if (stepMs && live) ts = Math.floor(ts / stepMs) * stepMs;
-    const last = s.ts.length - 1;
-    const i = last >= 0 && ts > s.ts[last] ? last + 1 : lowerBound(s.ts, ts);
-    if (s.ts[i] === ts) {
-      if (stepMs && live) {
-        // A running mean of the bucket, as the query's `avg` would give.
-        s.v[i] = (s.v[i] * s.n[i] + v) / (s.n[i] + 1);
-        s.n[i]++;
-      } else s.v[i] = v;
-      return;
-    }
-    s.ts.splice(i, 0, ts);
-    s.v.splice(i, 0, v);
-    s.n.splice(i, 0, 1);
+    insertPoint(s, ts, v, this.range().stepMs, live);
   }
 
   private onLive(points: LivePoint[]) {
@@ -295,7 +268,10 @@ export class ChartPanel {
     markDirty(this);
   }
 
-  /** Figures the end-to-end tests read: series, points, anomalies and alert marks shown. */
+  /**
+   * Figures the end-to-end tests read: series, points, anomalies and alert marks held (the
+   * draw hook adds `data-anomaly-dots-drawn` and `data-alert-lines-drawn`: what it painted).
+   */
   private expose(points: number, marks: number) {
     const d = this.el.dataset;
     d.series = String(this.series.size);
@@ -312,35 +288,14 @@ export class ChartPanel {
     const now = Date.now();
     const start = now - r.ms - r.stepMs;
     // Drop what left the window.
-    for (const s of this.series.values()) {
-      const cut = lowerBound(s.ts, start);
-      if (cut > 0) {
-        s.ts.splice(0, cut);
-        s.v.splice(0, cut);
-        s.n.splice(0, cut);
-      }
-    }
+    for (const s of this.series.values()) trimBefore(s, start);
     this.anomalies = this.anomalies.filter((a) => a.ts >= start);
     const list = [...this.series.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
     // One shared x axis: the union of the series' timestamps.
-    let xs: number[];
-    const same = list.every((s) => s.ts.length === list[0].ts.length && s.ts[0] === list[0].ts[0] && s.ts[s.ts.length - 1] === list[0].ts[list[0].ts.length - 1]);
-    if (list.length && same) xs = list[0].ts.slice();
-    else {
-      const all = new Set<number>();
-      for (const s of list) for (const t of s.ts) all.add(t);
-      xs = [...all].sort((a, b) => a - b);
-    }
-    const index = new Map<number, number>();
-    xs.forEach((t, i) => index.set(t, i));
-    const data: (number | null)[][] = [xs.map((t) => t / 1000)];
+    const { xs, ys } = align(list);
+    const data: (number | null)[][] = [xs.map((t) => t / 1000), ...ys];
     let points = 0;
-    for (const s of list) {
-      const ys: (number | null)[] = new Array(xs.length).fill(null);
-      for (let i = 0; i < s.ts.length; i++) ys[index.get(s.ts[i])!] = s.v[i];
-      points += s.ts.length;
-      data.push(ys);
-    }
+    for (const s of list) points += s.ts.length;
     const keys = list.map((s) => s.key).join('|');
     const marks = this.sel ? this.alertMarks(list) : [];
     this.expose(points, marks.length);
@@ -402,9 +357,14 @@ export class ChartPanel {
             ctx.beginPath();
             ctx.rect(left, top, width, height);
             ctx.clip();
+            // What was painted inside the plot area, for the end-to-end tests.
+            let lines = 0;
+            let dots = 0;
+            const inside = (x: number) => x >= left && x <= left + width;
             // Alert start (red, dashed) and resolve (green) marks.
             for (const m of panel.alertMarks(list)) {
               const x = u.valToPos(m.ts / 1000, 'x', true);
+              if (inside(x)) lines++;
               ctx.strokeStyle = m.kind === 'start' ? '#ff5c6c' : '#46c37b';
               ctx.setLineDash(m.kind === 'start' ? [6, 4] : []);
               ctx.lineWidth = 1.5 * devicePixelRatio;
@@ -418,17 +378,19 @@ export class ChartPanel {
             for (const a of panel.anomalies) {
               const si = indexOf.get(a.key);
               const s = si && panel.series.get(a.key);
-              if (!s || !s.ts.length) continue;
-              let i = lowerBound(s.ts, a.ts);
-              if (i >= s.ts.length || (i > 0 && a.ts - s.ts[i - 1] < s.ts[i] - a.ts)) i = Math.max(0, i - 1);
+              const i = s ? nearest(s.ts, a.ts) : -1;
+              if (!s || i < 0) continue;
               const x = u.valToPos(a.ts / 1000, 'x', true);
               const y = u.valToPos(s.v[i], 'y', true);
+              if (inside(x)) dots++;
               ctx.fillStyle = a.score >= 0.9 ? '#ff3b4e' : '#ffb020';
               ctx.beginPath();
               ctx.arc(x, y, 4 * devicePixelRatio, 0, 2 * Math.PI);
               ctx.fill();
             }
             ctx.restore();
+            panel.el.dataset.alertLinesDrawn = String(lines);
+            panel.el.dataset.anomalyDotsDrawn = String(dots);
           },
         ],
       },

@@ -1,7 +1,7 @@
 // The console: subscribe to channels and patterns, watch what arrives, publish by hand.
 
 import { log } from './activity';
-import type { LiveClient, Publication } from './client';
+import type { LiveClient, Publication } from './live';
 
 const MAX = 500;
 
@@ -100,6 +100,9 @@ export function mountConsole(el: HTMLElement, client: LiveClient) {
           },
           reset: (reason) => {
             log('connection', `${c}: ${reason}`, 'warning');
+          },
+          error: (message) => {
+            log('error', `subscribe ${c}: ${message}`);
           },
         }),
       );

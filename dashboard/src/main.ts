@@ -6,8 +6,8 @@ import { log, renderLog } from './activity';
 import { AlertStore, mountAlertFeed } from './alerts';
 import { askForToken, token } from './api';
 import { ChartPanel, defaultCharts, RANGES, type AnomalyEvent, type RangeSpec } from './charts';
-import { WsClient, type LiveClient } from './client';
 import { mountConsole } from './console';
+import { SdkLive, type LiveClient } from './live';
 import { mountStatsPage, mountStrip, startStats } from './stats';
 
 const CHARTS_KEY = 'pulsewire.charts';
@@ -15,18 +15,28 @@ const RANGE_KEY = 'pulsewire.range';
 
 const $ = <T extends HTMLElement = HTMLElement>(sel: string) => document.querySelector(sel) as T;
 
-const wsUrl = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-const client: LiveClient = new WsClient({ url: wsUrl, token });
+// The live connection: the @pulsewire/client SDK (WebSocket, SSE as the fallback).
+const live = new SdkLive({ url: location.origin, token });
+const client: LiveClient = live;
 
-// Connection state in the header and the activity log.
+// Connection state in the header and the activity log: `data-state` is the state shown,
+// `data-transport` the SDK's transport while connected, `data-disconnects` how many times the
+// SDK reported the connection lost.
 const conn = $('[data-testid=conn-state]');
 let everOpen = false;
+live.sdk.on('disconnected', () => {
+  conn.dataset.disconnects = String(Number(conn.dataset.disconnects ?? 0) + 1);
+});
+live.sdk.on('error', (e) => {
+  if (e.code !== 'disconnected') log('connection', `${e.code}: ${e.message}`, 'warning');
+});
 client.onState((state, detail) => {
   conn.dataset.state = state;
+  conn.dataset.transport = live.sdk.transportInUse ?? '';
   conn.textContent = state;
   conn.title = detail;
-  log('connection', `${state}: ${detail}`, state === 'open' ? 'ok' : 'warning');
-  if (state === 'open') {
+  log('connection', `${state}: ${detail}`, state === 'connected' ? 'ok' : 'warning');
+  if (state === 'connected') {
     if (everOpen) {
       // Points written while disconnected were not published if nobody was subscribed:
       // reload what the store has.
@@ -126,7 +136,7 @@ setInterval(() => {
 }, 1_000);
 
 // Statistics and activity.
-startStats();
+startStats(() => live.received);
 mountStrip($('[data-testid=stat-strip]'));
 renderLog($('[data-testid=activity]'), 40);
 let statsMounted = false;

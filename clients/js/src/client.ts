@@ -699,7 +699,9 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     const g = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (g) return g;
     // Node before 22 has no global WebSocket: use the optional peer dependency `ws`.
-    const isNode = typeof process !== 'undefined' && !!process.versions?.node;
+    // Read through `globalThis` so that the module type-checks (and bundles) for browsers too.
+    const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
+    const isNode = !!proc?.versions?.node;
     if (isNode) {
       try {
         const name = 'ws';

@@ -52,7 +52,10 @@ export function openWebSocket(Ctor: WebSocketConstructor, url: string, h: Transp
   const end = (info: CloseInfo) => {
     if (ended) return;
     ended = true;
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    // Not null: `ws` (Node) closed during its handshake emits an `error` after this, and an
+    // `error` without a listener is thrown as an uncaught exception.
+    ws.onerror = () => {};
     h.close(info);
   };
   ws.onopen = () => {

@@ -79,9 +79,10 @@ pub fn rules() -> Vec<RuleSpec> {
     high_cpu.threshold = Some(85.0);
     high_cpu.for_ = Some("5s".into());
     high_cpu.severity = Some("critical".into());
-    high_cpu
-        .annotations
-        .insert("summary".into(), "CPU {{ $value }} % on {{ $labels.host }}".into());
+    high_cpu.annotations.insert(
+        "summary".into(),
+        "CPU {{ $value | printf \"%.1f\" }} % on {{ $labels.host }}".into(),
+    );
 
     let mut memory = spec("memory_high", "threshold", "last(mem.used_percent)");
     memory.window = Some("10s".into());
@@ -90,7 +91,7 @@ pub fn rules() -> Vec<RuleSpec> {
     memory.severity = Some("warning".into());
     memory.annotations.insert(
         "summary".into(),
-        "memory {{ $value }} % used on {{ $labels.host }}".into(),
+        "memory {{ $value | printf \"%.1f\" }} % used on {{ $labels.host }}".into(),
     );
 
     let mut silent = spec("host_silent", "absence", "heartbeat.up");
@@ -109,10 +110,18 @@ pub fn rules() -> Vec<RuleSpec> {
     slow.op = Some(">".into());
     slow.threshold = Some(400.0);
     slow.severity = Some("warning".into());
+    slow.annotations.insert(
+        "summary".into(),
+        "checkout p95 latency {{ $value | printf \"%.0f\" }} ms (threshold 400 ms)".into(),
+    );
 
     let mut odd = spec("latency_anomaly", "anomaly", "http.latency_ms");
     odd.threshold = Some(0.9);
     odd.severity = Some("info".into());
+    odd.annotations.insert(
+        "summary".into(),
+        "unusual latency on {{ $labels.service }} (anomaly score {{ $value | printf \"%.2f\" }})".into(),
+    );
     vec![high_cpu, memory, silent, slow, odd]
 }
 

@@ -90,7 +90,22 @@ async fn the_demo_fleet_has_history_live_points_and_alerts_that_fire_and_resolve
         let alerts = v["alerts"].as_array().cloned().unwrap_or_default();
         let web2 = alerts.iter().find(|a| a["labels"]["host"] == "web-2");
         match web2.and_then(|a| a["state"].as_str()) {
-            Some("firing") => fired = true,
+            Some("firing") => {
+                fired = true;
+                // The summary reads as a person would write it: one decimal, not 93.2871828.
+                let summary = web2
+                    .and_then(|a| a["annotations"]["summary"].as_str())
+                    .unwrap_or_default();
+                let figure = summary
+                    .strip_prefix("CPU ")
+                    .and_then(|s| s.strip_suffix(" % on web-2"))
+                    .unwrap_or_else(|| panic!("high_cpu's summary: {summary:?}"));
+                let (whole, tenths) = figure.split_once('.').unwrap_or_else(|| panic!("{summary:?}"));
+                assert!(
+                    whole.parse::<u32>().is_ok() && tenths.len() == 1 && tenths.parse::<u8>().is_ok(),
+                    "high_cpu's summary has the value with one decimal: {summary:?}"
+                );
+            }
             Some("resolved") if fired => break,
             _ => {}
         }

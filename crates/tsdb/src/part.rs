@@ -23,10 +23,11 @@
 //! crc32`) and a 24-byte footer without the decompressed length, ending `"PWPEND01"`; its
 //! offsets must lie inside the blocks section. Compaction rewrites such parts in format 2.
 //!
-//! On the ingest benchmark's largest part (24.6 MB, 178,705 blocks), format 1's index took
-//! 5,121,894 bytes (28.7 per series); format 2's takes 2,391,055 before compression and about
-//! 0.7 MB after, of which the block checksums are most: they are the one field zstd cannot
-//! shrink (`cargo run -p pulsewire-tsdb --release --example part_report -- PARTS`).
+//! On the ingest benchmark's largest part (~178,700 blocks), format 1's index took 5,121,894
+//! bytes (28.7 per series, 21 % of the 24.6 MB file); format 2's takes 2,390,595 before
+//! compression and 691,088 after (3.9 per series, 3.4 % of the 20.2 MB file), most of it the
+//! block checksums, which only shrink where blocks are identical
+//! (`cargo run -p pulsewire-tsdb --release --example part_report -- PARTS`).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -57,9 +58,9 @@ const BLOCKS_AT: u64 = 8;
 /// 2,391,055 bytes before compression; `cargo run -p pulsewire-tsdb --release --example
 /// part_report -- PART`, fastest of 3 on a busy 2-core machine): level 1 gives 689,452 bytes in
 /// 9.5 ms, level 3 711,602 in 15 ms, level 9 656,797 in 151 ms, level 19 627,233 in 1.5 s;
-/// decompressing takes 2-7 ms at every level. Half of the input is block checksums, which no
-/// level shrinks, so higher levels buy little (9 saves 0.13 % of that 24.6 MB part over 1) for
-/// 15 times the time; level 1 is both smaller and faster than 3 on this index.
+/// decompressing takes 2-7 ms at every level. Most of the compressed index is block checksums,
+/// which no level shrinks, so higher levels buy little (9 saves 0.13 % of that 24.6 MB part
+/// over 1) for 15 times the time; level 1 is both smaller and faster than 3 on this index.
 const INDEX_LEVEL: i32 = 1;
 /// Most bytes one block can take in the decompressed index, its share of a series header
 /// included: series header `id delta (5), kind (1), block count (5)`, then `min_ts delta (10),

@@ -21,6 +21,7 @@ mod wal;
 
 pub use config::{FsyncPolicy, LimitsConfig, RetentionConfig, RetentionRule, StoreConfig};
 pub use index::{LineKey, SeriesId, SeriesMeta};
+pub use part::{PartStats, compress_part_index, inspect_part};
 pub use query::{Bucket, Tier};
 pub use store::{
     Aggregation, Clock, Refusal, RefusalKind, Store, StoreLimit, StoreStats, WriteOutcome, kind_name, system_clock,

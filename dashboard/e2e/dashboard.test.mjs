@@ -294,6 +294,43 @@ test('after the server drops the connection the SDK reconnects and resumes witho
   await shot('console-resumed');
 });
 
+test('after the server disconnects the page (DELETE /api/v1/clients/{id}) the SDK reconnects and resumes without loss', async () => {
+  await page.goto(`${proxy.url}/#/console`);
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor();
+  await page.locator('[data-testid=subscribe-form] input').fill('e2e-kick');
+  await page.locator('[data-testid=subscribe-form] button').click();
+  const messages = page.locator('[data-testid=messages] li[data-channel=e2e-kick]');
+  await until('the subscription', async () => {
+    await http('POST', '/api/v1/publish', { channel: 'e2e-kick', data: { n: 1 } });
+    return (await messages.count()) >= 1;
+  });
+  const before = await messages.count();
+  const conn = page.locator('[data-testid=conn-state]');
+  const resumedBefore = Number((await conn.getAttribute('data-resumed')) ?? 0);
+  const lossesBefore = Number((await conn.getAttribute('data-disconnects')) ?? 0);
+
+  // The page's connection, as the server lists it: the one subscribed to the channel.
+  const { clients } = await http('GET', '/api/v1/clients');
+  const mine = clients.filter((c) => c.subscriptions.includes('e2e-kick'));
+  assert.equal(mine.length, 1, `one connection subscribed: ${JSON.stringify(clients)}`);
+  // The server closes it (4012, reconnect allowed); the network stays up.
+  await http('DELETE', `/api/v1/clients/${mine[0].id}`);
+  await http('POST', '/api/v1/publish', { channel: 'e2e-kick', data: { n: 'after-disconnect' } });
+
+  await until('the SDK reported the loss', async () => Number(await conn.getAttribute('data-disconnects')) === lossesBefore + 1);
+  await until('resubscribed with `since`', async () => Number(await conn.getAttribute('data-resumed')) > resumedBefore, 15_000);
+  await page.locator('[data-testid=conn-state][data-state=connected]').waitFor({ timeout: 15_000 });
+  await page.locator('[data-testid=messages] li[data-channel=e2e-kick]', { hasText: 'after-disconnect' }).waitFor();
+  assert.equal(await messages.count(), before + 1, 'one message more: delivered once, nothing lost or duplicated');
+  // A new connection took the old one's place.
+  const after = (await http('GET', '/api/v1/clients')).clients.filter((c) => c.subscriptions.includes('e2e-kick'));
+  assert.equal(after.length, 1);
+  assert.notEqual(after[0].id, mine[0].id);
+  await page.waitForTimeout(500);
+  assert.equal(await messages.count(), before + 1, 'still nothing duplicated');
+  assert.equal(Number(await conn.getAttribute('data-disconnects')), lossesBefore + 1, 'one loss, no reconnect loop');
+});
+
 test('fifty series updating every second stay smooth (frame times recorded)', async () => {
   await page.goto(`${proxy.url}/#/?range=5m&c=${encodeURIComponent(A)}&c=${encodeURIComponent(FLEET)}`);
   await page.reload();

@@ -112,6 +112,10 @@ pub enum CloseReason {
     Abort,
     /// The peer did not answer a keepalive probe in time.
     HeartbeatTimeout,
+    /// An operator asked the server to drop the connection: close now with "disconnected,
+    /// reconnect", without flushing the queue (the client recovers it by resubscribing with
+    /// its last positions).
+    Disconnected,
 }
 
 /// A subscription entry: a channel or a pattern.
@@ -357,8 +361,12 @@ impl Client {
     /// socket never finishes a write.
     pub async fn aborted(&self) -> CloseReason {
         loop {
-            if let Some(reason @ (CloseReason::SlowConsumer | CloseReason::Abort | CloseReason::HeartbeatTimeout)) =
-                self.queue.lock().close
+            if let Some(
+                reason @ (CloseReason::SlowConsumer
+                | CloseReason::Abort
+                | CloseReason::HeartbeatTimeout
+                | CloseReason::Disconnected),
+            ) = self.queue.lock().close
             {
                 return reason;
             }

@@ -346,6 +346,11 @@ impl Hub {
         self.inner.clients.lock().len()
     }
 
+    /// The connected client with this id, if any.
+    pub fn client(&self, id: u64) -> Option<Arc<Client>> {
+        self.inner.clients.lock().get(&id).cloned()
+    }
+
     /// Every connected client, in connection order (a copy of the registry).
     pub fn clients(&self) -> Vec<Arc<Client>> {
         let mut v: Vec<Arc<Client>> = self.inner.clients.lock().values().cloned().collect();

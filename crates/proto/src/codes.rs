@@ -40,6 +40,8 @@ pub enum ErrorCode {
     OriginNotAllowed,
     /// The connection token's `exp` has passed (with `auth.jwt.leeway`): get a new token.
     TokenExpired,
+    /// The HTTP API names something that does not exist (or belongs to another tenant).
+    NotFound,
 }
 
 impl ErrorCode {
@@ -62,6 +64,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::OriginNotAllowed => "origin_not_allowed",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::NotFound => "not_found",
         }
     }
 
@@ -76,6 +79,7 @@ impl ErrorCode {
             | ErrorCode::TooManySubscriptions
             | ErrorCode::AlreadySubscribed => 400,
             ErrorCode::FrameTooLarge => 413,
+            ErrorCode::NotFound => 404,
             ErrorCode::Unavailable | ErrorCode::ShuttingDown => 503,
             ErrorCode::Internal => 500,
             ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
@@ -107,6 +111,9 @@ pub enum CloseCode {
     ShuttingDown = 4010,
     /// The client kept sending frames far over its rate limit (`rate_limited` errors came first).
     RateLimited = 4029,
+    /// An operator disconnected this connection (`DELETE /api/v1/clients/{id}`); reconnecting is
+    /// allowed, and resubscribing with `since` recovers what was not delivered.
+    Disconnected = 4012,
 }
 
 impl CloseCode {
@@ -125,6 +132,7 @@ impl CloseCode {
             CloseCode::SlowConsumer => "slow consumer",
             CloseCode::ShuttingDown => "server shutting down, reconnect",
             CloseCode::RateLimited => "rate limit exceeded",
+            CloseCode::Disconnected => "disconnected by the server, reconnect",
         }
     }
 }

@@ -114,8 +114,8 @@ fn the_dashboard_works_in_headless_chromium() {
         artifacts.display()
     );
     assert!(
-        stdout.lines().any(|l| l.trim() == "ℹ pass 7"),
-        "expected seven passing browser tests:\n{stdout}"
+        stdout.lines().any(|l| l.trim() == "ℹ pass 8"),
+        "expected eight passing browser tests:\n{stdout}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(180),

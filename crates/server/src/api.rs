@@ -6,7 +6,7 @@ use std::time::UNIX_EPOCH;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -500,4 +500,35 @@ pub async fn clients(State(state): State<AppState>, crate::auth::Tenant(tenant):
         })
         .collect();
     Json(serde_json::json!({ "clients": list })).into_response()
+}
+
+/// `DELETE /api/v1/clients/{id}`: drops one connection of the caller's tenant. A WebSocket is
+/// closed with 4012 (disconnected, reconnect), an SSE stream ends with a `close` event carrying
+/// the same code; what is still queued for it is discarded, not flushed, since the client
+/// recovers it by resubscribing from its last positions. Another tenant's client is answered
+/// as one that does not exist.
+pub async fn disconnect_client(
+    State(state): State<AppState>,
+    crate::auth::Tenant(tenant): crate::auth::Tenant,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(n) = id.parse::<u64>() else {
+        return ApiError::new(
+            ErrorCode::BadRequest,
+            format!("{id:?} is not a client id (a number, as GET /api/v1/clients lists them)"),
+        )
+        .into_response();
+    };
+    match state.hub().client(n).filter(|c| c.tenant == tenant) {
+        Some(client) => {
+            tracing::info!(
+                client = n,
+                tenant = tenant.as_str(),
+                "disconnecting a client on request"
+            );
+            client.close(pulsewire_hub::CloseReason::Disconnected);
+            StatusCode::NO_CONTENT.into_response()
+        }
+        None => ApiError::new(ErrorCode::NotFound, format!("no connected client {n}")).into_response(),
+    }
 }

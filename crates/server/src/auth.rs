@@ -484,7 +484,7 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         | "/api/v1/notify/dead-letter/replay"
         | "/api/v1/stats"
         | "/api/v1/notify/stats" => Some(Scope::Admin),
-        p if p.starts_with("/api/v1/admin/") => Some(Scope::Admin),
+        p if p.starts_with("/api/v1/admin/") || p.starts_with("/api/v1/clients/") => Some(Scope::Admin),
         "/api/v1/audit" => Some(Scope::Admin),
         // Changing rules and silences and acknowledging alerts are operator actions.
         p if (p.starts_with("/api/v1/rules")
@@ -820,6 +820,8 @@ mod tests {
             (Method::POST, "/api/v1/alerts/x/ack", Some(Scope::Admin)),
             (Method::POST, "/api/v1/broadcast", Some(Scope::Admin)),
             (Method::GET, "/api/v1/clients", Some(Scope::Admin)),
+            (Method::DELETE, "/api/v1/clients/7", Some(Scope::Admin)),
+            (Method::GET, "/api/v1/clients/7", Some(Scope::Admin)),
             (Method::GET, "/api/v1/channels", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/checkpoint", Some(Scope::Admin)),
             (Method::POST, "/api/v1/admin/rollup", Some(Scope::Admin)),

@@ -411,6 +411,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stats", get(api::stats))
         .route("/api/v1/channels", get(api::channels))
         .route("/api/v1/clients", get(api::clients))
+        .route("/api/v1/clients/{id}", delete(api::disconnect_client))
         .route("/health", get(api::health))
         .route("/ping", get(api::ping).head(api::ping))
         .route("/ready", get(api::ready))

@@ -262,6 +262,7 @@ impl SseStream {
                         let code = match reason {
                             CloseReason::Shutdown => CloseCode::ShuttingDown,
                             CloseReason::SlowConsumer => CloseCode::SlowConsumer,
+                            CloseReason::Disconnected => CloseCode::Disconnected,
                             CloseReason::Abort | CloseReason::HeartbeatTimeout => return None,
                         };
                         let close = format!(

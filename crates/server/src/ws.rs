@@ -477,6 +477,7 @@ fn exit_for(reason: CloseReason) -> Exit {
         CloseReason::SlowConsumer => Exit::Close(CloseCode::SlowConsumer),
         CloseReason::HeartbeatTimeout => Exit::Close(CloseCode::HeartbeatTimeout),
         CloseReason::Shutdown => Exit::Close(CloseCode::ShuttingDown),
+        CloseReason::Disconnected => Exit::Close(CloseCode::Disconnected),
         CloseReason::Abort => Exit::Gone,
     }
 }

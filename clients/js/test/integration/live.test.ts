@@ -40,6 +40,48 @@ function collect<T>(sub: Subscription<T>): Publication<T>[] {
   return got;
 }
 
+
+/** The server's id of the one connection subscribed to `channel` (GET /api/v1/clients). */
+async function clientIdOf(channel: string): Promise<number> {
+  const r = await fetch(`${server.url}/api/v1/clients`);
+  const body = (await r.json()) as { clients: { id: number; subscriptions: string[] }[] };
+  const ids = body.clients.filter((x) => x.subscriptions.includes(channel)).map((x) => x.id);
+  expect(ids).toHaveLength(1);
+  return ids[0];
+}
+
+/** Makes the server drop a connection (DELETE /api/v1/clients/{id}). */
+async function kick(id: number): Promise<void> {
+  const r = await fetch(`${server.url}/api/v1/clients/${id}`, { method: 'DELETE' });
+  expect(r.status).toBe(204);
+}
+
+/** Subscribes, receives 1..3, has the server drop the connection, publishes 4..6 meanwhile,
+ *  and checks the SDK reconnected by itself and resumed exactly. */
+async function resumesAfterServerDisconnect(c: PulsewireClient, channel: string): Promise<void> {
+  const s = c.subscribe<number>(channel);
+  const got = collect(s);
+  const contexts: SubscribedContext[] = [];
+  s.on('subscribed', (x) => contexts.push(x));
+  const disconnects: { code: number; willReconnect: boolean }[] = [];
+  c.on('disconnected', (d) => disconnects.push({ code: d.code, willReconnect: d.willReconnect }));
+  await until(() => contexts.length === 1, 'subscribed');
+  for (let n = 1; n <= 3; n++) await server.publish(channel, n);
+  await until(() => got.length === 3, 'first three');
+  await kick(await clientIdOf(channel));
+  for (let n = 4; n <= 6; n++) await server.publish(channel, n);
+  await until(() => disconnects.length === 1, 'the server closed the connection');
+  expect(disconnects[0]).toEqual({ code: 4012, willReconnect: true });
+  await until(() => contexts.length === 2, 'resubscribed');
+  expect(contexts[1]).toMatchObject({ resubscribed: true, recovered: true });
+  await server.publish(channel, 7);
+  await until(() => got.length >= 7, 'all seven', 10_000);
+  await new Promise((r) => setTimeout(r, 200));
+  expect(got.map((x) => x.data)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  expect(got.map((x) => x.offset)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  expect(c.state).toBe('connected');
+}
+
 describe('WebSocket', () => {
   it('delivers HTTP publications to a subscriber, typed', async () => {
     const c = client({ url: server.url });
@@ -105,6 +147,10 @@ describe('WebSocket', () => {
     const resumed = contexts.slice(2);
     for (const x of resumed) expect(x).toMatchObject({ resubscribed: true, recovered: true, replayed: 3 });
     expect(disconnects).toEqual([1006]);
+  });
+
+  it('reconnects and resumes without loss after the server disconnects it (4012)', async () => {
+    await resumesAfterServerDisconnect(client({ url: server.url }), 'it:kick:ws');
   });
 
   it('emits recovered:false when the server lost the history (restart)', async () => {
@@ -245,6 +291,10 @@ describe('SSE', () => {
     await server.publish('it:sse:a', { n: 2 });
     await until(() => got.length === 2, 'two over SSE');
     expect(got.map((x) => x.data.n)).toEqual([1, 2]);
+  });
+
+  it('reconnects and resumes without loss after the server ends the stream (4012)', async () => {
+    await resumesAfterServerDisconnect(client({ url: server.url, transports: ['sse'] }), 'it:kick:sse');
   });
 
   it('resumes over SSE after a cut, and keeps positions when channels are added', async () => {

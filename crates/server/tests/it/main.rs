@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod collector;
 mod dashboard;
+mod disconnect;
 mod errors;
 mod history;
 mod ingest;

@@ -152,7 +152,8 @@ pub enum FloatCodec {
     NoDecimal,
 }
 
-/// Pins codec choices that [`encode_block`] otherwise makes by size; for measurement and tests.
+/// Pins codec choices that [`encode_block`] otherwise makes by size (measurement and tests), and
+/// sets the effort (`fast`, used by the store at checkpoints).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct BlockOptions {
     /// Transform for the timestamp section (`None`: smallest).

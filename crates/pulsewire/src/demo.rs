@@ -45,7 +45,7 @@ impl Schedule {
     /// checkout's latency excursion.
     const SLOW: (i64, i64) = (30_000, 50_000);
     /// db-1's memory: climbs from 60 % to 97 % over this span, then the "restart".
-    const LEAK: (i64, i64) = (0, 80_000);
+    const LEAK: (i64, i64) = (0, 50_000);
 }
 
 fn phase(t: i64, (from, to): (i64, i64)) -> Option<f64> {

@@ -14,8 +14,10 @@ use crate::wal::sync_dir;
 use crate::{Error, Result};
 
 pub const FILE: &str = "MANIFEST";
-/// 2: rollups built per day once it is quiet (`unrolled`); 1: built at every checkpoint.
-pub const VERSION: u32 = 2;
+/// 3: parts may be of format 2 (compressed index), so that an older Pulsewire refuses the store
+/// by its manifest's version rather than calling a healthy part corrupt; 2: rollups built per
+/// day once it is quiet (`unrolled`); 1: built at every checkpoint.
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {

@@ -158,7 +158,7 @@ impl PartWriter {
     /// Encodes raw blocks with less effort ([`BlockOptions::fast`]): for parts written at
     /// checkpoints, where sealing competes with ingest for the cores. The blocks come out the
     /// same size to 0.1 % on the codec's host mix (`codec_report`, `fast/720`); parts that
-    /// compaction merges are rewritten with full effort.
+    /// compaction merges are rewritten with full effort, a single-part day keeps them.
     pub fn fast(mut self) -> PartWriter {
         self.opts.fast = true;
         self
@@ -183,6 +183,10 @@ impl PartWriter {
             .filter(|&l| l > 0)
             .ok_or_else(|| Error::Invalid(format!("a block of {} bytes cannot be stored", self.buf.len())))?;
         let count = u32::try_from(count).map_err(|_| Error::Invalid(format!("a block of {count} points")))?;
+        if max_ts < min_ts {
+            // The reader refuses such a block: never rename a part it could not open.
+            return Err(Error::Invalid(format!("a block ending at {max_ts} before it starts at {min_ts}")));
+        }
         self.index.block(&BlockRef {
             min_ts,
             max_ts,

@@ -66,6 +66,14 @@ export interface ClientOptions {
   offlineQueueSize?: number;
   /** How long a command waits for its reply (default 10000 ms). */
   requestTimeout?: number;
+  /**
+   * How long one connection attempt may take to become connected (default 10000 ms): the
+   * WebSocket upgrade and, with a token, the `connected` reply; an SSE response and its
+   * `subscribed` event (or the `/ready` check). Past it the attempt counts as failed to open:
+   * the next transport is tried at once (a proxy that swallows `GET /ws` falls back to SSE),
+   * after the last one the client retries with backoff.
+   */
+  connectTimeout?: number;
   /** Connect at construction (default true). */
   autoConnect?: boolean;
   /** For tests: the random source of the backoff jitter. */
@@ -163,11 +171,16 @@ export class PulsewireClient extends Emitter<ClientEvents> {
       sseIdleTimeout: 40_000,
       offlineQueueSize: 1000,
       requestTimeout: 10_000,
+      connectTimeout: 10_000,
       autoConnect: true,
       random: Math.random,
       ...options,
     };
     if (this.options.transports.length === 0) throw new PulsewireError('no_transport', '`transports` is empty');
+    const ct = this.options.connectTimeout;
+    if (typeof ct !== 'number' || !(ct > 0)) {
+      throw new PulsewireError('invalid_option', `\`connectTimeout\` must be a positive number of ms, got ${String(ct)}`);
+    }
     const u = new URL(options.url);
     const secure = u.protocol === 'https:' || u.protocol === 'wss:';
     const path = u.pathname.replace(/\/+$/, '');
@@ -356,6 +369,13 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     if (!this.wanted) return;
     let opened = false;
     let authed = false;
+    let timedOut = false;
+    let connectTimer: ReturnType<typeof setTimeout> | undefined;
+    /** The attempt reached `connected` (or ended): its connect timeout no longer applies. */
+    const settled = () => {
+      clearTimeout(connectTimer);
+      connectTimer = undefined;
+    };
     const handlers: TransportHandlers = {
       open: () => {
         opened = true;
@@ -365,22 +385,28 @@ export class PulsewireClient extends Emitter<ClientEvents> {
           this.request({ type: 'connect', token })
             .then((f) => {
               authed = true;
+              settled();
               this.onConnected(name, index, f);
             })
             .catch((e: PulsewireError) => this.emit('error', e));
         } else if (name === 'websocket' || t.probe) {
+          settled();
           this.onConnected(name, index);
         }
       },
       frame: (f) => {
         // An SSE stream is connected once its `subscribed` event arrived.
-        if (name === 'sse' && f.type === 'subscribed' && this._state !== 'connected') this.onConnected(name, index);
+        if (name === 'sse' && f.type === 'subscribed') {
+          settled();
+          if (this._state !== 'connected') this.onConnected(name, index);
+        }
         this.onFrame(f);
       },
       activity: () => this.bumpIdle(),
       close: (info) => {
+        settled();
         if (this.transport !== t) return;
-        if (info.failedToOpen || (name === 'websocket' && token && !authed && !opened)) info.failedToOpen = true;
+        if (info.failedToOpen || timedOut || (name === 'websocket' && token && !authed && !opened)) info.failedToOpen = true;
         this.lost(info, index);
       },
     };
@@ -395,6 +421,16 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     }
     this.transport = t;
     this.transportName = name;
+    // A handshake that hangs (a proxy that accepts the connection and never answers) must not
+    // leave the client connecting forever: give up on the attempt as if it had been refused.
+    const ms = this.options.connectTimeout;
+    connectTimer = setTimeout(() => {
+      connectTimer = undefined;
+      if (this.transport !== t) return;
+      timedOut = true;
+      this.emit('error', new PulsewireError('connect_timeout', `${name}: not connected within ${ms} ms`));
+      t.close(1006, `connect timeout (${ms} ms)`);
+    }, ms);
   }
 
   private openSseStream(token: string | undefined, h: TransportHandlers): Transport {

@@ -293,6 +293,25 @@ describe('SSE', () => {
     expect(got.map((x) => x.data.n)).toEqual([1, 2]);
   });
 
+  it('falls back to SSE after connectTimeout when the WebSocket upgrade is never answered', async () => {
+    const p = await proxy();
+    p.holdWebSocket = true;
+    const c = client({ url: p.url, connectTimeout: 300 });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.code));
+    const sub = c.subscribe<{ n: number }>('it:sse:held');
+    const got = collect(sub);
+    const t0 = Date.now();
+    await until(() => sub.state === 'subscribed', 'subscribed over SSE');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(c.transportInUse).toBe('sse');
+    expect(errors).toContain('connect_timeout');
+    expect(p.requests.some((r) => r.startsWith('GET /ws'))).toBe(true);
+    await server.publish('it:sse:held', { n: 1 });
+    await until(() => got.length === 1, 'delivered over SSE');
+    expect(got[0]!.data.n).toBe(1);
+  });
+
   it('reconnects and resumes without loss after the server ends the stream (4012)', async () => {
     await resumesAfterServerDisconnect(client({ url: server.url, transports: ['sse'] }), 'it:kick:sse');
   });

@@ -47,7 +47,7 @@ async function clientIdOf(channel: string): Promise<number> {
   const body = (await r.json()) as { clients: { id: number; subscriptions: string[] }[] };
   const ids = body.clients.filter((x) => x.subscriptions.includes(channel)).map((x) => x.id);
   expect(ids).toHaveLength(1);
-  return ids[0];
+  return ids[0]!;
 }
 
 /** Makes the server drop a connection (DELETE /api/v1/clients/{id}). */

@@ -3,7 +3,7 @@ import { Emitter } from './emitter.js';
 import { PulsewireError } from './errors.js';
 import { byteOrder, isPattern, sseResumeId, type Position } from './position.js';
 import { BoundedQueue } from './queue.js';
-import { Subscription } from './subscription.js';
+import { SharedSubscription, Subscription } from './subscription.js';
 import {
   errorFromResponse,
   openSse,
@@ -153,6 +153,8 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private subs = new Map<string, Subscription<unknown>>();
+  /** Channels held by `share()`: their subscription and its live handles. */
+  private shares = new Map<string, { sub: Subscription<unknown>; handles: Set<SharedSubscription<unknown>> }>();
   private queue: BoundedQueue<Queued>;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private pingSent = false;
@@ -227,10 +229,15 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     else if (this._state !== 'disconnected') this.lost({ code: 1000, reason: 'client disconnect', failedToOpen: true });
   }
 
-  /** Subscribes to a channel or a pattern. `since` resumes from a position saved earlier. */
+  /**
+   * Subscribes to a channel or a pattern. `since` resumes from a position saved earlier. One
+   * subscription per channel: a second one throws `already_subscribed` (use `share()` for a
+   * channel several parts of an application watch).
+   */
   subscribe<T = unknown>(channel: string, opts: { since?: Position } = {}): Subscription<T> {
     if (this.subs.has(channel)) {
-      throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)}`);
+      const how = this.shares.get(channel)?.sub === this.subs.get(channel) ? ' (held by share())' : '';
+      throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)}${how}`);
     }
     const sub = new Subscription<T>(
       {
@@ -251,6 +258,38 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   /** The subscription to a channel or pattern, if any. */
   getSubscription<T = unknown>(channel: string): Subscription<T> | undefined {
     return this.subs.get(channel) as Subscription<T> | undefined;
+  }
+
+  /**
+   * A handle on a channel's (or pattern's) subscription shared by any number of holders: the
+   * first `share()` subscribes, later ones join it (their `since` is not used), each handle has
+   * its own listeners, and `unsubscribe()` on a handle stops delivery to it alone; the last
+   * handle's unsubscribes on the server. A channel subscribed with `subscribe()` cannot be
+   * shared (`already_subscribed`), nor a shared one subscribed with `subscribe()`.
+   */
+  share<T = unknown>(channel: string, opts: { since?: Position } = {}): SharedSubscription<T> {
+    let entry = this.shares.get(channel);
+    // An entry whose subscription was ended directly (`getSubscription(c).unsubscribe()`) is stale.
+    if (entry && this.subs.get(channel) !== entry.sub) {
+      this.shares.delete(channel);
+      entry = undefined;
+    }
+    if (!entry) {
+      if (this.subs.has(channel)) {
+        throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)} with subscribe(): it cannot be shared`);
+      }
+      entry = { sub: this.subscribe<unknown>(channel, opts), handles: new Set() };
+      this.shares.set(channel, entry);
+    }
+    const held = entry;
+    const handle = new SharedSubscription<T>(held.sub as Subscription<T>, (h) => {
+      held.handles.delete(h as SharedSubscription<unknown>);
+      if (held.handles.size > 0) return Promise.resolve();
+      if (this.shares.get(channel) === held) this.shares.delete(channel);
+      return held.sub.unsubscribe();
+    });
+    held.handles.add(handle as SharedSubscription<unknown>);
+    return handle;
   }
 
   /**

@@ -285,3 +285,60 @@ describe('connect timeout (fake socket, fake timers)', () => {
     expect(() => make({ connectTimeout: Number.NaN })).toThrow(/connectTimeout/);
   });
 });
+
+describe('share() (fake socket)', () => {
+  it('holds one subscription for many handles, and ends it with the last', async () => {
+    const c = make();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = last();
+    s.open();
+    const a = c.share<number>('a');
+    const b = c.share<number>('a');
+    expect(s.sent.filter((f) => f.type === 'subscribe')).toHaveLength(1);
+    expect(a.subscription).toBe(b.subscription);
+    const gotA: number[] = [];
+    const gotB: number[] = [];
+    a.on('message', (p) => gotA.push(p.data));
+    b.on('message', (p) => gotB.push(p.data));
+    s.receive({ type: 'subscribed', id: s.last('subscribe').id, channels: { a: { epoch: 'E', offset: 0 } } });
+    expect(a.state).toBe('subscribed');
+    expect(b.state).toBe('subscribed');
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 1, ts: 1, data: 1 });
+    expect(gotA).toEqual([1]);
+    expect(gotB).toEqual([1]);
+    // Another part of the application cannot take the channel for itself.
+    expect(() => c.subscribe('a')).toThrow(expect.objectContaining({ code: 'already_subscribed' }));
+
+    await a.unsubscribe();
+    expect(a.state).toBe('unsubscribed');
+    expect(b.state).toBe('subscribed');
+    expect(s.sent.filter((f) => f.type === 'unsubscribe')).toHaveLength(0);
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 2, ts: 1, data: 2 });
+    expect(gotA).toEqual([1]);
+    expect(gotB).toEqual([1, 2]);
+    expect(c.getSubscription('a')?.state).toBe('subscribed');
+
+    const done = b.unsubscribe();
+    expect(s.last('unsubscribe')).toMatchObject({ channels: ['a'] });
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 3, ts: 1, data: 3 });
+    expect(gotB).toEqual([1, 2]);
+    s.receive({ type: 'unsubscribed', id: s.last('unsubscribe').id, channels: ['a'] });
+    await done;
+    expect(c.getSubscription('a')).toBeUndefined();
+    // A later share() subscribes again.
+    const again = c.share('a');
+    expect(s.sent.filter((f) => f.type === 'subscribe')).toHaveLength(2);
+    void again.unsubscribe().catch(() => {});
+    c.disconnect();
+  });
+
+  it('does not share a channel taken with subscribe()', async () => {
+    const c = make();
+    await vi.advanceTimersByTimeAsync(0);
+    last().open();
+    const sub = c.subscribe('x');
+    expect(() => c.share('x')).toThrow(expect.objectContaining({ code: 'already_subscribed' }));
+    void sub.unsubscribe().catch(() => {});
+    c.disconnect();
+  });
+});

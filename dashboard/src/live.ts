@@ -3,8 +3,8 @@
 // fallback, reconnect with backoff and jitter, resubscribe with `since`, deduplication by offset,
 // gap resync, keepalive pings). This module adds what a page of panels needs on top of it:
 //
-// - several panels may watch one channel (the SDK holds one subscription per channel): the
-//   subscription is made once and its publications fanned out, and dropped with the last panel;
+// - several panels may watch one channel: each panel holds a handle from the SDK's `share()`
+//   (one subscription per channel on the server, dropped with the last panel);
 // - the connection state as the header shows it: `connecting` until the first connection,
 //   `connected`, then `disconnected` from a loss until the SDK is connected again (the SDK
 //   itself goes `disconnected` -> `connecting` at once while it retries), and `unauthorized`
@@ -18,7 +18,7 @@ import {
   type Priority,
   type Publication,
   type PulsewireError,
-  type Subscription,
+  type SubscribedContext,
 } from '@pulsewire/client';
 
 export type { Publication };
@@ -60,17 +60,13 @@ export interface LiveOptions {
   token: () => string | null;
 }
 
-interface Entry {
-  sub: Subscription<unknown>;
-  handlers: Set<Handler>;
-}
-
 const AUTH_CODES = new Set([4001, 4002]);
 
 export class SdkLive implements LiveClient {
   readonly sdk: PulsewireClient;
   private _state: ConnState = 'connecting';
-  private entries = new Map<string, Entry>();
+  /** Publications and resume reports already counted: every panel on a channel sees the same object. */
+  private seen = new WeakSet<object>();
   private stateListeners = new Set<(s: ConnState, d: string) => void>();
   private resumeListeners = new Set<(i: ResumeInfo) => void>();
   /** Set by a 4001/4002 close: held until `reconnect()` or a connection. */
@@ -122,37 +118,23 @@ export class SdkLive implements LiveClient {
   }
 
   subscribe(channel: string, handler: Handler): () => void {
-    let entry = this.entries.get(channel);
-    if (!entry) {
-      const sub = this.sdk.subscribe<unknown>(channel);
-      const e: Entry = { sub, handlers: new Set() };
-      sub.on('message', (p) => {
-        this.received++;
-        for (const h of [...e.handlers]) h.message(p);
-      });
-      sub.on('unrecovered', (u) => {
-        const why = u.reason === 'epoch_changed' ? 'channel history was reset (new epoch)' : 'could not resume';
-        for (const h of [...e.handlers]) h.reset?.(why);
-      });
-      sub.on('subscribed', (s) => {
-        if (s.resubscribed && s.recovered !== undefined) {
-          const info = { channel, recovered: s.recovered, replayed: s.replayed ?? 0 };
-          for (const cb of this.resumeListeners) cb(info);
-        }
-      });
-      sub.on('error', (err: PulsewireError) => {
-        for (const h of [...e.handlers]) h.error?.(`${err.code}: ${err.message}`);
-      });
-      entry = e;
-      this.entries.set(channel, entry);
-    }
-    entry.handlers.add(handler);
-    const held = entry;
-    return () => {
-      if (!held.handlers.delete(handler) || held.handlers.size > 0) return;
-      if (this.entries.get(channel) === held) this.entries.delete(channel);
-      held.sub.unsubscribe().catch(() => {});
-    };
+    const sub = this.sdk.share<unknown>(channel);
+    const once = (o: object) => !this.seen.has(o) && !!this.seen.add(o);
+    sub.on('message', (p) => {
+      if (once(p)) this.received++;
+      handler.message(p);
+    });
+    sub.on('unrecovered', (u) => {
+      handler.reset?.(u.reason === 'epoch_changed' ? 'channel history was reset (new epoch)' : 'could not resume');
+    });
+    sub.on('subscribed', (s: SubscribedContext) => {
+      if (s.resubscribed && s.recovered !== undefined && once(s)) {
+        const info = { channel, recovered: s.recovered, replayed: s.replayed ?? 0 };
+        for (const cb of this.resumeListeners) cb(info);
+      }
+    });
+    sub.on('error', (err: PulsewireError) => handler.error?.(`${err.code}: ${err.message}`));
+    return () => void sub.unsubscribe().catch(() => {});
   }
 
   async publish(channel: string, data: unknown, priority?: string) {
@@ -162,7 +144,7 @@ export class SdkLive implements LiveClient {
 
   /** The position of the last publication delivered on a channel (for tests and the console). */
   position(channel: string): Position | undefined {
-    return this.entries.get(channel)?.sub.position;
+    return this.sdk.getSubscription(channel)?.position;
   }
 
   onState(cb: (state: ConnState, detail: string) => void) {

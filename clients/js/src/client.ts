@@ -3,7 +3,7 @@ import { Emitter } from './emitter.js';
 import { PulsewireError } from './errors.js';
 import { byteOrder, isPattern, sseResumeId, type Position } from './position.js';
 import { BoundedQueue } from './queue.js';
-import { Subscription } from './subscription.js';
+import { SharedSubscription, Subscription } from './subscription.js';
 import {
   errorFromResponse,
   openSse,
@@ -66,6 +66,14 @@ export interface ClientOptions {
   offlineQueueSize?: number;
   /** How long a command waits for its reply (default 10000 ms). */
   requestTimeout?: number;
+  /**
+   * How long one connection attempt may take to become connected (default 10000 ms): the
+   * WebSocket upgrade and, with a token, the `connected` reply; an SSE response and its
+   * `subscribed` event (or the `/ready` check). Past it the attempt counts as failed to open:
+   * the next transport is tried at once (a proxy that swallows `GET /ws` falls back to SSE),
+   * after the last one the client retries with backoff.
+   */
+  connectTimeout?: number;
   /** Connect at construction (default true). */
   autoConnect?: boolean;
   /** For tests: the random source of the backoff jitter. */
@@ -145,6 +153,8 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   private nextId = 1;
   private pending = new Map<number, Pending>();
   private subs = new Map<string, Subscription<unknown>>();
+  /** Channels held by `share()`: their subscription and its live handles. */
+  private shares = new Map<string, { sub: Subscription<unknown>; handles: Set<SharedSubscription<unknown>> }>();
   private queue: BoundedQueue<Queued>;
   private idleTimer: ReturnType<typeof setTimeout> | undefined;
   private pingSent = false;
@@ -163,11 +173,16 @@ export class PulsewireClient extends Emitter<ClientEvents> {
       sseIdleTimeout: 40_000,
       offlineQueueSize: 1000,
       requestTimeout: 10_000,
+      connectTimeout: 10_000,
       autoConnect: true,
       random: Math.random,
       ...options,
     };
     if (this.options.transports.length === 0) throw new PulsewireError('no_transport', '`transports` is empty');
+    const ct = this.options.connectTimeout;
+    if (typeof ct !== 'number' || !(ct > 0)) {
+      throw new PulsewireError('invalid_option', `\`connectTimeout\` must be a positive number of ms, got ${String(ct)}`);
+    }
     const u = new URL(options.url);
     const secure = u.protocol === 'https:' || u.protocol === 'wss:';
     const path = u.pathname.replace(/\/+$/, '');
@@ -214,10 +229,15 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     else if (this._state !== 'disconnected') this.lost({ code: 1000, reason: 'client disconnect', failedToOpen: true });
   }
 
-  /** Subscribes to a channel or a pattern. `since` resumes from a position saved earlier. */
+  /**
+   * Subscribes to a channel or a pattern. `since` resumes from a position saved earlier. One
+   * subscription per channel: a second one throws `already_subscribed` (use `share()` for a
+   * channel several parts of an application watch).
+   */
   subscribe<T = unknown>(channel: string, opts: { since?: Position } = {}): Subscription<T> {
     if (this.subs.has(channel)) {
-      throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)}`);
+      const how = this.shares.get(channel)?.sub === this.subs.get(channel) ? ' (held by share())' : '';
+      throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)}${how}`);
     }
     const sub = new Subscription<T>(
       {
@@ -238,6 +258,38 @@ export class PulsewireClient extends Emitter<ClientEvents> {
   /** The subscription to a channel or pattern, if any. */
   getSubscription<T = unknown>(channel: string): Subscription<T> | undefined {
     return this.subs.get(channel) as Subscription<T> | undefined;
+  }
+
+  /**
+   * A handle on a channel's (or pattern's) subscription shared by any number of holders: the
+   * first `share()` subscribes, later ones join it (their `since` is not used), each handle has
+   * its own listeners, and `unsubscribe()` on a handle stops delivery to it alone; the last
+   * handle's unsubscribes on the server. A channel subscribed with `subscribe()` cannot be
+   * shared (`already_subscribed`), nor a shared one subscribed with `subscribe()`.
+   */
+  share<T = unknown>(channel: string, opts: { since?: Position } = {}): SharedSubscription<T> {
+    let entry = this.shares.get(channel);
+    // An entry whose subscription was ended directly (`getSubscription(c).unsubscribe()`) is stale.
+    if (entry && this.subs.get(channel) !== entry.sub) {
+      this.shares.delete(channel);
+      entry = undefined;
+    }
+    if (!entry) {
+      if (this.subs.has(channel)) {
+        throw new PulsewireError('already_subscribed', `already subscribed to ${JSON.stringify(channel)} with subscribe(): it cannot be shared`);
+      }
+      entry = { sub: this.subscribe<unknown>(channel, opts), handles: new Set() };
+      this.shares.set(channel, entry);
+    }
+    const held = entry;
+    const handle = new SharedSubscription<T>(held.sub as Subscription<T>, (h) => {
+      held.handles.delete(h as SharedSubscription<unknown>);
+      if (held.handles.size > 0) return Promise.resolve();
+      if (this.shares.get(channel) === held) this.shares.delete(channel);
+      return held.sub.unsubscribe();
+    });
+    held.handles.add(handle as SharedSubscription<unknown>);
+    return handle;
   }
 
   /**
@@ -356,6 +408,13 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     if (!this.wanted) return;
     let opened = false;
     let authed = false;
+    let timedOut = false;
+    let connectTimer: ReturnType<typeof setTimeout> | undefined;
+    /** The attempt reached `connected` (or ended): its connect timeout no longer applies. */
+    const settled = () => {
+      clearTimeout(connectTimer);
+      connectTimer = undefined;
+    };
     const handlers: TransportHandlers = {
       open: () => {
         opened = true;
@@ -365,22 +424,28 @@ export class PulsewireClient extends Emitter<ClientEvents> {
           this.request({ type: 'connect', token })
             .then((f) => {
               authed = true;
+              settled();
               this.onConnected(name, index, f);
             })
             .catch((e: PulsewireError) => this.emit('error', e));
         } else if (name === 'websocket' || t.probe) {
+          settled();
           this.onConnected(name, index);
         }
       },
       frame: (f) => {
         // An SSE stream is connected once its `subscribed` event arrived.
-        if (name === 'sse' && f.type === 'subscribed' && this._state !== 'connected') this.onConnected(name, index);
+        if (name === 'sse' && f.type === 'subscribed') {
+          settled();
+          if (this._state !== 'connected') this.onConnected(name, index);
+        }
         this.onFrame(f);
       },
       activity: () => this.bumpIdle(),
       close: (info) => {
+        settled();
         if (this.transport !== t) return;
-        if (info.failedToOpen || (name === 'websocket' && token && !authed && !opened)) info.failedToOpen = true;
+        if (info.failedToOpen || timedOut || (name === 'websocket' && token && !authed && !opened)) info.failedToOpen = true;
         this.lost(info, index);
       },
     };
@@ -395,6 +460,16 @@ export class PulsewireClient extends Emitter<ClientEvents> {
     }
     this.transport = t;
     this.transportName = name;
+    // A handshake that hangs (a proxy that accepts the connection and never answers) must not
+    // leave the client connecting forever: give up on the attempt as if it had been refused.
+    const ms = this.options.connectTimeout;
+    connectTimer = setTimeout(() => {
+      connectTimer = undefined;
+      if (this.transport !== t) return;
+      timedOut = true;
+      this.emit('error', new PulsewireError('connect_timeout', `${name}: not connected within ${ms} ms`));
+      t.close(1006, `connect timeout (${ms} ms)`);
+    }, ms);
   }
 
   private openSseStream(token: string | undefined, h: TransportHandlers): Transport {

@@ -9,6 +9,10 @@ export type ClientErrorCode =
   | 'disconnected'
   /** The server did not answer a command within `requestTimeout`. */
   | 'timeout'
+  /** A connection attempt was not connected within `connectTimeout` (it counts as failed to open). */
+  | 'connect_timeout'
+  /** A client option has a value it cannot use. */
+  | 'invalid_option'
   /** No transport could be used (none given, or none available in this environment). */
   | 'no_transport'
   /** An HTTP request failed without a JSON error body. */

@@ -8,7 +8,7 @@ export type {
   StateChange,
   TokenContext,
 } from './client.js';
-export { Subscription } from './subscription.js';
+export { SharedSubscription, Subscription } from './subscription.js';
 export type { SubscriptionEvents, SubscriptionState } from './subscription.js';
 export { PulsewireError } from './errors.js';
 export type { ClientErrorCode, ErrorCode, ServerErrorCode } from './errors.js';

@@ -189,3 +189,65 @@ function ctx(
   if (replayed !== undefined) c.replayed = replayed;
   return c;
 }
+
+/**
+ * One holder's handle on a shared channel subscription (`client.share()`). Any number of handles
+ * share one `Subscription` (one subscription on the server); each has its own listeners, and
+ * `unsubscribe()` ends only this handle's delivery. The subscription ends with the last handle.
+ */
+export class SharedSubscription<T = unknown> extends Emitter<SubscriptionEvents<T>> {
+  private offs: (() => void)[];
+  private closed = false;
+
+  constructor(
+    /** The subscription shared by every handle on the channel. */
+    readonly subscription: Subscription<T>,
+    private readonly release: (h: SharedSubscription<T>) => Promise<void>,
+  ) {
+    super();
+    const forward = <K extends keyof SubscriptionEvents<T>>(event: K) =>
+      subscription.on(event, (v) => {
+        if (!this.closed) this.emit(event, v);
+      });
+    this.offs = [forward('message'), forward('subscribed'), forward('unrecovered'), forward('error'), forward('state')];
+  }
+
+  get channel(): string {
+    return this.subscription.channel;
+  }
+
+  get isPattern(): boolean {
+    return this.subscription.isPattern;
+  }
+
+  /** `unsubscribed` once this handle unsubscribed, else the shared subscription's state. */
+  get state(): SubscriptionState {
+    return this.closed ? 'unsubscribed' : this.subscription.state;
+  }
+
+  get position(): Position | undefined {
+    return this.subscription.position;
+  }
+
+  /**
+   * Stops delivery to this handle at once. The shared subscription goes on for the other
+   * handles; the last handle's `unsubscribe()` unsubscribes on the server too.
+   */
+  unsubscribe(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    this.closed = true;
+    for (const off of this.offs) off();
+    this.offs = [];
+    this.emit('state', 'unsubscribed');
+    this.removeAllListeners();
+    return this.release(this);
+  }
+
+  history(opts?: HistoryOptions): Promise<HistoryResult<T>> {
+    return this.subscription.history(opts);
+  }
+
+  presence(): Promise<PresenceResult> {
+    return this.subscription.presence();
+  }
+}

@@ -45,7 +45,11 @@ export interface ChannelState<T> {
   error: PulsewireError | undefined;
 }
 
-/** Subscribes while mounted (and while `channel` is set); unsubscribes on unmount. */
+/**
+ * Subscribes while mounted (and while `channel` is set); unsubscribes on unmount. The hooks hold
+ * their channels with `client.share()`: any number of them (and `useSeries`/`useAlerts`) may watch
+ * one channel; the server subscription ends with the last.
+ */
 export function useChannel<T = unknown>(channel: string | null | undefined, opts: ChannelOptions<T> = {}): ChannelState<T> {
   const c = usePulsewire(opts.client);
   const keep = opts.keep ?? 100;
@@ -55,7 +59,9 @@ export function useChannel<T = unknown>(channel: string | null | undefined, opts
   useEffect(() => {
     setState({ messages: [], last: undefined, subscribed: false, error: undefined });
     if (!channel) return;
-    const sub = c.subscribe<T>(channel);
+    const sub = c.share<T>(channel);
+    // Joining a channel another holder already subscribed: no `subscribed` event will come.
+    if (sub.state === 'subscribed') setState((s) => ({ ...s, subscribed: true }));
     const offs = [
       sub.on('message', (p) => {
         cb.current.onMessage?.(p);
@@ -147,7 +153,7 @@ export function useSeries(opts: SeriesOptions): SeriesState {
       }
       if (changed) publish();
     };
-    const sub = c.subscribe<LivePoints>(`metrics:${measurement}`);
+    const sub = c.share<LivePoints>(`metrics:${measurement}`);
     const off = sub.on('message', (p) => (ready ? apply(p.data) : buffered.push(p.data)));
     setState({ series: [], loading: true, error: undefined });
     const params: Parameters<PulsewireClient['query']>[0] = { q: selector(measurement, field, tags), from };
@@ -198,7 +204,7 @@ export function useAlerts(opts: { client?: PulsewireClient; includeResolved?: bo
       byId.set(a.id, { ...byId.get(a.id), ...a });
       publish();
     };
-    const sub = c.subscribe<Alert>('alerts');
+    const sub = c.share<Alert>('alerts');
     const offs = [
       sub.on('message', (p) => (ready ? apply(p.data) : buffered.push(p.data))),
       // Events were lost (reconnect beyond the history): list again.

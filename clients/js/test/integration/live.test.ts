@@ -47,7 +47,7 @@ async function clientIdOf(channel: string): Promise<number> {
   const body = (await r.json()) as { clients: { id: number; subscriptions: string[] }[] };
   const ids = body.clients.filter((x) => x.subscriptions.includes(channel)).map((x) => x.id);
   expect(ids).toHaveLength(1);
-  return ids[0];
+  return ids[0]!;
 }
 
 /** Makes the server drop a connection (DELETE /api/v1/clients/{id}). */
@@ -291,6 +291,25 @@ describe('SSE', () => {
     await server.publish('it:sse:a', { n: 2 });
     await until(() => got.length === 2, 'two over SSE');
     expect(got.map((x) => x.data.n)).toEqual([1, 2]);
+  });
+
+  it('falls back to SSE after connectTimeout when the WebSocket upgrade is never answered', async () => {
+    const p = await proxy();
+    p.holdWebSocket = true;
+    const c = client({ url: p.url, connectTimeout: 300 });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.code));
+    const sub = c.subscribe<{ n: number }>('it:sse:held');
+    const got = collect(sub);
+    const t0 = Date.now();
+    await until(() => sub.state === 'subscribed', 'subscribed over SSE');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
+    expect(c.transportInUse).toBe('sse');
+    expect(errors).toContain('connect_timeout');
+    expect(p.requests.some((r) => r.startsWith('GET /ws'))).toBe(true);
+    await server.publish('it:sse:held', { n: 1 });
+    await until(() => got.length === 1, 'delivered over SSE');
+    expect(got[0]!.data.n).toBe(1);
   });
 
   it('reconnects and resumes without loss after the server ends the stream (4012)', async () => {

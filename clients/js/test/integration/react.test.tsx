@@ -79,3 +79,29 @@ it('useAlerts lists alerts and follows the alerts channel', async () => {
   const acked = await result.current.ack(id, 'alice', 'looking');
   expect(acked.ack?.by).toBe('alice');
 });
+
+it('hooks share a channel: two useSeries of one measurement, useAlerts beside useChannel("alerts")', async () => {
+  const t0 = Date.now() - 30_000;
+  await write(`rshared,host=a x=1,y=10 ${t0}000000\n`);
+  const { result, unmount } = renderHook(
+    () => ({
+      x: useSeries({ measurement: 'rshared', field: 'x', from: 'now-1h' }),
+      y: useSeries({ measurement: 'rshared', field: 'y', from: 'now-1h' }),
+      ch: useChannel('alerts'),
+      alerts: useAlerts(),
+    }),
+    { wrapper },
+  );
+  await waitFor(() => expect(result.current.x.loading || result.current.y.loading).toBe(false));
+  await waitFor(() => expect(client.getSubscription('metrics:rshared')?.state).toBe('subscribed'));
+  await act(async () => {
+    await write(`rshared,host=a x=2,y=20 ${t0 + 1000}000000\n`);
+  });
+  await waitFor(() => expect(result.current.x.series[0]?.points).toEqual([[t0, 1], [t0 + 1000, 2]]));
+  await waitFor(() => expect(result.current.y.series[0]?.points).toEqual([[t0, 10], [t0 + 1000, 20]]));
+  await waitFor(() => expect(result.current.ch.subscribed).toBe(true));
+  expect(result.current.alerts.error).toBeUndefined();
+  unmount();
+  await waitFor(() => expect(client.getSubscription('metrics:rshared')).toBeUndefined());
+  await waitFor(() => expect(client.getSubscription('alerts')).toBeUndefined());
+});

@@ -10,6 +10,8 @@ export class TcpProxy {
   refuse = false;
   /** Answer `GET /ws` requests with 403 instead of forwarding them. */
   blockWebSocket = false;
+  /** Hold `GET /ws` requests open without ever answering (a proxy that swallows the upgrade). */
+  holdWebSocket = false;
   /** Connections accepted (including refused ones), with the time of each. */
   readonly accepted: number[] = [];
   /** Requests seen, by their first line. */
@@ -47,6 +49,7 @@ export class TcpProxy {
         client.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
         return;
       }
+      if (this.holdWebSocket && /^GET \/ws[ ?]/.test(line)) return;
       const upstream = connect(this.upstreamPort, '127.0.0.1');
       const pair: [Socket, Socket] = [client, upstream];
       this.pairs.add(pair);

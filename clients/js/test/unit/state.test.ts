@@ -209,3 +209,136 @@ describe('state machine (fake socket)', () => {
     expect(c.getSubscription('a')).toBeUndefined();
   });
 });
+
+describe('connect timeout (fake socket, fake timers)', () => {
+  /** FAKE: a fetch that answers `GET /ready` with 200 and records every URL. */
+  function readyFetch(urls: string[]) {
+    return (async (url: string) => {
+      urls.push(String(url));
+      return new Response('ok', { status: 200 });
+    }) as unknown as typeof fetch;
+  }
+
+  it('gives up on an upgrade that never answers and falls back to SSE', async () => {
+    const urls: string[] = [];
+    const c = make({ transports: ['websocket', 'sse'], fetch: readyFetch(urls), connectTimeout: 5000 });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.code));
+    await vi.advanceTimersByTimeAsync(0);
+    const s = last();
+    expect(c.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(4999);
+    expect(urls).toEqual([]);
+    expect(s.readyState).toBe(0);
+    await vi.advanceTimersByTimeAsync(1);
+    // The hanging socket is closed, and the next transport tried at once (no backoff).
+    expect(s.readyState).toBe(3);
+    expect(errors).toEqual(['connect_timeout']);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(urls).toEqual(['http://pulsewire.test/ready']);
+    expect(c.state).toBe('connected');
+    expect(c.transportInUse).toBe('sse');
+    c.disconnect();
+  });
+
+  it('bounds the wait for the `connected` reply to the connect frame too', async () => {
+    const urls: string[] = [];
+    const c = make({ transports: ['websocket', 'sse'], fetch: readyFetch(urls), token: 'T', connectTimeout: 3000, requestTimeout: 60_000 });
+    await vi.advanceTimersByTimeAsync(0);
+    const s = last();
+    s.open();
+    expect(s.last('connect')).toMatchObject({ token: 'T' });
+    expect(c.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(2999);
+    expect(c.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(1);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(s.readyState).toBe(3);
+    expect(urls).toEqual(['http://pulsewire.test/ready']);
+    expect(c.transportInUse).toBe('sse');
+    c.disconnect();
+  });
+
+  it('does not fire once connected, and retries with backoff when the only transport hangs', async () => {
+    const c = make({ connectTimeout: 1000, minReconnectDelay: 1000, maxReconnectDelay: 1000 });
+    await vi.advanceTimersByTimeAsync(0);
+    last().open();
+    expect(c.state).toBe('connected');
+    await vi.advanceTimersByTimeAsync(5000);
+    expect(c.state).toBe('connected');
+    expect(FakeSocket.all).toHaveLength(1);
+    last().drop();
+    // Backoff (500 ms at random 0.5), then a socket that never opens: closed after 1000 ms,
+    // then another attempt after the backoff.
+    await vi.advanceTimersByTimeAsync(500);
+    expect(FakeSocket.all).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(FakeSocket.all[1]!.readyState).toBe(3);
+    expect(c.state).toBe('connecting');
+    await vi.advanceTimersByTimeAsync(500);
+    expect(FakeSocket.all).toHaveLength(3);
+    c.disconnect();
+  });
+
+  it('rejects a connectTimeout that is not a positive number', () => {
+    expect(() => make({ connectTimeout: 0 })).toThrow(expect.objectContaining({ code: 'invalid_option' }));
+    expect(() => make({ connectTimeout: Number.NaN })).toThrow(/connectTimeout/);
+  });
+});
+
+describe('share() (fake socket)', () => {
+  it('holds one subscription for many handles, and ends it with the last', async () => {
+    const c = make();
+    await vi.advanceTimersByTimeAsync(0);
+    const s = last();
+    s.open();
+    const a = c.share<number>('a');
+    const b = c.share<number>('a');
+    expect(s.sent.filter((f) => f.type === 'subscribe')).toHaveLength(1);
+    expect(a.subscription).toBe(b.subscription);
+    const gotA: number[] = [];
+    const gotB: number[] = [];
+    a.on('message', (p) => gotA.push(p.data));
+    b.on('message', (p) => gotB.push(p.data));
+    s.receive({ type: 'subscribed', id: s.last('subscribe').id, channels: { a: { epoch: 'E', offset: 0 } } });
+    expect(a.state).toBe('subscribed');
+    expect(b.state).toBe('subscribed');
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 1, ts: 1, data: 1 });
+    expect(gotA).toEqual([1]);
+    expect(gotB).toEqual([1]);
+    // Another part of the application cannot take the channel for itself.
+    expect(() => c.subscribe('a')).toThrow(expect.objectContaining({ code: 'already_subscribed' }));
+
+    await a.unsubscribe();
+    expect(a.state).toBe('unsubscribed');
+    expect(b.state).toBe('subscribed');
+    expect(s.sent.filter((f) => f.type === 'unsubscribe')).toHaveLength(0);
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 2, ts: 1, data: 2 });
+    expect(gotA).toEqual([1]);
+    expect(gotB).toEqual([1, 2]);
+    expect(c.getSubscription('a')?.state).toBe('subscribed');
+
+    const done = b.unsubscribe();
+    expect(s.last('unsubscribe')).toMatchObject({ channels: ['a'] });
+    s.receive({ type: 'message', channel: 'a', epoch: 'E', offset: 3, ts: 1, data: 3 });
+    expect(gotB).toEqual([1, 2]);
+    s.receive({ type: 'unsubscribed', id: s.last('unsubscribe').id, channels: ['a'] });
+    await done;
+    expect(c.getSubscription('a')).toBeUndefined();
+    // A later share() subscribes again.
+    const again = c.share('a');
+    expect(s.sent.filter((f) => f.type === 'subscribe')).toHaveLength(2);
+    void again.unsubscribe().catch(() => {});
+    c.disconnect();
+  });
+
+  it('does not share a channel taken with subscribe()', async () => {
+    const c = make();
+    await vi.advanceTimersByTimeAsync(0);
+    last().open();
+    const sub = c.subscribe('x');
+    expect(() => c.share('x')).toThrow(expect.objectContaining({ code: 'already_subscribed' }));
+    void sub.unsubscribe().catch(() => {});
+    c.disconnect();
+  });
+});

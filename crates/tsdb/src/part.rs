@@ -185,7 +185,9 @@ impl PartWriter {
         let count = u32::try_from(count).map_err(|_| Error::Invalid(format!("a block of {count} points")))?;
         if max_ts < min_ts {
             // The reader refuses such a block: never rename a part it could not open.
-            return Err(Error::Invalid(format!("a block ending at {max_ts} before it starts at {min_ts}")));
+            return Err(Error::Invalid(format!(
+                "a block ending at {max_ts} before it starts at {min_ts}"
+            )));
         }
         self.index.block(&BlockRef {
             min_ts,

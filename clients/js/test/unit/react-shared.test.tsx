@@ -7,37 +7,7 @@ import { createElement, type ReactNode } from 'react';
 import { afterEach, expect, it } from 'vitest';
 import { PulsewireClient } from '../../src/index.js';
 import { PulsewireProvider, useAlerts, useChannel } from '../../src/react/index.js';
-
-/** FAKE: a WebSocket stand-in that records what the client sends and lets the test answer. */
-class FakeSocket {
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  sent: Record<string, unknown>[] = [];
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(readonly url: string) {
-    FakeSocket.all.push(this);
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close(code = 1000, reason = '') {
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-  open() {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  receive(frame: object) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  of(type: string) {
-    return this.sent.filter((f) => f.type === type);
-  }
-}
+import { FakeSocket } from '../support/fake-socket.js';
 
 /** FAKE: `GET /api/v1/alerts` answers an empty list. */
 const fakeFetch = (async () => new Response(JSON.stringify({ alerts: [] }), { status: 200 })) as unknown as typeof fetch;

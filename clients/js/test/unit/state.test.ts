@@ -2,42 +2,7 @@
 // no network. Integration tests run the same paths against the real server.
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PulsewireClient, type StateChange, type UnrecoveredContext } from '../../src/index.js';
-
-/** FAKE: a WebSocket stand-in that records what the client sends and lets the test answer. */
-class FakeSocket {
-  static all: FakeSocket[] = [];
-  readyState = 0;
-  sent: Record<string, unknown>[] = [];
-  onopen: ((ev: unknown) => void) | null = null;
-  onmessage: ((ev: { data: unknown }) => void) | null = null;
-  onclose: ((ev: { code: number; reason: string }) => void) | null = null;
-  onerror: ((ev: unknown) => void) | null = null;
-  constructor(readonly url: string) {
-    FakeSocket.all.push(this);
-  }
-  send(data: string) {
-    this.sent.push(JSON.parse(data));
-  }
-  close(code = 1000, reason = '') {
-    this.readyState = 3;
-    this.onclose?.({ code, reason });
-  }
-  // test side
-  open() {
-    this.readyState = 1;
-    this.onopen?.({});
-  }
-  receive(frame: object) {
-    this.onmessage?.({ data: JSON.stringify(frame) });
-  }
-  drop(code = 1006) {
-    this.readyState = 3;
-    this.onclose?.({ code, reason: '' });
-  }
-  last(type: string) {
-    return [...this.sent].reverse().find((f) => f.type === type)!;
-  }
-}
+import { FakeSocket } from '../support/fake-socket.js';
 
 const last = () => FakeSocket.all[FakeSocket.all.length - 1]!;
 

@@ -292,3 +292,46 @@ pub fn report() {
         }
     }
 }
+
+/// Encoding time per point of the host mix (10 s clock, one series of each shape per mix
+/// weight), by block length and effort: what a checkpoint (short blocks, `fast`) and a merge
+/// (long blocks) pay per point sealed. Prints ns/point and bytes/sample, best of 5.
+pub fn encode_speed() {
+    let clock = CLOCKS[0].1;
+    let mix: Vec<(Vec<i64>, Values)> = HOST_MIX
+        .iter()
+        .enumerate()
+        .flat_map(|(s, &(shape, weight))| (0..weight as u64).map(move |c| series(shape, clock, 8_640, 1_000 * s as u64 + c)))
+        .collect();
+    let points: usize = mix.iter().map(|(ts, _)| ts.len()).sum();
+    println!("\nencode speed, host mix at 10 s ({} series x 8,640 points), best of 5", mix.len());
+    for block in [30, 120, 720] {
+        for (name, fast) in [("full", false), ("fast", true)] {
+            let opts = BlockOptions {
+                fast,
+                ..Default::default()
+            };
+            let mut best = f64::MAX;
+            let mut bytes = 0;
+            for _ in 0..5 {
+                bytes = 0;
+                let t0 = Instant::now();
+                let mut out = Vec::new();
+                for (ts, v) in &mix {
+                    for lo in (0..ts.len()).step_by(block) {
+                        let hi = (lo + block).min(ts.len());
+                        out.clear();
+                        encode_block_with(&ts[lo..hi], &slice(v, lo, hi), &opts, &mut out).expect("encode");
+                        bytes += out.len();
+                    }
+                }
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            println!(
+                "blocks of {block:>3}, {name}: {:>6.1} ns/point, {:.3} bytes/sample",
+                best * 1e9 / points as f64,
+                bytes as f64 / points as f64
+            );
+        }
+    }
+}

@@ -156,9 +156,10 @@ impl PartWriter {
     }
 
     /// Encodes raw blocks with less effort ([`BlockOptions::fast`]): for parts written at
-    /// checkpoints, where sealing competes with ingest for the cores. The blocks come out the
-    /// same size to 0.1 % on the codec's host mix (`codec_report`, `fast/720`); parts that
-    /// compaction merges are rewritten with full effort, a single-part day keeps them.
+    /// checkpoints and merges of partitions still being written, where sealing competes with
+    /// ingest for the cores. The blocks come out the same size to 0.1 % on the codec's host mix
+    /// (`codec_report`, `fast/720`); the merge of a partition gone cold rewrites them with full
+    /// effort, a partition that is one part by then keeps them.
     pub fn fast(mut self) -> PartWriter {
         self.opts.fast = true;
         self

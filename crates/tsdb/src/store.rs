@@ -950,7 +950,7 @@ impl Store {
         for ((tier, partition), mut entries) in groups {
             if entries.len() > 1 {
                 entries.sort_by_key(|e| e.seq);
-                self.shared.compact(tier, partition, &entries, &[])?;
+                self.shared.compact(tier, partition, &entries, &[], Effort::Full)?;
             }
         }
         Ok(())
@@ -1329,13 +1329,17 @@ impl Shared {
                     .collect();
                 std::mem::drop(st);
                 if !expired_ids.is_empty() {
-                    self.compact(tier, partition, &entries, &expired_ids)?;
+                    self.compact(tier, partition, &entries, &expired_ids, Effort::Full)?;
                 }
             } else {
                 // The view guard must be gone before compacting, which swaps the view.
                 let view = self.view.read().clone();
-                if let Some(merge) = compaction_pick(&view, &entries, end < now - COLD_AFTER_MS) {
-                    self.compact(tier, partition, &merge, &[])?;
+                let cold = end < now - COLD_AFTER_MS;
+                if let Some(merge) = compaction_pick(&view, &entries, cold) {
+                    // A hot partition's merges are merged again as it grows and once more when
+                    // it goes cold: only that last merge pays for the full codec effort.
+                    let effort = if cold { Effort::Full } else { Effort::Fast };
+                    self.compact(tier, partition, &merge, &[], effort)?;
                 }
             }
         }
@@ -1483,7 +1487,14 @@ impl Shared {
     }
 
     /// Merges the parts of one partition into one, leaving out the series in `drop`.
-    fn compact(&self, tier: Tier, partition: i64, entries: &[PartEntry], drop: &[SeriesId]) -> Result<()> {
+    fn compact(
+        &self,
+        tier: Tier,
+        partition: i64,
+        entries: &[PartEntry],
+        drop: &[SeriesId],
+        effort: Effort,
+    ) -> Result<()> {
         let view = self.view.read().clone();
         let mut parts: Vec<&Arc<LivePart>> = view.parts.iter().filter(|p| entries.contains(&p.entry)).collect();
         parts.sort_by_key(|p| p.entry.seq);
@@ -1498,6 +1509,9 @@ impl Shared {
         entry.seq = entries.iter().map(|e| e.seq).max().unwrap_or(entry.seq);
         let path = self.dir.join("parts").join(&entry.file);
         let mut w = PartWriter::create(&path)?;
+        if effort == Effort::Fast {
+            w = w.fast();
+        }
         let result = (|| {
             for id in ids.into_iter().filter(|id| !drop.contains(id)) {
                 if tier == Tier::Raw {
@@ -1562,6 +1576,16 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// How hard a merge encodes its raw blocks (see [`PartWriter::fast`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Effort {
+    /// Checkpoints and merges of a partition still being written: every point in them is
+    /// encoded again by a later merge.
+    Fast,
+    /// The merge that leaves a partition as it will stay.
+    Full,
 }
 
 /// Which parts of one partition to merge now, if any: all of them once the partition is cold,

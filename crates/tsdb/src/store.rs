@@ -30,13 +30,14 @@ use crate::{Error, Result};
 /// into one: size-tiered, so each point is rewritten about log4(partition / checkpoint) times,
 /// not once per checkpoint.
 const COMPACT_AT: usize = 4;
-/// A partition that ended this long ago is merged into a single part (large blocks compress
-/// best: the codec needs hundreds of points per block to reach its size).
+/// A partition that ended this long ago, and (raw) has gone quiet, is merged into a single part
+/// (large blocks compress best: the codec needs hundreds of points per block to reach its size).
 const COLD_AFTER_MS: i64 = 3_600_000;
-/// A cold day's rollups are built once no checkpoint has added raw points to it for this long
-/// (store clock, ms): a day still being back-filled would otherwise be summarised again and
-/// again as late points trickle in.
-const ROLLUP_QUIET_MS: i64 = 600_000;
+/// A past day is quiet once no checkpoint has added raw points to it for this long (store
+/// clock, ms); only then are its rollups built and its parts merged into one. A day still being
+/// back-filled would otherwise be summarised, and rewritten whole, again and again as points
+/// keep arriving (the whole-day merge every maintenance pass made back-filling quadratic).
+const QUIET_MS: i64 = 600_000;
 /// Raw points of a day without tiers are summarised this much at a time (a multiple of every
 /// tier's resolution).
 const PENDING_CHUNK_MS: i64 = 3_600_000;
@@ -162,7 +163,7 @@ struct Shared {
     /// Serialises checkpoints.
     checkpointing: Mutex<()>,
     /// Store-clock time (ms) of the last checkpoint that added raw points to each day partition
-    /// since the start, for [`ROLLUP_QUIET_MS`].
+    /// since the start, for [`QUIET_MS`].
     raw_written: Mutex<HashMap<i64, i64>>,
     /// Serialises compaction and retention. Held apart from checkpoints: a compaction can take
     /// many seconds, and a checkpoint waiting behind it let the head and the WAL grow without
@@ -1292,6 +1293,7 @@ impl Shared {
         for p in &manifest.parts {
             groups.entry((p.tier, p.partition)).or_default().push(p.clone());
         }
+        let written = self.raw_written.lock().clone();
         let longest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).max().unwrap_or(r.raw);
         let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
         for ((tier, partition), entries) in groups {
@@ -1334,7 +1336,9 @@ impl Shared {
             } else {
                 // The view guard must be gone before compacting, which swaps the view.
                 let view = self.view.read().clone();
-                let cold = end < now - COLD_AFTER_MS;
+                let quiet =
+                    tier != Tier::Raw || written.get(&partition).is_none_or(|&t| t <= now - QUIET_MS);
+                let cold = end < now - COLD_AFTER_MS && quiet;
                 if let Some(merge) = compaction_pick(&view, &entries, cold) {
                     // A hot partition's merges are merged again as it grows and once more when
                     // it goes cold: only that last merge pays for the full codec effort.
@@ -1347,7 +1351,7 @@ impl Shared {
     }
 
     /// Builds the tiers of the raw day partitions that have none yet and are due: ended at least
-    /// [`COLD_AFTER_MS`] ago with no checkpoint into them for [`ROLLUP_QUIET_MS`], or about to
+    /// [`COLD_AFTER_MS`] ago with no checkpoint into them for [`QUIET_MS`], or about to
     /// lose raw points to retention; every one with `force`. Caller holds `maintenance`.
     fn roll_up(&self, now: i64, force: bool) -> Result<()> {
         let r = &self.config.retention;
@@ -1358,7 +1362,7 @@ impl Shared {
         let mut failure = None;
         for day in unrolled {
             let end = day + Tier::Raw.partition_ms();
-            let quiet = written.get(&day).is_none_or(|&t| t <= now - ROLLUP_QUIET_MS);
+            let quiet = written.get(&day).is_none_or(|&t| t <= now - QUIET_MS);
             // Retention is about to take raw points: build the tiers now, with checkpoints held
             // off so a back-fill into the day cannot make the build give up.
             let pressed = end <= now - shortest_raw;

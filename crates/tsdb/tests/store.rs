@@ -355,6 +355,32 @@ fn part_files(dir: &std::path::Path, prefix: &str) -> usize {
         .count()
 }
 
+/// A past day that is still being written (a back-fill) is merged size-tiered like today's,
+/// not rewritten whole at every maintenance pass; once no checkpoint has added to it for ten
+/// minutes it is merged into one part.
+#[test]
+fn a_day_being_back_filled_is_merged_whole_only_once_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    let yesterday = (NOW / DAY - 1) * DAY;
+    for i in 0..3i64 {
+        write(
+            &store,
+            "db",
+            vec![line("m", &[], vec![("f", FieldValue::Float(i as f64))], yesterday + 1000 * i)],
+        );
+        store.checkpoint().unwrap();
+    }
+    store.maintain().unwrap();
+    assert_eq!(part_files(dir.path(), "raw-"), 3, "three small parts of a day still being written");
+    now.store(NOW + 11 * 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(part_files(dir.path(), "raw-"), 1, "quiet for 11 minutes: one part");
+    let got: Vec<(i64, f64)> = raw(&store, "m.f")[0].1.clone();
+    assert_eq!(got, vec![(yesterday, 0.0), (yesterday + 1000, 1.0), (yesterday + 2000, 2.0)]);
+}
+
 #[test]
 fn compaction_merges_parts_and_keeps_the_latest_write() {
     let dir = tempfile::tempdir().unwrap();

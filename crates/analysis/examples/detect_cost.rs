@@ -3,7 +3,8 @@
 //! each detector's state is cold in the cache when its turn comes, as in the server.
 //!
 //! `cargo run -p pulsewire-analysis --release --example detect_cost -- [SERIES] [ROUNDS]`
-//! (defaults 100,000 and 200). Prints ns per observed sample per detector and its state size.
+//! (defaults 100,000 and 200) `[DETECTOR]` (default: each). Prints ns per observed sample per
+//! detector and its state size.
 
 use std::time::Instant;
 
@@ -13,9 +14,14 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let series: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
+    let only = args.next();
     for name in DetectorKind::NAMES {
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
         let kind: DetectorKind = name.parse().unwrap_or_default();
-        let mut detectors: Vec<_> = (0..series).map(|_| kind.build()).collect();
+        let factory = kind.factory();
+        let mut detectors: Vec<_> = (0..series).map(|_| factory.build()).collect();
         // Host-like values: a random walk per series with two-decimal noise, from a cheap
         // deterministic generator so that runs compare.
         let mut levels: Vec<f64> = (0..series).map(|i| 20.0 + (i % 60) as f64).collect();

@@ -12,4 +12,4 @@ pub mod alert;
 pub mod csv;
 pub mod detect;
 
-pub use detect::{AnyDetector, Detector, DetectorKind, ExpectedRange, Score, Severity};
+pub use detect::{AnyDetector, Detector, DetectorFactory, DetectorKind, ExpectedRange, Score, Severity};

@@ -18,6 +18,7 @@ mod zscore;
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -154,6 +155,36 @@ impl DetectorKind {
             DetectorKind::Mad(c) => AnyDetector::Mad(Mad::new(c.clone())),
             DetectorKind::Ewma(c) => AnyDetector::Ewma(Ewma::new(c.clone())),
             DetectorKind::Surprise(c) => AnyDetector::Surprise(Surprise::new(c.clone())),
+        }
+    }
+}
+
+/// Builds the detectors of many series from one [`DetectorKind`], sharing its parameters
+/// between them where the detector supports it (the default, `surprise`).
+#[derive(Debug, Clone)]
+pub struct DetectorFactory(Factory);
+
+#[derive(Debug, Clone)]
+enum Factory {
+    Surprise(Arc<SurpriseConfig>),
+    Other(DetectorKind),
+}
+
+impl DetectorKind {
+    /// A factory for detectors of this kind (what [`DetectorKind::build`] makes, once per series).
+    pub fn factory(&self) -> DetectorFactory {
+        DetectorFactory(match self {
+            DetectorKind::Surprise(c) => Factory::Surprise(Arc::new(c.clone())),
+            other => Factory::Other(other.clone()),
+        })
+    }
+}
+
+impl DetectorFactory {
+    pub fn build(&self) -> AnyDetector {
+        match &self.0 {
+            Factory::Surprise(c) => AnyDetector::Surprise(Surprise::shared(Arc::clone(c))),
+            Factory::Other(kind) => kind.build(),
         }
     }
 }

@@ -87,7 +87,12 @@ impl Rolling {
                 self.replace_sorted(old, x);
             }
         }
-        self.next = (self.next + 1) % cap;
+        // A compare instead of `% cap`: the integer division was a visible part of scoring a
+        // sample at full ingest.
+        self.next += 1;
+        if self.next == cap {
+            self.next = 0;
+        }
         self.since_exact += 1;
         if self.since_exact >= cap || !self.mean.is_finite() || !self.m2.is_finite() || self.m2 < 0.0 {
             self.recompute();
@@ -114,14 +119,19 @@ impl Rolling {
         self.sorted[i] = new;
     }
 
-    /// Exact mean and M2 from the ring, two passes; the mean is accumulated as a running
-    /// average so values near f64::MAX do not overflow a plain sum.
+    /// Exact mean and M2 from the ring, two passes. The mean is a plain sum divided once; only
+    /// when that sum overflows (values near f64::MAX) is it accumulated as a running average,
+    /// whose division per value made this the costliest step of a push.
     fn recompute(&mut self) {
         self.since_exact = 0;
         let values = &self.ring[..self.len];
-        let mut mean = 0.0;
-        for (k, &v) in values.iter().enumerate() {
-            mean += (v - mean) / (k + 1) as f64;
+        let sum: f64 = values.iter().sum();
+        let mut mean = sum / values.len().max(1) as f64;
+        if !sum.is_finite() {
+            mean = 0.0;
+            for (k, &v) in values.iter().enumerate() {
+                mean += (v - mean) / (k + 1) as f64;
+            }
         }
         let m2 = values.iter().map(|&v| (v - mean) * (v - mean)).sum::<f64>();
         self.mean = mean;

@@ -793,7 +793,13 @@ mod tests {
 
     fn round_trip(vals: &[i64], search: Search) -> Vec<i64> {
         let mut out = Vec::new();
-        encode_ints_among(vals, &IntTransform::ALL, &[ResidualCoding::Rice, ResidualCoding::Varint], search, &mut out);
+        encode_ints_among(
+            vals,
+            &IntTransform::ALL,
+            &[ResidualCoding::Rice, ResidualCoding::Varint],
+            search,
+            &mut out,
+        );
         let mut br = ByteReader::new(&out);
         let mut back = Vec::new();
         decode_ints(&mut br, vals.len(), |v| back.push(v)).expect("decodes");
@@ -807,13 +813,37 @@ mod tests {
         let n = QUICK_TRIAL * 3;
         let mut cases: Vec<Vec<i64>> = Vec::new();
         // Constant for the trial, then noise.
-        cases.push((0..n as i64).map(|i| if i < 200 { 5 } else { (i * 7919) % 13 - 6 }).collect());
+        cases.push(
+            (0..n as i64)
+                .map(|i| if i < 200 { 5 } else { (i * 7919) % 13 - 6 })
+                .collect(),
+        );
         // Multiples of 4096 for the trial, then odd values.
-        cases.push((0..n as i64).map(|i| if i < 200 { i * 4096 } else { i * 3 + 1 }).collect());
+        cases.push(
+            (0..n as i64)
+                .map(|i| if i < 200 { i * 4096 } else { i * 3 + 1 })
+                .collect(),
+        );
         // A regular grid for the trial, then jitter and a jump.
-        cases.push((0..n as i64).map(|i| i * 10_000 + if i < 300 { 0 } else { i % 5 + 1_000_000 }).collect());
+        cases.push(
+            (0..n as i64)
+                .map(|i| i * 10_000 + if i < 300 { 0 } else { i % 5 + 1_000_000 })
+                .collect(),
+        );
         // Extremes after a quiet trial.
-        cases.push((0..n as i64).map(|i| if i < 150 { 0 } else if i % 2 == 0 { i64::MIN } else { i64::MAX }).collect());
+        cases.push(
+            (0..n as i64)
+                .map(|i| {
+                    if i < 150 {
+                        0
+                    } else if i % 2 == 0 {
+                        i64::MIN
+                    } else {
+                        i64::MAX
+                    }
+                })
+                .collect(),
+        );
         for vals in &cases {
             assert_eq!(&round_trip(vals, Search::Quick), vals);
             assert_eq!(&round_trip(vals, Search::Exact), vals);

@@ -301,10 +301,15 @@ pub fn encode_speed() {
     let mix: Vec<(Vec<i64>, Values)> = HOST_MIX
         .iter()
         .enumerate()
-        .flat_map(|(s, &(shape, weight))| (0..weight as u64).map(move |c| series(shape, clock, 8_640, 1_000 * s as u64 + c)))
+        .flat_map(|(s, &(shape, weight))| {
+            (0..weight as u64).map(move |c| series(shape, clock, 8_640, 1_000 * s as u64 + c))
+        })
         .collect();
     let points: usize = mix.iter().map(|(ts, _)| ts.len()).sum();
-    println!("\nencode speed, host mix at 10 s ({} series x 8,640 points), best of 5", mix.len());
+    println!(
+        "\nencode speed, host mix at 10 s ({} series x 8,640 points), best of 5",
+        mix.len()
+    );
     for block in [30, 120, 720] {
         for (name, fast) in [("full", false), ("fast", true)] {
             let opts = BlockOptions {

@@ -153,7 +153,9 @@ impl Watch {
         let order = by_shard(observed);
         let mut at = 0;
         while let Some(&first) = order.get(at) {
-            let Some(&(first_id, _, _)) = observed.get(first as usize) else { break };
+            let Some(&(first_id, _, _)) = observed.get(first as usize) else {
+                break;
+            };
             let shard_no = first_id as usize % SHARDS;
             let mut guard = self.shard(first_id).lock();
             let shard = &mut *guard;
@@ -351,7 +353,10 @@ mod tests {
             .map(|(t, &id)| (id, t as i64, 0.0))
             .collect();
         let order = by_shard(&observed);
-        let ids: Vec<(SeriesId, i64)> = order.iter().map(|&i| (observed[i as usize].0, observed[i as usize].1)).collect();
+        let ids: Vec<(SeriesId, i64)> = order
+            .iter()
+            .map(|&i| (observed[i as usize].0, observed[i as usize].1))
+            .collect();
         // Shard 3: ids 3, 19, 3, 35, 3 in written order; shard 4: 4, 20.
         assert_eq!(ids, vec![(3, 0), (19, 1), (3, 2), (35, 4), (3, 6), (4, 3), (20, 5)]);
     }

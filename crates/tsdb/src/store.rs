@@ -1336,8 +1336,7 @@ impl Shared {
             } else {
                 // The view guard must be gone before compacting, which swaps the view.
                 let view = self.view.read().clone();
-                let quiet =
-                    tier != Tier::Raw || written.get(&partition).is_none_or(|&t| t <= now - QUIET_MS);
+                let quiet = tier != Tier::Raw || written.get(&partition).is_none_or(|&t| t <= now - QUIET_MS);
                 let cold = end < now - COLD_AFTER_MS && quiet;
                 if let Some(merge) = compaction_pick(&view, &entries, cold) {
                     // A hot partition's merges are merged again as it grows and once more when

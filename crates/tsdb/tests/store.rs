@@ -368,17 +368,29 @@ fn a_day_being_back_filled_is_merged_whole_only_once_quiet() {
         write(
             &store,
             "db",
-            vec![line("m", &[], vec![("f", FieldValue::Float(i as f64))], yesterday + 1000 * i)],
+            vec![line(
+                "m",
+                &[],
+                vec![("f", FieldValue::Float(i as f64))],
+                yesterday + 1000 * i,
+            )],
         );
         store.checkpoint().unwrap();
     }
     store.maintain().unwrap();
-    assert_eq!(part_files(dir.path(), "raw-"), 3, "three small parts of a day still being written");
+    assert_eq!(
+        part_files(dir.path(), "raw-"),
+        3,
+        "three small parts of a day still being written"
+    );
     now.store(NOW + 11 * 60_000, Ordering::SeqCst);
     store.maintain().unwrap();
     assert_eq!(part_files(dir.path(), "raw-"), 1, "quiet for 11 minutes: one part");
     let got: Vec<(i64, f64)> = raw(&store, "m.f")[0].1.clone();
-    assert_eq!(got, vec![(yesterday, 0.0), (yesterday + 1000, 1.0), (yesterday + 2000, 2.0)]);
+    assert_eq!(
+        got,
+        vec![(yesterday, 0.0), (yesterday + 1000, 1.0), (yesterday + 2000, 2.0)]
+    );
 }
 
 #[test]

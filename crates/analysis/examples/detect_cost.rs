@@ -13,7 +13,8 @@ use pulsewire_analysis::{Detector, DetectorKind};
 fn main() {
     let mut args = std::env::args().skip(1);
     let series: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100_000);
-    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
+    // At least 2: the first half of the rounds is warm-up and not timed.
+    let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(200).max(2);
     let only = args.next();
     for name in DetectorKind::NAMES {
         if only.as_deref().is_some_and(|o| o != name) {

@@ -166,11 +166,14 @@ pub struct BlockOptions {
     /// `Some(true)`: always zstd; `Some(false)`: never; `None`: when smaller (with `fast`, for
     /// strings only).
     pub zstd: Option<bool>,
-    /// Less effort: candidate Rice codings are sized by estimate instead of exactly, and
-    /// numeric blocks are not offered to zstd (it pays for strings only in practice). For
-    /// sealing at checkpoints, where full effort took ~20 % of the server's CPU at full ingest
-    /// (`perf`); ~45 % less encoding time for the same size to 0.1 % (`codec_report`: the
-    /// `fast/720` column, and the encode times).
+    /// Less effort: candidate Rice codings are sized by estimate instead of exactly, candidate
+    /// transforms are compared on a section's first 128 values (medians of a sample, the search
+    /// ended by all-zero residuals) and the chosen one applied to the whole section, and numeric
+    /// blocks are not offered to zstd (it pays for strings only in practice). For sealing at
+    /// checkpoints and hot merges, where full effort took ~20 % of the server's CPU at full
+    /// ingest (`perf`); a half to a third of the encoding time for the same size to 0.1 %
+    /// (`cargo run -p pulsewire-codec --release --example encode_speed`; `codec_report`'s
+    /// `fast/720` column).
     pub fast: bool,
 }
 
@@ -198,7 +201,7 @@ pub fn encode_block_with(ts: &[i64], values: &Values, opts: &BlockOptions, out: 
             return Err(Error::OutOfOrder { ts: b, last: a });
         }
     }
-    let search = if opts.fast { Search::Quick } else { Search::Exact };
+    let search = if opts.fast { Search::Sampled } else { Search::Exact };
     let mut body = Vec::with_capacity(16 + ts.len() * 2);
     body.push(values.kind().code());
     put_uvarint(&mut body, ts.len() as u64);

@@ -76,7 +76,7 @@ pub(crate) struct IntChoice {
     pub search: Search,
 }
 
-/// Median of `items`, using `scratch` for the selection. With `Search::Quick`, long sequences
+/// Median of `items`, using `scratch` for the selection. With `Search::Sampled`, long sequences
 /// take the median of an evenly spaced sample of about [`QUICK_MEDIAN`] items: the median only
 /// centres the residuals, and selecting over every item was a sixth of a quick encode.
 fn median(scratch: &mut Vec<i64>, items: impl Iterator<Item = i64>, search: Search) -> i64 {
@@ -86,11 +86,15 @@ fn median(scratch: &mut Vec<i64>, items: impl Iterator<Item = i64>, search: Sear
         return 0;
     }
     let stride = scratch.len() / QUICK_MEDIAN;
-    if search == Search::Quick && stride > 1 {
+    if search == Search::Sampled && stride > 1 {
         let n = scratch.len().div_ceil(stride);
         for i in 1..n {
-            let v = scratch[i * stride];
-            scratch[i] = v;
+            // Slot `i * stride` lies ahead of slot `i`: nothing is read after it was overwritten.
+            if let Some(v) = scratch.get(i * stride).copied()
+                && let Some(slot) = scratch.get_mut(i)
+            {
+                *slot = v;
+            }
         }
         scratch.truncate(n);
     }
@@ -99,7 +103,7 @@ fn median(scratch: &mut Vec<i64>, items: impl Iterator<Item = i64>, search: Sear
     *m
 }
 
-/// Items a quick search takes the median of (see [`median`]).
+/// Items a sampled search takes the median of (see [`median`]).
 const QUICK_MEDIAN: usize = 64;
 
 #[inline]
@@ -448,6 +452,10 @@ pub(crate) enum Search {
     Exact,
     /// Rice streams sized by [`rice_estimate`].
     Quick,
+    /// As `Quick`, and plans compared on the first [`QUICK_TRIAL`] values only, with medians of
+    /// a sample ([`QUICK_MEDIAN`]) and the search ended by a plan with all-zero residuals: for
+    /// sealing raw blocks at checkpoints and hot merges (`BlockOptions::fast`).
+    Sampled,
 }
 
 /// Appends the section for `vals` to `out`, choosing among the given transforms and codings.
@@ -493,11 +501,11 @@ thread_local! {
 /// Scratch vectors longer than this are released after use.
 const SCRATCH_KEEP: usize = 1 << 16;
 
-/// Leading values on which a quick search compares plans when a section is longer: the chosen
+/// Leading values on which a sampled search compares plans when a section is longer: the chosen
 /// transform's parameters, common factor and coding are then computed over the whole section.
 const QUICK_TRIAL: usize = 128;
 
-/// Order in which a quick search tries transforms: the ones that most often leave nothing
+/// Order in which a sampled search tries transforms: the ones that most often leave nothing
 /// (constants, regular timestamps, steady counters) first, since a plan with all-zero residuals
 /// ends the search.
 fn quick_rank(t: IntTransform) -> u8 {
@@ -519,12 +527,12 @@ fn encode_with(
 ) {
     res.clear();
     zz.clear();
-    let quick = search == Search::Quick;
+    let sampled = search == Search::Sampled;
     let mut order = [IntTransform::Raw; 4];
     let order = match order.get_mut(..transforms.len()) {
         Some(o) => {
             o.copy_from_slice(transforms);
-            if quick {
+            if sampled {
                 o.sort_by_key(|&t| quick_rank(t));
             }
             &*o
@@ -532,7 +540,7 @@ fn encode_with(
         None => transforms,
     };
     let trial = match vals.get(..QUICK_TRIAL) {
-        Some(head) if quick => head,
+        Some(head) if sampled => head,
         _ => vals,
     };
     let mut best: Option<Plan> = None;
@@ -563,7 +571,7 @@ fn encode_with(
                 });
             }
         }
-        if quick && factor == 0 {
+        if sampled && factor == 0 {
             break;
         }
     }
@@ -633,7 +641,7 @@ fn fixed_bytes(t: IntTransform, params: (i64, i64), factor: u64) -> usize {
 /// Bytes of the zigzagged residuals `zz` under `coding` (estimated for Rice in a quick search).
 fn coded_bytes(coding: ResidualCoding, search: Search, zz: &[u64]) -> usize {
     match coding {
-        ResidualCoding::Rice if search == Search::Quick => rice_estimate(zz),
+        ResidualCoding::Rice if search != Search::Exact => rice_estimate(zz),
         ResidualCoding::Rice => rice(zz, None),
         ResidualCoding::Varint => zz.iter().map(|&z| varint_len(z)).sum(),
     }
@@ -806,10 +814,10 @@ mod tests {
         back
     }
 
-    /// A quick search picks its plan on the leading values; what follows them may break every
+    /// A sampled search picks its plan on the leading values; what follows them may break every
     /// assumption of that plan (all-zero residuals, a common factor) and must still round-trip.
     #[test]
-    fn quick_search_holds_values_unlike_its_trial() {
+    fn sampled_search_holds_values_unlike_its_trial() {
         let n = QUICK_TRIAL * 3;
         let mut cases: Vec<Vec<i64>> = Vec::new();
         // Constant for the trial, then noise.
@@ -845,6 +853,7 @@ mod tests {
                 .collect(),
         );
         for vals in &cases {
+            assert_eq!(&round_trip(vals, Search::Sampled), vals);
             assert_eq!(&round_trip(vals, Search::Quick), vals);
             assert_eq!(&round_trip(vals, Search::Exact), vals);
         }

@@ -1281,6 +1281,18 @@ impl Shared {
         result
     }
 
+    /// Whether no checkpoint has added raw points to the days in `[start, end)` for
+    /// [`QUIET_MS`] (or two checkpoint intervals, if longer: a steady back-fill must not look
+    /// quiet between its checkpoints). Rollup partitions span several days and get points
+    /// when their raw days do.
+    fn quiet(&self, written: &HashMap<i64, i64>, start: i64, end: i64, now: i64) -> bool {
+        let interval = i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX);
+        let window = QUIET_MS.max(interval.saturating_mul(2));
+        !written
+            .iter()
+            .any(|(&day, &t)| day >= start && day < end && t > now.saturating_sub(window))
+    }
+
     /// Retention (drop whole partitions past their tier's retention; rewrite raw partitions
     /// where only some measurements expired) and compaction (merge a partition's parts once
     /// there are several).
@@ -1336,8 +1348,7 @@ impl Shared {
             } else {
                 // The view guard must be gone before compacting, which swaps the view.
                 let view = self.view.read().clone();
-                let quiet = tier != Tier::Raw || written.get(&partition).is_none_or(|&t| t <= now - QUIET_MS);
-                let cold = end < now - COLD_AFTER_MS && quiet;
+                let cold = end < now - COLD_AFTER_MS && self.quiet(&written, partition, end, now);
                 if let Some(merge) = compaction_pick(&view, &entries, cold) {
                     // A hot partition's merges are merged again as it grows and once more when
                     // it goes cold: only that last merge pays for the full codec effort.
@@ -1361,7 +1372,7 @@ impl Shared {
         let mut failure = None;
         for day in unrolled {
             let end = day + Tier::Raw.partition_ms();
-            let quiet = written.get(&day).is_none_or(|&t| t <= now - QUIET_MS);
+            let quiet = self.quiet(&written, day, end, now);
             // Retention is about to take raw points: build the tiers now, with checkpoints held
             // off so a back-fill into the day cannot make the build give up.
             let pressed = end <= now - shortest_raw;
@@ -1584,8 +1595,9 @@ impl Shared {
 /// How hard a merge encodes its raw blocks (see [`PartWriter::fast`]).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Effort {
-    /// Checkpoints and merges of a partition still being written: every point in them is
-    /// encoded again by a later merge.
+    /// Checkpoints and merges of a partition still being written: their points are normally
+    /// encoded again by a later merge (a partition that is a single part once it goes cold
+    /// keeps these blocks).
     Fast,
     /// The merge that leaves a partition as it will stay.
     Full,

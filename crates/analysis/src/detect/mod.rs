@@ -174,7 +174,12 @@ impl DetectorKind {
     /// A factory for detectors of this kind (what [`DetectorKind::build`] makes, once per series).
     pub fn factory(&self) -> DetectorFactory {
         DetectorFactory(match self {
-            DetectorKind::Surprise(c) => Factory::Surprise(Arc::new(c.clone())),
+            DetectorKind::Surprise(c) => {
+                // Clamped here as `Surprise::shared` would, so the detectors share this one copy.
+                let mut c = c.clone();
+                c.bins = c.bins.min(16);
+                Factory::Surprise(Arc::new(c))
+            }
             other => Factory::Other(other.clone()),
         })
     }

@@ -88,6 +88,7 @@ impl SurpriseConfig {
         .or_else(|| check(self.alarm > 0.0 && self.alarm < 1.0, "alarm must be in (0, 1)"))
         .or_else(|| check((0.0..=1.0).contains(&self.damp), "damp must be in [0, 1]"))
         .or_else(|| check(self.min_relative_spread >= 0.0, "min_relative_spread must be >= 0"))
+        .or_else(|| check(self.bins <= 16, "bins must be at most 16"))
     }
 }
 

@@ -119,19 +119,18 @@ impl Rolling {
         self.sorted[i] = new;
     }
 
-    /// Exact mean and M2 from the ring, two passes. The mean is a plain sum divided once; only
-    /// when that sum overflows (values near f64::MAX) is it accumulated as a running average,
-    /// whose division per value made this the costliest step of a push.
+    /// Exact mean and M2 from the ring, two passes. The mean is accumulated as a running
+    /// average so values near f64::MAX do not overflow a plain sum, and a constant window's mean
+    /// is exactly its value (a sum divided by the count can be an ulp off, and a constant series
+    /// would then show a spread); each step multiplies by a reciprocal that does not depend on
+    /// the running mean, so the divisions are off the chain of dependent operations (dividing
+    /// inside it made this the costliest step of a push).
     fn recompute(&mut self) {
         self.since_exact = 0;
         let values = &self.ring[..self.len];
-        let sum: f64 = values.iter().sum();
-        let mut mean = sum / values.len().max(1) as f64;
-        if !sum.is_finite() {
-            mean = 0.0;
-            for (k, &v) in values.iter().enumerate() {
-                mean += (v - mean) / (k + 1) as f64;
-            }
+        let mut mean = 0.0;
+        for (k, &v) in values.iter().enumerate() {
+            mean += (v - mean) * (1.0 / (k + 1) as f64);
         }
         let m2 = values.iter().map(|&v| (v - mean) * (v - mean)).sum::<f64>();
         self.mean = mean;

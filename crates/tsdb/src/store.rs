@@ -1282,15 +1282,11 @@ impl Shared {
     }
 
     /// Whether no checkpoint has added raw points to the days in `[start, end)` for
-    /// [`QUIET_MS`] (or two checkpoint intervals, if longer: a steady back-fill must not look
-    /// quiet between its checkpoints). Rollup partitions span several days and get points
-    /// when their raw days do.
+    /// [`QUIET_MS`]. Rollup partitions span several days and get points when their raw days do.
     fn quiet(&self, written: &HashMap<i64, i64>, start: i64, end: i64, now: i64) -> bool {
-        let interval = i64::try_from(self.config.checkpoint_interval.as_millis()).unwrap_or(i64::MAX);
-        let window = QUIET_MS.max(interval.saturating_mul(2));
         !written
             .iter()
-            .any(|(&day, &t)| day >= start && day < end && t > now.saturating_sub(window))
+            .any(|(&day, &t)| day >= start && day < end && t > now.saturating_sub(QUIET_MS))
     }
 
     /// Retention (drop whole partitions past their tier's retention; rewrite raw partitions

@@ -84,6 +84,9 @@ pub fn read_value<'a>(r: &mut Reader<'a>, kind: Kind) -> Result<ValueRef<'a>> {
     })
 }
 
+/// Bytes of a typical sample record: id and millisecond timestamp varints, an 8-byte float.
+const SAMPLE_BYTES_HINT: usize = 18;
+
 /// Builds one batch record: definitions of series new in this batch, then samples.
 #[derive(Default)]
 pub struct BatchBuilder {
@@ -94,6 +97,15 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
+    /// A builder with room for about `samples` float samples, so that a large write does not
+    /// grow (and copy) its buffer again and again while the store's write lock is held.
+    pub fn with_capacity(samples: usize) -> BatchBuilder {
+        BatchBuilder {
+            samples: Vec::with_capacity(samples.saturating_mul(SAMPLE_BYTES_HINT)),
+            ..BatchBuilder::default()
+        }
+    }
+
     pub fn def(&mut self, id: SeriesId, line: &LineKey, field: &str, kind: Kind) {
         put_def(&mut self.defs, id, line, field, kind);
         self.ndefs += 1;

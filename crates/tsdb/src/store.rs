@@ -453,13 +453,15 @@ impl Store {
         let cfg = &self.shared.config;
         let now = (self.shared.clock)();
         let minute = now.div_euclid(60_000);
-        let mut batch = BatchBuilder::default();
+        // Sized from the first line's fields: writes are usually many lines of one shape.
+        let expected = lines.len().saturating_mul(lines.first().map_or(1, |(_, l)| l.fields.len()));
+        let mut batch = BatchBuilder::with_capacity(expected);
         let mut accepted = Vec::with_capacity(lines.len());
         let mut refused = Vec::new();
         let mut st = self.shared.state.lock();
         let st = &mut *st;
         let mut ids: Vec<(SeriesId, Kind)> = Vec::new();
-        let mut observed = Vec::new();
+        let mut observed = Vec::with_capacity(if observe { expected } else { 0 });
         for (i, (line_no, line)) in lines.iter().enumerate() {
             let refuse = |kind, message: String| Refusal {
                 line: *line_no,

@@ -454,7 +454,9 @@ impl Store {
         let now = (self.shared.clock)();
         let minute = now.div_euclid(60_000);
         // Sized from the first line's fields: writes are usually many lines of one shape.
-        let expected = lines.len().saturating_mul(lines.first().map_or(1, |(_, l)| l.fields.len()));
+        let expected = lines
+            .len()
+            .saturating_mul(lines.first().map_or(1, |(_, l)| l.fields.len()));
         let mut batch = BatchBuilder::with_capacity(expected);
         let mut accepted = Vec::with_capacity(lines.len());
         let mut refused = Vec::new();

@@ -576,7 +576,10 @@ fn encode_with(
         }
     }
     let Some(mut plan) = best else { return };
-    if trial.len() < vals.len() {
+    // After a trial, `res` ends up holding the chosen plan's residuals over every value;
+    // otherwise it holds the last plan tried and is filled again below.
+    let retried = trial.len() < vals.len();
+    if retried {
         plan.params = params_for(plan.t, vals, tmp, search);
         residuals(plan.t, plan.params, vals, res);
         plan.factor = common_factor(res);
@@ -613,7 +616,9 @@ fn encode_with(
     if plan.factor == 0 {
         return;
     }
-    residuals(plan.t, plan.params, vals, res);
+    if !retried {
+        residuals(plan.t, plan.params, vals, res);
+    }
     let f = plan.factor.max(1) as i64;
     zz.clear();
     zz.extend(res.iter().map(|&r| zigzag(r / f)));

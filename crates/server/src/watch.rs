@@ -150,20 +150,13 @@ impl Watch {
         let mut kept: Vec<(SeriesMeta, i64, f64)> = Vec::new();
         // One lock per shard per write rather than per sample: the samples are visited shard
         // by shard, each series' samples still in the order written.
-        let order = by_shard(observed);
-        let mut at = 0;
-        while let Some(&first) = order.get(at) {
-            let Some(&(first_id, _, _)) = observed.get(first as usize) else {
-                break;
-            };
-            let shard_no = first_id as usize % SHARDS;
-            let mut guard = self.shard(first_id).lock();
+        for (shard, indices) in self.shards.iter().zip(by_shard(observed)) {
+            if indices.is_empty() {
+                continue;
+            }
+            let mut guard = shard.lock();
             let shard = &mut *guard;
-            while let Some(&(id, ts, value)) = order.get(at).and_then(|&i| observed.get(i as usize)) {
-                if id as usize % SHARDS != shard_no {
-                    break;
-                }
-                at += 1;
+            for &(id, ts, value) in indices.iter().filter_map(|&i| observed.get(i as usize)) {
                 let slot = id as usize / SHARDS;
                 if shard.series.len() <= slot {
                     shard.series.resize_with(slot + 1, || None);
@@ -235,11 +228,6 @@ impl Watch {
         forgotten
     }
 
-    fn shard(&self, id: SeriesId) -> &Mutex<Shard> {
-        // `SHARDS` entries exist; the modulo keeps the index in range.
-        &self.shards[id as usize % SHARDS]
-    }
-
     /// Writes scores to the same field, tags and database in the measurement
     /// `<measurement>:anomaly`. Not waited for: scores are derived data, and a lost score is not
     /// a lost sample.
@@ -277,25 +265,13 @@ impl Watch {
     }
 }
 
-/// Indices of `observed` grouped by shard, in order within each shard (a counting sort: a
-/// comparison sort of a 50,000-sample write would cost more than the locks it saves).
-fn by_shard(observed: &[(SeriesId, i64, f64)]) -> Vec<u32> {
-    let mut start = [0usize; SHARDS + 1];
-    for &(id, _, _) in observed {
-        start[id as usize % SHARDS + 1] += 1;
-    }
-    for s in 1..=SHARDS {
-        start[s] += start[s - 1];
-    }
-    let mut order = vec![0u32; observed.len()];
+/// Indices of `observed` per shard, in written order within each shard.
+fn by_shard(observed: &[(SeriesId, i64, f64)]) -> [Vec<u32>; SHARDS] {
+    let mut groups: [Vec<u32>; SHARDS] = Default::default();
     for (i, &(id, _, _)) in observed.iter().enumerate() {
-        let next = &mut start[id as usize % SHARDS];
-        if let Some(o) = order.get_mut(*next) {
-            *o = i as u32;
-        }
-        *next += 1;
+        groups[id as usize % SHARDS].push(i as u32);
     }
-    order
+    groups
 }
 
 /// Scores to keep at least this high by default: below it a point is ordinary, and storing a
@@ -352,7 +328,7 @@ mod tests {
             .enumerate()
             .map(|(t, &id)| (id, t as i64, 0.0))
             .collect();
-        let order = by_shard(&observed);
+        let order: Vec<u32> = by_shard(&observed).concat();
         let ids: Vec<(SeriesId, i64)> = order
             .iter()
             .map(|&i| (observed[i as usize].0, observed[i as usize].1))

@@ -228,4 +228,14 @@ impl<'a> LineRef<'a> {
     pub fn field(&self, name: &str) -> Option<SeriesId> {
         self.entry.fields.iter().find(|(f, _)| &**f == name).map(|(_, id)| *id)
     }
+
+    /// [`LineRef::field`], trying position `pos` first: a line's fields usually come in the
+    /// same order write after write, and the scan's string comparisons were ~2.5 % of the
+    /// server's CPU at full ingest.
+    pub fn field_at(&self, pos: usize, name: &str) -> Option<SeriesId> {
+        match self.entry.fields.get(pos) {
+            Some((f, id)) if &**f == name => Some(*id),
+            _ => self.field(name),
+        }
+    }
 }

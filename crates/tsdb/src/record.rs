@@ -122,6 +122,10 @@ impl BatchBuilder {
         self.nsamples
     }
 
+    pub fn defs(&self) -> u64 {
+        self.ndefs
+    }
+
     /// The framed record, ready to append to the WAL.
     pub fn finish(self) -> Vec<u8> {
         let mut payload = Vec::with_capacity(self.defs.len() + self.samples.len() + 24);

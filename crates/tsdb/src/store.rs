@@ -57,6 +57,24 @@ pub struct Refusal {
     pub limit: Option<StoreLimit>,
 }
 
+impl Refusal {
+    fn new(line: usize, kind: RefusalKind, message: String) -> Refusal {
+        Refusal {
+            line,
+            kind,
+            message,
+            limit: (kind == RefusalKind::RateLimited).then_some(StoreLimit::NewSeriesPerMinute),
+        }
+    }
+
+    fn limit(line: usize, limit: StoreLimit, kind: RefusalKind, message: String) -> Refusal {
+        Refusal {
+            limit: Some(limit),
+            ..Refusal::new(line, kind, message)
+        }
+    }
+}
+
 /// The store's limits (`tsdb.limits`), as named in refusals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StoreLimit {
@@ -123,14 +141,81 @@ pub struct StoreStats {
     pub last_checkpoint_ms: Option<u64>,
 }
 
-struct State {
+/// Series definitions and the write limits' counters: read-locked by writers to resolve their
+/// lines, write-locked to create series and by a checkpoint's freeze.
+struct Catalog {
     index: Index,
-    head: Head,
     /// Series already in the series log.
     persisted: usize,
     /// New series per database in the current minute.
     new_series: HashMap<(TenantId, String), (i64, usize)>,
-    lookup: String,
+}
+
+/// Where one line of a write stands.
+#[derive(Clone, Copy)]
+enum Slot {
+    Refused,
+    /// Its series exist: `ids[start..end]`, in field order.
+    Ready {
+        ts: i64,
+        start: usize,
+        end: usize,
+    },
+    /// Some of its series are new: resolved again under the catalog's write lock.
+    Pending {
+        ts: i64,
+    },
+}
+
+/// What the index says of a line's fields.
+enum Fields {
+    /// Every field's series exists with the written type.
+    Known,
+    /// This many fields have no series yet.
+    New(usize),
+    Conflict(String),
+}
+
+fn lookup_key(buf: &mut String, tenant: &TenantId, db: &str, line: &Line<'_>) {
+    line_lookup_key(
+        buf,
+        tenant.as_str(),
+        db,
+        &line.measurement,
+        line.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+    );
+}
+
+/// Resolves a line's fields to their series (pushed to `ids` while all are known).
+fn resolve_fields(
+    index: &Index,
+    lookup: &str,
+    tenant: &TenantId,
+    db: &str,
+    line: &Line<'_>,
+    ids: &mut Vec<(SeriesId, Kind)>,
+) -> Fields {
+    let known = index.line(lookup);
+    let mut new = 0;
+    for (pos, (field, value)) in line.fields.iter().enumerate() {
+        let kind = kind_of(value);
+        match known.as_ref().and_then(|l| l.field_at(pos, field)) {
+            Some(id) => match index.meta(id) {
+                Some(meta) if meta.kind == kind => ids.push((id, kind)),
+                Some(meta) => return Fields::Conflict(type_conflict(field, meta.kind, kind)),
+                None => {}
+            },
+            None => {
+                if let Some(existing) = index.field_kind(tenant, db, &line.measurement, field)
+                    && existing != kind
+                {
+                    return Fields::Conflict(type_conflict(field, existing, kind));
+                }
+                new += 1;
+            }
+        }
+    }
+    if new > 0 { Fields::New(new) } else { Fields::Known }
 }
 
 struct LivePart {
@@ -151,7 +236,10 @@ struct View {
 struct Shared {
     dir: PathBuf,
     config: StoreConfig,
-    state: Mutex<State>,
+    catalog: RwLock<Catalog>,
+    /// The live head. Writers hold it only to append and to queue their WAL record (so the WAL
+    /// follows the head's order); taken after `catalog` where both are.
+    head: Mutex<Head>,
     view: RwLock<Arc<View>>,
     wal: Wal,
     /// The live manifest. Checkpoints and compactions write their parts without it and take it
@@ -341,13 +429,12 @@ impl Store {
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
-            state: Mutex::new(State {
+            catalog: RwLock::new(Catalog {
                 index,
-                head,
                 persisted,
                 new_series: HashMap::new(),
-                lookup: String::new(),
             }),
+            head: Mutex::new(head),
             view: RwLock::new(Arc::new(View {
                 parts,
                 frozen: Vec::new(),
@@ -434,9 +521,16 @@ impl Store {
 
     /// What the store knows of one series.
     pub fn meta(&self, id: SeriesId) -> Option<SeriesMeta> {
-        self.shared.state.lock().index.meta(id).cloned()
+        self.shared.catalog.read().index.meta(id).cloned()
     }
 
+    /// Writes in three steps so that concurrent writers overlap: their lines' series are
+    /// resolved under the catalog's read lock (its write lock only for lines that create
+    /// series, whose definitions go to the WAL before the lock is released, so that they
+    /// precede every sample that uses them); the WAL record is built without a lock; then the
+    /// head lock covers only the head appends and queuing the record, which keeps the WAL in
+    /// the head's order. One lock around all of it left the server's cores a fifth idle with
+    /// writers parked on it (measured in docs/benchmarks.md).
     fn write_inner(
         &self,
         tenant: &TenantId,
@@ -452,180 +546,99 @@ impl Store {
         self.shared.wait_for_room();
         let cfg = &self.shared.config;
         let now = (self.shared.clock)();
-        let minute = now.div_euclid(60_000);
         // Sized from the first line's fields: writes are usually many lines of one shape.
         let expected = lines
             .len()
             .saturating_mul(lines.first().map_or(1, |(_, l)| l.fields.len()));
-        let mut batch = BatchBuilder::with_capacity(expected);
-        let mut accepted = Vec::with_capacity(lines.len());
         let mut refused = Vec::new();
-        let mut st = self.shared.state.lock();
-        let st = &mut *st;
-        let mut ids: Vec<(SeriesId, Kind)> = Vec::new();
-        let mut observed = Vec::with_capacity(if observe { expected } else { 0 });
-        for (i, (line_no, line)) in lines.iter().enumerate() {
-            let refuse = |kind, message: String| Refusal {
-                line: *line_no,
-                kind,
-                message,
-                limit: match kind {
-                    RefusalKind::RateLimited => Some(StoreLimit::NewSeriesPerMinute),
-                    _ => None,
-                },
-            };
-            let refuse_limit = |limit, kind, message: String| Refusal {
-                limit: Some(limit),
-                ..refuse(kind, message)
-            };
-            let ts = match line.timestamp {
-                None => now,
-                Some(t) => match to_ms(t, precision) {
-                    Some(ms) => ms,
-                    None => {
-                        refused.push(refuse(RefusalKind::Invalid, format!("timestamp {t} is out of range")));
-                        continue;
-                    }
-                },
-            };
-            let retention = cfg.raw_retention(db, &line.measurement);
-            if ts < now - retention.as_millis() as i64 {
-                refused.push(refuse(
-                    RefusalKind::Retention,
-                    format!(
-                        "point is older than the retention of {} for measurement {}",
-                        humantime::format_duration(retention),
-                        line.measurement
-                    ),
-                ));
-                continue;
-            }
-            if line.tags.len() > cfg.limits.max_tags_per_series {
-                refused.push(refuse_limit(
-                    StoreLimit::TagsPerSeries,
-                    RefusalKind::Limit,
-                    format!(
-                        "{} tags exceed the limit of {} per series",
-                        line.tags.len(),
-                        cfg.limits.max_tags_per_series
-                    ),
-                ));
-                continue;
-            }
-            line_lookup_key(
-                &mut st.lookup,
-                tenant.as_str(),
-                db,
-                &line.measurement,
-                line.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
-            );
-            // Resolve every field first: a line is written whole or not at all.
-            ids.clear();
-            let mut new_fields = 0usize;
-            let mut problem = None;
-            let known = st.index.line(&st.lookup);
-            for (field, value) in &line.fields {
-                let kind = kind_of(value);
-                match known.as_ref().and_then(|l| l.field(field)) {
-                    Some(id) => match st.index.meta(id) {
-                        Some(meta) if meta.kind == kind => ids.push((id, kind)),
-                        Some(meta) => {
-                            problem = Some(type_conflict(field, meta.kind, kind));
-                            break;
-                        }
-                        None => {}
-                    },
-                    None => {
-                        if let Some(existing) = st.index.field_kind(tenant, db, &line.measurement, field)
-                            && existing != kind
-                        {
-                            problem = Some(type_conflict(field, existing, kind));
-                            break;
-                        }
-                        new_fields += 1;
-                    }
-                }
-            }
-            if let Some(p) = problem {
-                refused.push(refuse(RefusalKind::Conflict, p));
-                continue;
-            }
-            if new_fields > 0 {
-                if !derived {
-                    let in_db = st.index.series_in_db(tenant, db);
-                    if in_db + new_fields > cfg.limits.max_series_per_database {
-                        refused.push(refuse_limit(
-                            StoreLimit::SeriesPerDatabase,
-                            RefusalKind::Limit,
-                            format!(
-                                "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
-                                cfg.limits.max_series_per_database
-                            ),
-                        ));
-                        continue;
-                    }
-                    if let Some(quota) = cfg.limits.tenant_quota(tenant.as_str()) {
-                        let in_tenant = st.index.series_in_tenant(tenant);
-                        if in_tenant + new_fields > quota {
-                            refused.push(refuse_limit(
-                                StoreLimit::SeriesPerTenant,
-                                RefusalKind::Quota,
-                                format!(
-                                    "series quota exceeded: tenant {} holds {in_tenant} series, its quota is {quota}",
-                                    tenant.as_str()
-                                ),
+        let mut slots = Vec::with_capacity(lines.len());
+        // Each resolved line's series, in field order: `Slot::Ready` holds its range.
+        let mut ids: Vec<(SeriesId, Kind)> = Vec::with_capacity(expected);
+        let mut lookup = String::new();
+        let mut pending = false;
+        {
+            let catalog = self.shared.catalog.read();
+            for (line_no, line) in lines {
+                let ts = match line.timestamp {
+                    None => now,
+                    Some(t) => match to_ms(t, precision) {
+                        Some(ms) => ms,
+                        None => {
+                            refused.push(Refusal::new(
+                                *line_no,
+                                RefusalKind::Invalid,
+                                format!("timestamp {t} is out of range"),
                             ));
+                            slots.push(Slot::Refused);
                             continue;
                         }
-                    }
-                    let counter = st
-                        .new_series
-                        .entry((tenant.clone(), db.to_string()))
-                        .or_insert((minute, 0));
-                    if counter.0 != minute {
-                        *counter = (minute, 0);
-                    }
-                    if counter.1 + new_fields > cfg.limits.max_new_series_per_minute {
-                        refused.push(refuse(
-                            RefusalKind::RateLimited,
-                            format!(
-                                "database {db} created {} new series this minute, the limit is {} per minute",
-                                counter.1, cfg.limits.max_new_series_per_minute
-                            ),
-                        ));
-                        continue;
-                    }
-                    counter.1 += new_fields;
+                    },
+                };
+                let retention = cfg.raw_retention(db, &line.measurement);
+                if ts < now - retention.as_millis() as i64 {
+                    refused.push(Refusal::new(
+                        *line_no,
+                        RefusalKind::Retention,
+                        format!(
+                            "point is older than the retention of {} for measurement {}",
+                            humantime::format_duration(retention),
+                            line.measurement
+                        ),
+                    ));
+                    slots.push(Slot::Refused);
+                    continue;
                 }
-                // Create the missing series (in field order, so ids are deterministic).
-                ids.clear();
-                for (field, value) in &line.fields {
-                    let kind = kind_of(value);
-                    let id = match st.index.line(&st.lookup).and_then(|l| l.field(field)) {
-                        Some(id) => id,
-                        None => {
-                            let key = LineKey {
-                                tenant: tenant.clone(),
-                                db: db.to_string(),
-                                measurement: line.measurement.to_string(),
-                                tags: line.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                            };
-                            let lookup = std::mem::take(&mut st.lookup);
-                            let id = st.index.insert(&lookup, key, field, kind);
-                            st.lookup = lookup;
-                            if let Some(meta) = st.index.meta(id) {
-                                batch.def(id, &meta.line, field, kind);
-                            }
-                            id
-                        }
-                    };
-                    ids.push((id, kind));
+                if line.tags.len() > cfg.limits.max_tags_per_series {
+                    refused.push(Refusal::limit(
+                        *line_no,
+                        StoreLimit::TagsPerSeries,
+                        RefusalKind::Limit,
+                        format!(
+                            "{} tags exceed the limit of {} per series",
+                            line.tags.len(),
+                            cfg.limits.max_tags_per_series
+                        ),
+                    ));
+                    slots.push(Slot::Refused);
+                    continue;
+                }
+                lookup_key(&mut lookup, tenant, db, line);
+                let start = ids.len();
+                match resolve_fields(&catalog.index, &lookup, tenant, db, line, &mut ids) {
+                    Fields::Known => slots.push(Slot::Ready {
+                        ts,
+                        start,
+                        end: ids.len(),
+                    }),
+                    Fields::New(_) => {
+                        ids.truncate(start);
+                        slots.push(Slot::Pending { ts });
+                        pending = true;
+                    }
+                    Fields::Conflict(p) => {
+                        ids.truncate(start);
+                        refused.push(Refusal::new(*line_no, RefusalKind::Conflict, p));
+                        slots.push(Slot::Refused);
+                    }
                 }
             }
-            for ((id, kind), (_, value)) in ids.iter().zip(&line.fields) {
+        }
+        if pending {
+            self.create_series(tenant, db, now, lines, derived, &mut slots, &mut ids, &mut refused);
+            refused.sort_by_key(|r| r.line);
+        }
+
+        // The WAL record and the scored samples, without a lock.
+        let mut batch = BatchBuilder::with_capacity(expected);
+        let mut accepted = Vec::with_capacity(lines.len());
+        let mut observed = Vec::with_capacity(if observe { expected } else { 0 });
+        for (i, (slot, (_, line))) in slots.iter().zip(lines).enumerate() {
+            let Slot::Ready { ts, start, end } = *slot else {
+                continue;
+            };
+            for (&(id, _), (_, value)) in ids.get(start..end).unwrap_or_default().iter().zip(&line.fields) {
                 let v = value_ref(value);
-                batch.sample(*id, ts, v);
-                st.head.push(*id, *kind, ts, v);
+                batch.sample(id, ts, v);
                 if observe {
                     let x = match v {
                         ValueRef::Float(f) => Some(f),
@@ -634,14 +647,26 @@ impl Store {
                         ValueRef::Bool(_) | ValueRef::Str(_) => None,
                     };
                     if let Some(x) = x {
-                        observed.push((*id, ts, x));
+                        observed.push((id, ts, x));
                     }
                 }
             }
             accepted.push(i);
         }
         let samples = batch.samples();
-        let ack = (samples > 0).then(|| self.shared.wal.append(batch.finish()));
+        let ack = (samples > 0).then(|| {
+            let record = batch.finish();
+            let mut head = self.shared.head.lock();
+            for (slot, (_, line)) in slots.iter().zip(lines) {
+                let Slot::Ready { ts, start, end } = *slot else {
+                    continue;
+                };
+                for (&(id, kind), (_, value)) in ids.get(start..end).unwrap_or_default().iter().zip(&line.fields) {
+                    head.push(id, kind, ts, value_ref(value));
+                }
+            }
+            self.shared.wal.append(record)
+        });
         Ok(WriteOutcome {
             accepted,
             samples,
@@ -652,9 +677,135 @@ impl Store {
         })
     }
 
+    /// The write lock part of [`Store::write_inner`]: resolves the pending lines again (another
+    /// writer may have created their series meanwhile), applies the series limits and creates
+    /// what is missing, then queues the new definitions to the WAL before the lock is released.
+    #[allow(clippy::too_many_arguments)]
+    fn create_series(
+        &self,
+        tenant: &TenantId,
+        db: &str,
+        now: i64,
+        lines: &[(usize, Line<'_>)],
+        derived: bool,
+        slots: &mut [Slot],
+        ids: &mut Vec<(SeriesId, Kind)>,
+        refused: &mut Vec<Refusal>,
+    ) {
+        let limits = &self.shared.config.limits;
+        let minute = now.div_euclid(60_000);
+        let mut lookup = String::new();
+        let mut defs = BatchBuilder::default();
+        let mut guard = self.shared.catalog.write();
+        let catalog = &mut *guard;
+        for (slot, (line_no, line)) in slots.iter_mut().zip(lines) {
+            let Slot::Pending { ts } = *slot else { continue };
+            *slot = Slot::Refused;
+            lookup_key(&mut lookup, tenant, db, line);
+            let start = ids.len();
+            let new_fields = match resolve_fields(&catalog.index, &lookup, tenant, db, line, ids) {
+                Fields::Known => {
+                    *slot = Slot::Ready {
+                        ts,
+                        start,
+                        end: ids.len(),
+                    };
+                    continue;
+                }
+                Fields::Conflict(p) => {
+                    ids.truncate(start);
+                    refused.push(Refusal::new(*line_no, RefusalKind::Conflict, p));
+                    continue;
+                }
+                Fields::New(n) => n,
+            };
+            ids.truncate(start);
+            if !derived {
+                let in_db = catalog.index.series_in_db(tenant, db);
+                if in_db + new_fields > limits.max_series_per_database {
+                    refused.push(Refusal::limit(
+                        *line_no,
+                        StoreLimit::SeriesPerDatabase,
+                        RefusalKind::Limit,
+                        format!(
+                            "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
+                            limits.max_series_per_database
+                        ),
+                    ));
+                    continue;
+                }
+                if let Some(quota) = limits.tenant_quota(tenant.as_str()) {
+                    let in_tenant = catalog.index.series_in_tenant(tenant);
+                    if in_tenant + new_fields > quota {
+                        refused.push(Refusal::limit(
+                            *line_no,
+                            StoreLimit::SeriesPerTenant,
+                            RefusalKind::Quota,
+                            format!(
+                                "series quota exceeded: tenant {} holds {in_tenant} series, its quota is {quota}",
+                                tenant.as_str()
+                            ),
+                        ));
+                        continue;
+                    }
+                }
+                let counter = catalog
+                    .new_series
+                    .entry((tenant.clone(), db.to_string()))
+                    .or_insert((minute, 0));
+                if counter.0 != minute {
+                    *counter = (minute, 0);
+                }
+                if counter.1 + new_fields > limits.max_new_series_per_minute {
+                    refused.push(Refusal::new(
+                        *line_no,
+                        RefusalKind::RateLimited,
+                        format!(
+                            "database {db} created {} new series this minute, the limit is {} per minute",
+                            counter.1, limits.max_new_series_per_minute
+                        ),
+                    ));
+                    continue;
+                }
+                counter.1 += new_fields;
+            }
+            // Create the missing series (in field order, so ids are deterministic).
+            for (field, value) in &line.fields {
+                let kind = kind_of(value);
+                let id = match catalog.index.line(&lookup).and_then(|l| l.field(field)) {
+                    Some(id) => id,
+                    None => {
+                        let key = LineKey {
+                            tenant: tenant.clone(),
+                            db: db.to_string(),
+                            measurement: line.measurement.to_string(),
+                            tags: line.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                        };
+                        let id = catalog.index.insert(&lookup, key, field, kind);
+                        if let Some(meta) = catalog.index.meta(id) {
+                            defs.def(id, &meta.line, field, kind);
+                        }
+                        id
+                    }
+                };
+                ids.push((id, kind));
+            }
+            *slot = Slot::Ready {
+                ts,
+                start,
+                end: ids.len(),
+            };
+        }
+        if defs.defs() > 0 {
+            // Not waited for by itself: the write's samples are queued after it, and their
+            // acknowledgement (or the poisoned log's refusal) covers it.
+            drop(self.shared.wal.append(defs.finish()));
+        }
+    }
+
     /// Series of a tenant matching a selector.
     pub fn select(&self, tenant: &TenantId, db: Option<&str>, selector: &Selector) -> Vec<(SeriesId, SeriesMeta)> {
-        let st = self.shared.state.lock();
+        let st = self.shared.catalog.read();
         st.index
             .select(tenant, db, selector)
             .into_iter()
@@ -760,7 +911,7 @@ impl Store {
 
     /// Series of a tenant carrying any of `keys` with value `value` (all measurements).
     pub fn series_with_tag(&self, tenant: &TenantId, keys: &[&str], value: &str) -> Vec<(SeriesId, SeriesMeta)> {
-        let st = self.shared.state.lock();
+        let st = self.shared.catalog.read();
         st.index
             .tenant_series(tenant)
             .filter_map(|id| st.index.meta(id).map(|m| (id, m)))
@@ -776,7 +927,7 @@ impl Store {
 
     /// Every series of a tenant.
     pub fn all_series(&self, tenant: &TenantId) -> Vec<(SeriesId, SeriesMeta)> {
-        let st = self.shared.state.lock();
+        let st = self.shared.catalog.read();
         st.index
             .tenant_series(tenant)
             .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
@@ -805,11 +956,11 @@ impl Store {
     }
 
     /// The parts and frozen heads to read, and the live head's points of one series, as of one
-    /// moment. A checkpoint moves the live head into the frozen heads under the state lock, so
+    /// moment. A checkpoint moves the live head into the frozen heads under the head lock, so
     /// both are taken under it: a view taken before a checkpoint froze the head, with the live
     /// head read after, would hold the head's points in neither.
     /// The view, and the points of one series in `[from, to)` still in heads (frozen ones, then
-    /// the live one), taken under the state lock so that a checkpoint freezing the head in
+    /// the live one), taken under the head lock so that a checkpoint freezing the head in
     /// between cannot hide them.
     fn view_and_heads(
         &self,
@@ -819,9 +970,9 @@ impl Store {
         to: i64,
     ) -> (Arc<View>, Vec<(Vec<i64>, Values)>) {
         let (view, live) = {
-            let st = self.shared.state.lock();
+            let head = self.shared.head.lock();
             let view = self.shared.view.read().clone();
-            let live = st.head.has(id).then(|| st.head.read(id, meta.kind));
+            let live = head.has(id).then(|| head.read(id, meta.kind));
             (view, live)
         };
         let heads = view
@@ -902,14 +1053,10 @@ impl Store {
     }
 
     pub fn stats(&self) -> StoreStats {
-        let (series, head_series, head_points, head_bytes) = {
-            let st = self.shared.state.lock();
-            (
-                st.index.len(),
-                st.head.active_series(),
-                st.head.points(),
-                st.head.heap_bytes(),
-            )
+        let series = self.shared.catalog.read().index.len();
+        let (head_series, head_points, head_bytes) = {
+            let head = self.shared.head.lock();
+            (head.active_series(), head.points(), head.heap_bytes())
         };
         let view = self.shared.view.read().clone();
         let m = &self.shared.counters;
@@ -1180,18 +1327,22 @@ impl Shared {
         // Freeze: the live head becomes immutable and visible through the view, the WAL moves
         // to a new segment, all under the write lock so no write falls between the two.
         let (frozen, rotated, defs, metas) = {
-            let mut st = self.state.lock();
-            if st.head.points() == 0 {
-                return Ok(());
-            }
-            let frozen = Arc::new(std::mem::take(&mut st.head));
-            let rotated = self.wal.rotate();
-            {
+            // The catalog first (the lock order), so that no new series' definition is queued
+            // to the WAL between the rotation and the definitions written below.
+            let mut st = self.catalog.write();
+            let (frozen, rotated) = {
+                let mut head = self.head.lock();
+                if head.points() == 0 {
+                    return Ok(());
+                }
+                let frozen = Arc::new(std::mem::take(&mut *head));
+                let rotated = self.wal.rotate();
                 let mut view = self.view.write();
                 let mut next = (**view).clone();
                 next.frozen.push(frozen.clone());
                 *view = Arc::new(next);
-            }
+                (frozen, rotated)
+            };
             let mut defs = Vec::new();
             for id in st.persisted..st.index.len() {
                 let id = id as SeriesId;
@@ -1330,7 +1481,7 @@ impl Shared {
             } else if tier == Tier::Raw && expired(shortest_raw) {
                 // Some measurements' retention has passed: rewrite without their series.
                 let view = self.view.read().clone();
-                let st = self.state.lock();
+                let st = self.catalog.read();
                 let expired_ids: Vec<SeriesId> = entries
                     .iter()
                     .filter_map(|e| view.parts.iter().find(|p| p.entry == *e))

@@ -512,6 +512,104 @@ fn checkpoints_and_compactions_racing_lose_nothing() {
     check(&store);
 }
 
+/// Writers resolve series concurrently and create them under a separate lock, with checkpoints
+/// rotating the WAL meanwhile (measurement `m`), then without checkpoints (`n`, only in the WAL):
+/// after a crash (dropped without closing) and a replay, every series is defined before its
+/// samples and every acknowledged point is there.
+#[test]
+fn concurrent_writers_creating_series_across_checkpoints_replay_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), config()).unwrap();
+    let t0 = NOW - 2 * HOUR;
+    let (writers, rounds, hosts, fields) = (4i64, 40i64, 8i64, 5i64);
+    // Each round brings a new host for every writer at once (the same series created by several
+    // of them) and a field the host may not have yet.
+    let point = move |w: i64, r: i64, h: i64| {
+        (
+            (r + h) % fields,
+            t0 + r * 1000 + w,
+            (w * 1_000_000 + r * 100 + h) as f64,
+        )
+    };
+    let run = |measurement: &'static str, checkpointing: bool| {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let checkpoints = checkpointing.then(|| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    store.checkpoint().unwrap();
+                }
+            })
+        });
+        let threads: Vec<_> = (0..writers)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for r in 0..rounds {
+                        let lines = (0..=r.min(hosts - 1))
+                            .map(|h| {
+                                let (f, ts, v) = point(w, r, h);
+                                let field: &'static str = Box::leak(format!("f{f}").into_boxed_str());
+                                line(
+                                    measurement,
+                                    &[("host", &format!("h{h}"))],
+                                    vec![(field, FieldValue::Float(v))],
+                                    ts,
+                                )
+                            })
+                            .collect();
+                        write(&store, "db", lines);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        stop.store(true, Ordering::SeqCst);
+        if let Some(c) = checkpoints {
+            c.join().unwrap();
+        }
+    };
+    run("m", true);
+    run("n", false);
+    let mut expected: std::collections::BTreeMap<(i64, i64), Vec<(i64, f64)>> = Default::default();
+    for w in 0..writers {
+        for r in 0..rounds {
+            for h in 0..=r.min(hosts - 1) {
+                let (f, ts, v) = point(w, r, h);
+                expected.entry((h, f)).or_default().push((ts, v));
+            }
+        }
+    }
+    for pts in expected.values_mut() {
+        pts.sort_by_key(|p| p.0);
+    }
+    let check = |store: &Store| {
+        for m in ["m", "n"] {
+            let got = raw(store, m);
+            assert_eq!(got.len(), expected.len());
+            for ((h, f), pts) in &expected {
+                let key = format!("{m}.f{f}[(\"host\", \"h{h}\")]");
+                let series = got
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .unwrap_or_else(|| panic!("{key} missing"));
+                assert_eq!(&series.1, pts, "{key}");
+            }
+        }
+    };
+    check(&store);
+    assert!(
+        store.stats().head_points > 0,
+        "measurement n is only in the head and the WAL"
+    );
+    drop(store);
+    let store = Store::open(dir.path(), config()).unwrap();
+    check(&store);
+    assert_eq!(store.stats().series, 2 * expected.len());
+}
+
 #[test]
 fn old_ranges_are_answered_from_the_tier_that_still_holds_them() {
     let dir = tempfile::tempdir().unwrap();

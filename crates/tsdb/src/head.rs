@@ -136,27 +136,62 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
         }
         return (out_ts, out);
     }
-    let mut order: Vec<(i64, usize, usize)> = Vec::new();
-    for (r, (ts, _)) in runs.iter().enumerate() {
-        order.extend(ts.iter().enumerate().map(|(i, &t)| (t, r, i)));
-    }
-    order.sort_unstable();
-    let mut out_ts = Vec::with_capacity(order.len());
-    let mut out = Values::new(kind);
-    let mut i = 0;
-    while i < order.len() {
-        // The last entry with this timestamp is the latest write.
-        let mut j = i;
-        while order.get(j + 1).is_some_and(|n| n.0 == order.get(i).map_or(0, |o| o.0)) {
-            j += 1;
+    // Each run in ascending time, keeping the later of equal timestamps within it (a run already
+    // strictly ascending, like a head chunk, as it is; late points are sorted on their own), then
+    // a merge of the runs that takes, at equal timestamps, the latest run's point. Sorting every
+    // point as (time, run, index) instead was ~2.5 % of the server's CPU at full ingest, in
+    // checkpoints: concurrent writers leave a few late points in most series.
+    let orders: Vec<Option<Vec<usize>>> = runs
+        .iter()
+        .map(|(ts, _)| {
+            if ascending(ts) {
+                return None;
+            }
+            let mut idx: Vec<usize> = (0..ts.len()).collect();
+            // Stable: equal timestamps stay in write order, and the last of them is kept.
+            idx.sort_by_key(|&i| ts.get(i).copied());
+            let keep = |n: usize| {
+                let this = idx.get(n).and_then(|&i| ts.get(i));
+                idx.get(n + 1).and_then(|&j| ts.get(j)) != this
+            };
+            Some((0..idx.len()).filter(|&n| keep(n)).filter_map(|n| idx.get(n).copied()).collect())
+        })
+        .collect();
+    let index_at = |r: usize, p: usize| -> Option<usize> {
+        match orders.get(r)? {
+            None => runs.get(r).and_then(|(ts, _)| (p < ts.len()).then_some(p)),
+            Some(order) => order.get(p).copied(),
         }
-        if let Some(&(t, r, idx)) = order.get(j)
-            && let Some(v) = runs.get(r).and_then(|(_, vals)| vals.get(idx))
+    };
+    let head_ts = |r: usize, p: usize| index_at(r, p).and_then(|i| runs.get(r).and_then(|(ts, _)| ts.get(i).copied()));
+    let total = runs.iter().map(|(ts, _)| ts.len()).sum();
+    let mut out_ts = Vec::with_capacity(total);
+    let mut out = Values::new(kind);
+    let mut pos = vec![0usize; runs.len()];
+    loop {
+        // The earliest next point; of equal ones the later run's (`<=` as runs go up).
+        let mut best: Option<(i64, usize)> = None;
+        for (r, &p) in pos.iter().enumerate() {
+            if let Some(t) = head_ts(r, p)
+                && best.is_none_or(|(b, _)| t <= b)
+            {
+                best = Some((t, r));
+            }
+        }
+        let Some((t, r)) = best else { break };
+        if let Some(v) = pos
+            .get(r)
+            .and_then(|&p| index_at(r, p))
+            .and_then(|i| runs.get(r).and_then(|(_, vals)| vals.get(i)))
             && out.push(v).is_ok()
         {
             out_ts.push(t);
         }
-        i = j + 1;
+        for (q, p) in pos.iter_mut().enumerate() {
+            if head_ts(q, *p) == Some(t) {
+                *p += 1;
+            }
+        }
     }
     (out_ts, out)
 }
@@ -186,5 +221,39 @@ mod tests {
         assert_eq!(head.points(), 7);
         assert_eq!(head.active_series(), 1);
         assert!(!head.has(3));
+    }
+
+    proptest::proptest! {
+        /// Any runs, in any order, with repeated timestamps within and across runs: the merge
+        /// equals writing every point into a map in run order (the later write wins).
+        #[test]
+        fn merge_matches_last_write_wins(
+            runs in proptest::collection::vec(proptest::collection::vec((0i64..40, -1e3f64..1e3), 0..30), 0..5),
+            sorted in proptest::collection::vec(proptest::bool::ANY, 5),
+        ) {
+            let runs: Vec<(Vec<i64>, Values)> = runs
+                .into_iter()
+                .zip(sorted)
+                .map(|(mut pts, sorted)| {
+                    if sorted {
+                        // The head chunk's shape: strictly ascending.
+                        pts.sort_by_key(|p| p.0);
+                        pts.dedup_by_key(|p| p.0);
+                    }
+                    (pts.iter().map(|p| p.0).collect(), Values::Float(pts.iter().map(|p| p.1).collect()))
+                })
+                .collect();
+            let mut reference = std::collections::BTreeMap::new();
+            for (ts, values) in &runs {
+                let Values::Float(vals) = values else { unreachable!() };
+                for (t, v) in ts.iter().zip(vals) {
+                    reference.insert(*t, *v);
+                }
+            }
+            let refs: Vec<(&[i64], &Values)> = runs.iter().map(|(t, v)| (t.as_slice(), v)).collect();
+            let (ts, values) = merge(&refs, Kind::Float);
+            proptest::prop_assert_eq!(ts, reference.keys().copied().collect::<Vec<_>>());
+            proptest::prop_assert_eq!(values, Values::Float(reference.values().copied().collect()));
+        }
     }
 }

@@ -136,6 +136,9 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
         }
         return (out_ts, out);
     }
+    if runs.len() > MERGE_RUNS {
+        return merge_by_sorting(runs, kind);
+    }
     // Each run in ascending time, keeping the later of equal timestamps within it (a run already
     // strictly ascending, like a head chunk, as it is; late points are sorted on their own), then
     // a merge of the runs that takes, at equal timestamps, the latest run's point. Sorting every
@@ -154,7 +157,12 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
                 let this = idx.get(n).and_then(|&i| ts.get(i));
                 idx.get(n + 1).and_then(|&j| ts.get(j)) != this
             };
-            Some((0..idx.len()).filter(|&n| keep(n)).filter_map(|n| idx.get(n).copied()).collect())
+            Some(
+                (0..idx.len())
+                    .filter(|&n| keep(n))
+                    .filter_map(|n| idx.get(n).copied())
+                    .collect(),
+            )
         })
         .collect();
     let index_at = |r: usize, p: usize| -> Option<usize> {
@@ -196,6 +204,33 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
     (out_ts, out)
 }
 
+/// Up to this many runs (a head chunk and its late points, a few parts) are merged run by run,
+/// each step looking at every run; more are sorted point by point instead.
+const MERGE_RUNS: usize = 4;
+
+/// [`merge`] for many runs: every point sorted as (time, run, index), the last of equal times
+/// kept.
+fn merge_by_sorting(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
+    let mut order: Vec<(i64, usize, usize)> = Vec::new();
+    for (r, (ts, _)) in runs.iter().enumerate() {
+        order.extend(ts.iter().enumerate().map(|(i, &t)| (t, r, i)));
+    }
+    order.sort_unstable();
+    let mut out_ts = Vec::with_capacity(order.len());
+    let mut out = Values::new(kind);
+    for (n, &(t, r, idx)) in order.iter().enumerate() {
+        if order.get(n + 1).is_some_and(|next| next.0 == t) {
+            continue;
+        }
+        if let Some(v) = runs.get(r).and_then(|(_, vals)| vals.get(idx))
+            && out.push(v).is_ok()
+        {
+            out_ts.push(t);
+        }
+    }
+    (out_ts, out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -228,8 +263,8 @@ mod tests {
         /// equals writing every point into a map in run order (the later write wins).
         #[test]
         fn merge_matches_last_write_wins(
-            runs in proptest::collection::vec(proptest::collection::vec((0i64..40, -1e3f64..1e3), 0..30), 0..5),
-            sorted in proptest::collection::vec(proptest::bool::ANY, 5),
+            runs in proptest::collection::vec(proptest::collection::vec((0i64..40, -1e3f64..1e3), 0..30), 0..8),
+            sorted in proptest::collection::vec(proptest::bool::ANY, 8),
         ) {
             let runs: Vec<(Vec<i64>, Values)> = runs
                 .into_iter()

@@ -74,7 +74,7 @@ struct MeasurementIndex {
 #[derive(Default)]
 pub struct Index {
     series: Vec<SeriesMeta>,
-    /// Looked up once per written line, under the store's write lock: hashed with foldhash
+    /// Looked up once per written line (under the store's catalog lock): hashed with foldhash
     /// (randomly seeded per process) rather than SipHash, which was ~1 % of the server's CPU at
     /// full ingest (`perf`); with the write's buffers sized up front, +6-7 % ingest rate
     /// (docs/benchmarks.md).

@@ -170,6 +170,8 @@ impl BatchBuilder {
             out.extend_from_slice(self.buf.get(HEADER..).unwrap_or_default());
             out
         };
+        // A write is bounded by the request body limit, far below 2^32 samples.
+        debug_assert!(self.ndefs <= u64::from(u32::MAX) && self.nsamples <= u64::from(u32::MAX));
         let count = |n: u64| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
         let mut head = [0u8; HEADER];
         head[8] = BATCH_V2;
@@ -237,6 +239,7 @@ pub fn replay_batch(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::index::Index;

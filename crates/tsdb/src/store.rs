@@ -529,8 +529,8 @@ impl Store {
     /// series, whose definitions go to the WAL before the lock is released, so that they
     /// precede every sample that uses them); the WAL record is built without a lock; then the
     /// head lock covers only the head appends and queuing the record, which keeps the WAL in
-    /// the head's order. One lock around all of it left the server's cores a fifth idle with
-    /// writers parked on it (measured in docs/benchmarks.md).
+    /// the head's order. One lock around all of it left part of the server's two cores idle, with
+    /// writers parked on it (docs/benchmarks.md).
     fn write_inner(
         &self,
         tenant: &TenantId,
@@ -550,7 +550,8 @@ impl Store {
         let expected = lines
             .len()
             .saturating_mul(lines.first().map_or(1, |(_, l)| l.fields.len()));
-        let mut refused = Vec::new();
+        // Refusals with the position of their line, to keep the lines' order.
+        let mut refused: Vec<(usize, Refusal)> = Vec::new();
         let mut slots = Vec::with_capacity(lines.len());
         // Each resolved line's series, in field order: `Slot::Ready` holds its range.
         let mut ids: Vec<(SeriesId, Kind)> = Vec::with_capacity(expected);
@@ -564,10 +565,9 @@ impl Store {
                     Some(t) => match to_ms(t, precision) {
                         Some(ms) => ms,
                         None => {
-                            refused.push(Refusal::new(
-                                *line_no,
-                                RefusalKind::Invalid,
-                                format!("timestamp {t} is out of range"),
+                            refused.push((
+                                slots.len(),
+                                Refusal::new(*line_no, RefusalKind::Invalid, format!("timestamp {t} is out of range")),
                             ));
                             slots.push(Slot::Refused);
                             continue;
@@ -576,28 +576,24 @@ impl Store {
                 };
                 let retention = cfg.raw_retention(db, &line.measurement);
                 if ts < now - retention.as_millis() as i64 {
-                    refused.push(Refusal::new(
-                        *line_no,
-                        RefusalKind::Retention,
-                        format!(
-                            "point is older than the retention of {} for measurement {}",
-                            humantime::format_duration(retention),
-                            line.measurement
-                        ),
-                    ));
+                    let message = format!(
+                        "point is older than the retention of {} for measurement {}",
+                        humantime::format_duration(retention),
+                        line.measurement
+                    );
+                    refused.push((slots.len(), Refusal::new(*line_no, RefusalKind::Retention, message)));
                     slots.push(Slot::Refused);
                     continue;
                 }
                 if line.tags.len() > cfg.limits.max_tags_per_series {
-                    refused.push(Refusal::limit(
-                        *line_no,
-                        StoreLimit::TagsPerSeries,
-                        RefusalKind::Limit,
-                        format!(
-                            "{} tags exceed the limit of {} per series",
-                            line.tags.len(),
-                            cfg.limits.max_tags_per_series
-                        ),
+                    let message = format!(
+                        "{} tags exceed the limit of {} per series",
+                        line.tags.len(),
+                        cfg.limits.max_tags_per_series
+                    );
+                    refused.push((
+                        slots.len(),
+                        Refusal::limit(*line_no, StoreLimit::TagsPerSeries, RefusalKind::Limit, message),
                     ));
                     slots.push(Slot::Refused);
                     continue;
@@ -615,9 +611,15 @@ impl Store {
                         slots.push(Slot::Pending { ts });
                         pending = true;
                     }
+                    // After a pending line, resolved again in order: that line may create
+                    // the field this one conflicts with.
+                    Fields::Conflict(_) if pending => {
+                        ids.truncate(start);
+                        slots.push(Slot::Pending { ts });
+                    }
                     Fields::Conflict(p) => {
                         ids.truncate(start);
-                        refused.push(Refusal::new(*line_no, RefusalKind::Conflict, p));
+                        refused.push((slots.len(), Refusal::new(*line_no, RefusalKind::Conflict, p)));
                         slots.push(Slot::Refused);
                     }
                 }
@@ -625,8 +627,10 @@ impl Store {
         }
         if pending {
             self.create_series(tenant, db, now, lines, derived, &mut slots, &mut ids, &mut refused);
-            refused.sort_by_key(|r| r.line);
+            // In the lines' order, as they were given.
+            refused.sort_by_key(|&(pos, _)| pos);
         }
+        let refused: Vec<Refusal> = refused.into_iter().map(|(_, r)| r).collect();
 
         // The WAL record and the scored samples, without a lock.
         let mut batch = BatchBuilder::with_capacity(expected);
@@ -690,7 +694,7 @@ impl Store {
         derived: bool,
         slots: &mut [Slot],
         ids: &mut Vec<(SeriesId, Kind)>,
-        refused: &mut Vec<Refusal>,
+        refused: &mut Vec<(usize, Refusal)>,
     ) {
         let limits = &self.shared.config.limits;
         let minute = now.div_euclid(60_000);
@@ -698,7 +702,7 @@ impl Store {
         let mut defs = BatchBuilder::default();
         let mut guard = self.shared.catalog.write();
         let catalog = &mut *guard;
-        for (slot, (line_no, line)) in slots.iter_mut().zip(lines) {
+        for (pos, (slot, (line_no, line))) in slots.iter_mut().zip(lines).enumerate() {
             let Slot::Pending { ts } = *slot else { continue };
             *slot = Slot::Refused;
             lookup_key(&mut lookup, tenant, db, line);
@@ -714,7 +718,7 @@ impl Store {
                 }
                 Fields::Conflict(p) => {
                     ids.truncate(start);
-                    refused.push(Refusal::new(*line_no, RefusalKind::Conflict, p));
+                    refused.push((pos, Refusal::new(*line_no, RefusalKind::Conflict, p)));
                     continue;
                 }
                 Fields::New(n) => n,
@@ -723,7 +727,7 @@ impl Store {
             if !derived {
                 let in_db = catalog.index.series_in_db(tenant, db);
                 if in_db + new_fields > limits.max_series_per_database {
-                    refused.push(Refusal::limit(
+                    refused.push((pos, Refusal::limit(
                         *line_no,
                         StoreLimit::SeriesPerDatabase,
                         RefusalKind::Limit,
@@ -731,19 +735,22 @@ impl Store {
                             "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
                             limits.max_series_per_database
                         ),
-                    ));
+                    )));
                     continue;
                 }
                 if let Some(quota) = limits.tenant_quota(tenant.as_str()) {
                     let in_tenant = catalog.index.series_in_tenant(tenant);
                     if in_tenant + new_fields > quota {
-                        refused.push(Refusal::limit(
-                            *line_no,
-                            StoreLimit::SeriesPerTenant,
-                            RefusalKind::Quota,
-                            format!(
-                                "series quota exceeded: tenant {} holds {in_tenant} series, its quota is {quota}",
-                                tenant.as_str()
+                        refused.push((
+                            pos,
+                            Refusal::limit(
+                                *line_no,
+                                StoreLimit::SeriesPerTenant,
+                                RefusalKind::Quota,
+                                format!(
+                                    "series quota exceeded: tenant {} holds {in_tenant} series, its quota is {quota}",
+                                    tenant.as_str()
+                                ),
                             ),
                         ));
                         continue;
@@ -753,16 +760,21 @@ impl Store {
                     .new_series
                     .entry((tenant.clone(), db.to_string()))
                     .or_insert((minute, 0));
-                if counter.0 != minute {
+                // Forward only: a writer that read the clock before another cannot reopen a
+                // minute that has ended.
+                if minute > counter.0 {
                     *counter = (minute, 0);
                 }
                 if counter.1 + new_fields > limits.max_new_series_per_minute {
-                    refused.push(Refusal::new(
-                        *line_no,
-                        RefusalKind::RateLimited,
-                        format!(
-                            "database {db} created {} new series this minute, the limit is {} per minute",
-                            counter.1, limits.max_new_series_per_minute
+                    refused.push((
+                        pos,
+                        Refusal::new(
+                            *line_no,
+                            RefusalKind::RateLimited,
+                            format!(
+                                "database {db} created {} new series this minute, the limit is {} per minute",
+                                counter.1, limits.max_new_series_per_minute
+                            ),
                         ),
                     ));
                     continue;
@@ -1322,14 +1334,21 @@ impl Shared {
 
     fn checkpoint_inner(&self) -> Result<()> {
         let _c = self.checkpointing.lock();
+        // After a failed checkpoint its frozen head may be in no part: a later checkpoint would
+        // move the WAL checkpoint past the segments that still hold it (and its series'
+        // definitions), so none runs until a restart has replayed them.
+        if let Some(msg) = self.poisoned.lock().clone() {
+            return Err(Error::Poisoned(msg));
+        }
         let stats = &self.counters;
         let started = Instant::now();
         // Freeze: the live head becomes immutable and visible through the view, the WAL moves
-        // to a new segment, all under the write lock so no write falls between the two.
+        // to a new segment, all under the catalog and head locks so no write falls between
+        // the two.
         let (frozen, rotated, defs, metas) = {
-            // The catalog first (the lock order), so that no new series' definition is queued
-            // to the WAL between the rotation and the definitions written below.
-            let mut st = self.catalog.write();
+            // The catalog first (the lock order): held, it keeps new series' definitions from
+            // being queued to the WAL between the rotation and the list taken below.
+            let st = self.catalog.read();
             let (frozen, rotated) = {
                 let mut head = self.head.lock();
                 if head.points() == 0 {
@@ -1352,13 +1371,14 @@ impl Shared {
                     wal::frame(&rec, &mut defs);
                 }
             }
-            st.persisted = st.index.len();
+            let defined = st.index.len();
             let metas: Vec<(SeriesId, SeriesMeta)> = frozen
                 .ids()
                 .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
                 .collect();
-            (frozen, rotated, defs, metas)
+            (frozen, rotated, (defs, defined), metas)
         };
+        let (defs, defined) = defs;
         // Days whose tiers are built: the head's points of those days are summarised as they
         // are sealed. A rollup commits only between checkpoints (it takes `checkpointing`), so
         // this stays true until this checkpoint's own commit.
@@ -1373,6 +1393,8 @@ impl Shared {
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
             series_log::append(&self.dir.join("series.log"), &defs)?;
+            // Only once they are in the log: a failed append leaves them to the next attempt.
+            self.catalog.write().persisted = defined;
             let parts_dir = self.dir.join("parts");
             let added = seal(&frozen, &metas, &parts_dir, &self.next_seq, &rolled)?;
             let new_days: BTreeSet<i64> = added

@@ -461,7 +461,8 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
 #[test]
 fn checkpoints_and_compactions_racing_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let (clock, _) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock.clone()).unwrap();
     let t0 = NOW - 2 * HOUR;
     let rounds = 60i64;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -508,7 +509,7 @@ fn checkpoints_and_compactions_racing_lose_nothing() {
     check(&store);
     store.close().unwrap();
     drop(store);
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
     check(&store);
 }
 
@@ -519,7 +520,8 @@ fn checkpoints_and_compactions_racing_lose_nothing() {
 #[test]
 fn concurrent_writers_creating_series_across_checkpoints_replay_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), config()).unwrap();
+    let (clock, _) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock.clone()).unwrap();
     let t0 = NOW - 2 * HOUR;
     let (writers, rounds, hosts, fields) = (4i64, 40i64, 8i64, 5i64);
     // Each round brings a new host for every writer at once (the same series created by several
@@ -605,7 +607,7 @@ fn concurrent_writers_creating_series_across_checkpoints_replay_whole() {
         "measurement n is only in the head and the WAL"
     );
     drop(store);
-    let store = Store::open(dir.path(), config()).unwrap();
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
     check(&store);
     assert_eq!(store.stats().series, 2 * expected.len());
 }

@@ -53,6 +53,12 @@ pub async fn run(args: LiveArgs) -> anyhow::Result<()> {
             let mut n = 0u64;
             while let Some(Ok(msg)) = ws.next().await {
                 let Message::Text(text) = msg else { continue };
+                // Only the probe channel's frames are decoded: the background's 100,000 points/s
+                // still travel the same socket, but decoding them took this one-thread client
+                // about half a core on a 2-core machine and queued the probes behind it.
+                if !text.contains("liveprobe") {
+                    continue;
+                }
                 let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
                     continue;
                 };

@@ -186,6 +186,24 @@ fn lookup_key(buf: &mut String, tenant: &TenantId, db: &str, line: &Line<'_>) {
     );
 }
 
+/// The samples of a write's resolved lines, in line and field order.
+fn ready_samples<'s, 'a>(
+    slots: &'s [Slot],
+    lines: &'s [(usize, Line<'a>)],
+    ids: &'s [(SeriesId, Kind)],
+) -> impl Iterator<Item = (SeriesId, Kind, i64, ValueRef<'s>)> + 's {
+    slots.iter().zip(lines).flat_map(move |(slot, (_, line))| {
+        let (ts, series) = match *slot {
+            Slot::Ready { ts, start, end } => (ts, ids.get(start..end).unwrap_or_default()),
+            _ => (0, &[][..]),
+        };
+        series
+            .iter()
+            .zip(&line.fields)
+            .map(move |(&(id, kind), (_, value))| (id, kind, ts, value_ref(value)))
+    })
+}
+
 /// Resolves a line's fields to their series (pushed to `ids` while all are known).
 fn resolve_fields(
     index: &Index,
@@ -633,41 +651,31 @@ impl Store {
         let refused: Vec<Refusal> = refused.into_iter().map(|(_, r)| r).collect();
 
         // The WAL record and the scored samples, without a lock.
+        let accepted: Vec<usize> = (0..slots.len())
+            .filter(|&i| matches!(slots.get(i), Some(Slot::Ready { .. })))
+            .collect();
         let mut batch = BatchBuilder::with_capacity(expected);
-        let mut accepted = Vec::with_capacity(lines.len());
         let mut observed = Vec::with_capacity(if observe { expected } else { 0 });
-        for (i, (slot, (_, line))) in slots.iter().zip(lines).enumerate() {
-            let Slot::Ready { ts, start, end } = *slot else {
-                continue;
-            };
-            for (&(id, _), (_, value)) in ids.get(start..end).unwrap_or_default().iter().zip(&line.fields) {
-                let v = value_ref(value);
-                batch.sample(id, ts, v);
-                if observe {
-                    let x = match v {
-                        ValueRef::Float(f) => Some(f),
-                        ValueRef::Int(i) => Some(i as f64),
-                        ValueRef::UInt(u) => Some(u as f64),
-                        ValueRef::Bool(_) | ValueRef::Str(_) => None,
-                    };
-                    if let Some(x) = x {
-                        observed.push((id, ts, x));
-                    }
+        for (id, _, ts, v) in ready_samples(&slots, lines, &ids) {
+            batch.sample(id, ts, v);
+            if observe {
+                let x = match v {
+                    ValueRef::Float(f) => Some(f),
+                    ValueRef::Int(i) => Some(i as f64),
+                    ValueRef::UInt(u) => Some(u as f64),
+                    ValueRef::Bool(_) | ValueRef::Str(_) => None,
+                };
+                if let Some(x) = x {
+                    observed.push((id, ts, x));
                 }
             }
-            accepted.push(i);
         }
         let samples = batch.samples();
         let ack = (samples > 0).then(|| {
             let record = batch.finish();
             let mut head = self.shared.head.lock();
-            for (slot, (_, line)) in slots.iter().zip(lines) {
-                let Slot::Ready { ts, start, end } = *slot else {
-                    continue;
-                };
-                for (&(id, kind), (_, value)) in ids.get(start..end).unwrap_or_default().iter().zip(&line.fields) {
-                    head.push(id, kind, ts, value_ref(value));
-                }
+            for (id, kind, ts, v) in ready_samples(&slots, lines, &ids) {
+                head.push(id, kind, ts, v);
             }
             self.shared.wal.append(record)
         });
@@ -1345,7 +1353,7 @@ impl Shared {
         // Freeze: the live head becomes immutable and visible through the view, the WAL moves
         // to a new segment, all under the catalog and head locks so no write falls between
         // the two.
-        let (frozen, rotated, defs, metas) = {
+        let (frozen, rotated, defs, defined, metas) = {
             // The catalog first (the lock order): held, it keeps new series' definitions from
             // being queued to the WAL between the rotation and the list taken below.
             let st = self.catalog.read();
@@ -1376,9 +1384,8 @@ impl Shared {
                 .ids()
                 .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))
                 .collect();
-            (frozen, rotated, (defs, defined), metas)
+            (frozen, rotated, defs, defined, metas)
         };
-        let (defs, defined) = defs;
         // Days whose tiers are built: the head's points of those days are summarised as they
         // are sealed. A rollup commits only between checkpoints (it takes `checkpointing`), so
         // this stays true until this checkpoint's own commit.

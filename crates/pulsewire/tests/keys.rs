@@ -55,7 +55,7 @@ async fn serve(args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
 async fn write(http: &reqwest::Client, url: &str, key: Option<&str>) -> (u16, String) {
     let mut req = http
         .post(format!("{url}/write?db=t&precision=s"))
-        .body("cli,host=a v=1 1795600000");
+        .body("cli,host=a v=1");
     if let Some(k) = key {
         req = req.bearer_auth(k);
     }

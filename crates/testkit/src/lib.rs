@@ -18,15 +18,25 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for something that should arrive promptly.
 pub const WAIT: Duration = Duration::from_secs(5);
 
-/// A config for tests: port 0 on loopback, a throwaway data directory, and the host collector
-/// off (its series would show up in every test's listings; its own test turns it on).
+/// A config for tests: port 0 on loopback, a throwaway data directory, the host collector off
+/// (its series would show up in every test's listings; its own test turns it on), and
+/// retention of a century for every tier: the wire-format tests write fixed timestamps (from
+/// 2026-11-25) and must pass on whatever day they run, where the default 7 days of raw
+/// retention would refuse their points a week later. Retention itself is tested in the store
+/// with a fixed clock.
 pub fn test_config() -> Config {
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 86_400);
     let mut config = Config {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: std::env::temp_dir().join(format!("pulsewire-test-{}-{}", std::process::id(), unique())),
         ..Config::default()
     };
     config.collector.enabled = false;
+    let retention = &mut config.tsdb.retention;
+    retention.raw = CENTURY;
+    retention.rollup_1m = CENTURY;
+    retention.rollup_5m = CENTURY;
+    retention.rollup_1h = CENTURY;
     config
 }
 

@@ -758,3 +758,84 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + 11 * 60_000)).unwrap();
     assert_eq!(sum(&store), 5000.0);
 }
+
+/// A checkpoint that fails poisons the store: every writer then gets the refusal, including
+/// those held back waiting for that checkpoint to make room, and the points acknowledged
+/// before are there after a restart (from the WAL). The fault is staged with a FIFO where the
+/// checkpoint writes its new manifest: opening it blocks the checkpoint (so writers fill the
+/// WAL and wait) until the test opens and closes the other end, and then writing or syncing
+/// it fails, as a full or failing disk would.
+#[test]
+fn a_failed_checkpoint_refuses_writers_instead_of_holding_them() {
+    use std::sync::atomic::AtomicU64;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, _) = clock_at(NOW);
+    let cfg = StoreConfig {
+        // Small, so that a checkpoint starts (and writers wait for room) after ~1 MiB of WAL.
+        checkpoint_wal_bytes: 1 << 20,
+        ..config()
+    };
+    let store = Arc::new(Store::open_with_clock(dir.path(), cfg.clone(), clock.clone()).unwrap());
+    write(&store, "db", vec![line("m", &[("h", "a")], vec![("v", FieldValue::Float(1.0))], NOW - 1000)]);
+    let fifo = dir.path().join("MANIFEST.tmp");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+
+    let writes = Arc::new(AtomicU64::new(0));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    for w in 0..2 {
+        let (store, writes, done_tx) = (store.clone(), writes.clone(), done_tx.clone());
+        std::thread::spawn(move || {
+            let fields: Vec<String> = (0..20).map(|f| format!("f{f}")).collect();
+            for round in 0..100_000i64 {
+                let lines: Vec<(usize, Line<'static>)> = (0..200)
+                    .map(|i| {
+                        let host = format!("w{w}h{i}");
+                        let values = fields
+                            .iter()
+                            .map(|f| (f.as_str(), FieldValue::Float((round * 7 + i) as f64)))
+                            .collect();
+                        (i as usize + 1, line("load", &[("host", &host)], values, NOW - 3_600_000 + round))
+                    })
+                    .collect();
+                if let Err(e) = store.write(&TenantId::default_tenant(), "db", Precision::Ms, &lines) {
+                    done_tx.send(Some(e.to_string())).unwrap();
+                    return;
+                }
+                writes.fetch_add(1, Ordering::Relaxed);
+            }
+            done_tx.send(None).unwrap();
+        });
+    }
+    // The checkpoint is blocked on the FIFO; once the WAL has grown past the limit again, the
+    // writers wait for room and stop making progress.
+    let mut last = u64::MAX;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = writes.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+        assert!(std::time::Instant::now() < deadline, "the writers were never held back");
+    }
+    // Let the checkpoint's open succeed, then leave it a pipe nobody reads: its write or sync
+    // fails and the checkpoint with it.
+    drop(std::fs::File::open(&fifo).unwrap());
+
+    for _ in 0..2 {
+        let refusal = done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a writer is still held 30 s after the checkpoint failed");
+        let refusal = refusal.expect("2 x 100,000 writes of 4,000 samples and no refusal");
+        assert!(refusal.contains("refuses writes until restarted"), "{refusal}");
+    }
+    assert!(store.poisoned().is_some());
+    drop(store);
+
+    std::fs::remove_file(&fifo).unwrap();
+    let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
+    assert_eq!(raw(&store, "m.v"), vec![("m.v[(\"h\", \"a\")]".to_string(), vec![(NOW - 1000, 1.0)])]);
+}

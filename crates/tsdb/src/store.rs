@@ -196,7 +196,9 @@ fn each_ready_sample<'a>(
     mut f: impl FnMut(SeriesId, Kind, i64, ValueRef<'a>),
 ) {
     for (slot, (_, line)) in slots.iter().zip(lines) {
-        let Slot::Ready { ts, start, end } = *slot else { continue };
+        let Slot::Ready { ts, start, end } = *slot else {
+            continue;
+        };
         let series = ids.get(start..end).unwrap_or_default();
         for (&(id, kind), (_, value)) in series.iter().zip(&line.fields) {
             f(id, kind, ts, value_ref(value));

@@ -777,7 +777,16 @@ fn a_failed_checkpoint_refuses_writers_instead_of_holding_them() {
         ..config()
     };
     let store = Arc::new(Store::open_with_clock(dir.path(), cfg.clone(), clock.clone()).unwrap());
-    write(&store, "db", vec![line("m", &[("h", "a")], vec![("v", FieldValue::Float(1.0))], NOW - 1000)]);
+    write(
+        &store,
+        "db",
+        vec![line(
+            "m",
+            &[("h", "a")],
+            vec![("v", FieldValue::Float(1.0))],
+            NOW - 1000,
+        )],
+    );
     let fifo = dir.path().join("MANIFEST.tmp");
     let made = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success(), "mkfifo failed");
@@ -796,7 +805,10 @@ fn a_failed_checkpoint_refuses_writers_instead_of_holding_them() {
                             .iter()
                             .map(|f| (f.as_str(), FieldValue::Float((round * 7 + i) as f64)))
                             .collect();
-                        (i as usize + 1, line("load", &[("host", &host)], values, NOW - 3_600_000 + round))
+                        (
+                            i as usize + 1,
+                            line("load", &[("host", &host)], values, NOW - 3_600_000 + round),
+                        )
                     })
                     .collect();
                 if let Err(e) = store.write(&TenantId::default_tenant(), "db", Precision::Ms, &lines) {
@@ -837,5 +849,8 @@ fn a_failed_checkpoint_refuses_writers_instead_of_holding_them() {
 
     std::fs::remove_file(&fifo).unwrap();
     let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
-    assert_eq!(raw(&store, "m.v"), vec![("m.v[(\"h\", \"a\")]".to_string(), vec![(NOW - 1000, 1.0)])]);
+    assert_eq!(
+        raw(&store, "m.v"),
+        vec![("m.v[(\"h\", \"a\")]".to_string(), vec![(NOW - 1000, 1.0)])]
+    );
 }

@@ -388,6 +388,34 @@ async fn the_series_quota_of_a_tenant_refuses_lines_over_it() {
     assert_eq!(status, 204, "{resp}");
 }
 
+/// `tsdb.limits.max_tags_per_series`: a line with more tags is refused by number with the
+/// reason (400 on 1.x, 422 on 2.x, as InfluxDB answers a partial write), the batch's other
+/// lines are stored, and the refusal is counted.
+#[tokio::test]
+async fn lines_with_more_tags_than_the_limit_are_refused_and_the_rest_stored() {
+    let s = start(|c| c.tsdb.limits.max_tags_per_series = 2).await;
+    let body = "cpu,a=1,b=2,c=3 v=1\ncpu,a=1,b=2 v=2\n".to_string();
+    let (status, resp) = s.post("/write?db=t", &body).await;
+    assert_eq!(status, 400, "{resp}");
+    assert_eq!(
+        resp["error"],
+        "partial write: line 1: 3 tags exceed the limit of 2 per series dropped=1"
+    );
+    let (status, resp) = s.post("/api/v2/write?bucket=t2", &body).await;
+    assert_eq!(
+        (status, resp["code"].as_str()),
+        (422, Some("unprocessable entity")),
+        "{resp}"
+    );
+    assert_eq!(refusals(&s, "tags_per_series").await, 2);
+    for db in ["t", "t2"] {
+        let v = s.get_json(&format!("/api/v1/series?q=cpu&db={db}")).await;
+        let series = v["series"].as_array().expect("a series list");
+        assert_eq!(series.len(), 1, "{db}: {v}");
+        assert_eq!(series[0]["tags"], json!({"a": "1", "b": "2"}), "{db}: {v}");
+    }
+}
+
 #[tokio::test]
 async fn keyed_limiters_stay_bounded_under_a_flood_of_distinct_addresses() {
     let s = start(|c| {

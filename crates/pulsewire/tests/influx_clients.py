@@ -191,6 +191,8 @@ def v1(url, out):
         return InfluxDBClient(host=parts.hostname, port=parts.port, database=db, gzip=gzip, retries=1, timeout=30)
 
     plain = client(False)
+    # What 1.x programs (and Telegraf) do first: create the database, through /query.
+    plain.create_database(db)
     # Dictionaries at each precision the 1.x API takes.
     for n, unit in enumerate(["n", "u", "ms", "s", None], start=100):
         ms = out.ts_ms()

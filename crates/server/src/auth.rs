@@ -476,7 +476,8 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         // The dashboard's page and files: it asks for a credential when the API answers 401.
         "/" if reading => None,
         p if reading && p.starts_with("/assets/") => None,
-        "/write" | "/api/v2/write" | "/api/v1/metrics/ingest" => Some(Scope::Ingest),
+        // `/query` takes only the `CREATE DATABASE` that writers send before writing.
+        "/write" | "/query" | "/api/v2/write" | "/api/v1/metrics/ingest" => Some(Scope::Ingest),
         "/api/v1/publish" => Some(Scope::Publish),
         "/api/v1/broadcast"
         | "/api/v1/clients"
@@ -581,11 +582,16 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         return next.run(req).await;
     }
     let shape = Shape::of(path);
-    // The v1 `u`/`p` parameters are what InfluxDB 1.x clients send; only /write speaks 1.x.
+    // The v1 `u`/`p` parameters are what InfluxDB 1.x clients send; only /write and /query
+    // speak 1.x.
     // Browsers cannot set headers on a WebSocket or an EventSource: those take the key as
     // `?access_token=`.
     let presented = presented_key(req.headers())
-        .or_else(|| (path == "/write").then(|| v1_password(req.uri().query())).flatten())
+        .or_else(|| {
+            matches!(path, "/write" | "/query")
+                .then(|| v1_password(req.uri().query()))
+                .flatten()
+        })
         .or_else(|| {
             matches!(path, "/ws" | "/sse")
                 .then(|| access_token(req.uri().query()))
@@ -748,7 +754,7 @@ enum Shape {
 
 impl Shape {
     fn of(path: &str) -> Shape {
-        if path == "/write" {
+        if matches!(path, "/write" | "/query") {
             Shape::InfluxV1
         } else {
             Shape::Coded
@@ -809,6 +815,7 @@ mod tests {
             (Method::GET, "/ws", Some(Scope::Read)),
             (Method::GET, "/sse", Some(Scope::Read)),
             (Method::POST, "/write", Some(Scope::Ingest)),
+            (Method::POST, "/query", Some(Scope::Ingest)),
             (Method::POST, "/api/v2/write", Some(Scope::Ingest)),
             (Method::POST, "/api/v1/metrics/ingest", Some(Scope::Ingest)),
             (Method::POST, "/api/v1/publish", Some(Scope::Publish)),

@@ -115,6 +115,51 @@ pub async fn write_v1(
     write_line_protocol(state, d, tenant, caller, db, precision, &headers, body).await
 }
 
+/// `GET|POST /query` (InfluxDB 1.x InfluxQL), for what writers send before they write:
+/// Telegraf's `influxdb` output and the 1.x client libraries' `create_database` issue
+/// `CREATE DATABASE`. A database is made by its first write here, so those statements are
+/// answered as InfluxDB answers them (200, one empty result per statement) and change nothing.
+/// Any other statement is refused with 400 in InfluxDB's error shape, naming the query API.
+/// `q` is read from the URL or, as Telegraf sends it, from a form body.
+pub async fn influxql(uri: axum::http::Uri, body: Bytes) -> Response {
+    let q = uri
+        .query()
+        .and_then(|query| form_param(query.as_bytes(), "q"))
+        .or_else(|| form_param(&body, "q"));
+    let Some(q) = q else {
+        return influxql_error("missing required parameter \"q\"");
+    };
+    let statements: Vec<&str> = q.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if statements.is_empty() {
+        return influxql_error("empty query");
+    }
+    for s in &statements {
+        let words: Vec<&str> = s.split_whitespace().take(2).collect();
+        let create_db =
+            words.len() == 2 && words[0].eq_ignore_ascii_case("create") && words[1].eq_ignore_ascii_case("database");
+        if !create_db {
+            return influxql_error(&format!(
+                "unsupported statement {s:?}: /query accepts only CREATE DATABASE (databases are created by \
+                 their first write); read data with GET /api/v1/query (docs/query.md)"
+            ));
+        }
+    }
+    let results: Vec<serde_json::Value> = (0..statements.len())
+        .map(|i| serde_json::json!({ "statement_id": i }))
+        .collect();
+    (StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response()
+}
+
+fn form_param(bytes: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(bytes)
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn influxql_error(message: &str) -> Response {
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
 /// `POST /api/v2/write?org=&bucket=&precision=` (InfluxDB 2.x).
 pub async fn write_v2(
     State(state): State<AppState>,

@@ -417,6 +417,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(api::ready))
         .route("/metrics", get(api::metrics))
         .route("/write", post(ingest::write_v1))
+        .route("/query", get(ingest::influxql).post(ingest::influxql))
         .route("/api/v2/write", post(ingest::write_v2))
         .route("/api/v1/metrics/ingest", post(ingest::ingest_json))
         .route("/api/v1/query", get(query::query))

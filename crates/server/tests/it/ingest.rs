@@ -464,3 +464,50 @@ async fn line_numbers_count_the_physical_lines_of_multi_line_strings() {
         "the long entry must not be stored: {series:?}"
     );
 }
+
+/// `/query` answers the `CREATE DATABASE` that Telegraf (as a form body) and the 1.x client
+/// libraries (in the URL) send before writing, as InfluxDB does, and refuses other InfluxQL
+/// in InfluxDB's error shape.
+#[tokio::test]
+async fn influxql_create_database_is_answered_and_other_statements_refused() {
+    let s = TestServer::start_default().await;
+    let resp = s
+        .http
+        .post(s.url("/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("q=CREATE+DATABASE+%22telegraf%22")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"results":[{"statement_id":0}]})
+    );
+
+    let v = s
+        .get_json(&format!(
+            "/query?q={}",
+            urlencode("create database a; CREATE DATABASE \"b\" WITH DURATION 1d")
+        ))
+        .await;
+    assert_eq!(v, json!({"results":[{"statement_id":0},{"statement_id":1}]}));
+
+    let (status, body) = s
+        .get_text(&format!("/query?q={}", urlencode("SELECT * FROM cpu")))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let msg = body["error"].as_str().unwrap();
+    assert!(msg.starts_with("unsupported statement \"SELECT * FROM cpu\""), "{msg}");
+    assert!(msg.contains("GET /api/v1/query"), "{msg}");
+
+    let (status, body) = s.get_text("/query").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (400, r#"{"error":"missing required parameter \"q\""}"#)
+    );
+    // Nothing was created: a database exists once something is written to it.
+    let v = s.get_json("/api/v1/series?q=cpu&db=telegraf").await;
+    assert_eq!(v["series"], json!([]));
+}

@@ -35,7 +35,8 @@ use crate::{ApiError, AppState};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Write metrics: `/write`, `/api/v2/write`, `/api/v1/metrics/ingest`.
+    /// Write metrics: `/write`, `/api/v2/write`, `/api/v1/metrics/ingest`, and `/query`'s
+    /// `CREATE DATABASE`.
     Ingest,
     /// Publish to channels: `/api/v1/publish`.
     Publish,

@@ -126,17 +126,21 @@ pub async fn influxql(uri: axum::http::Uri, body: Bytes) -> Response {
         .query()
         .and_then(|query| form_param(query.as_bytes(), "q"))
         .or_else(|| form_param(&body, "q"));
-    let Some(q) = q else {
-        return influxql_error("missing required parameter \"q\"");
-    };
-    let statements: Vec<&str> = q.split(';').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let statements: Vec<&str> = q
+        .as_deref()
+        .unwrap_or_default()
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     if statements.is_empty() {
-        return influxql_error("empty query");
+        return influxql_error("missing required parameter \"q\"");
     }
     for s in &statements {
-        let words: Vec<&str> = s.split_whitespace().take(2).collect();
+        // `CREATE DATABASE <name> [WITH ...]`: the name is required, as in InfluxQL.
+        let words: Vec<&str> = s.split_whitespace().take(3).collect();
         let create_db =
-            words.len() == 2 && words[0].eq_ignore_ascii_case("create") && words[1].eq_ignore_ascii_case("database");
+            words.len() == 3 && words[0].eq_ignore_ascii_case("create") && words[1].eq_ignore_ascii_case("database");
         if !create_db {
             return influxql_error(&format!(
                 "unsupported statement {s:?}: /query accepts only CREATE DATABASE (databases are created by \

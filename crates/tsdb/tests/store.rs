@@ -822,17 +822,23 @@ fn a_failed_checkpoint_refuses_writers_instead_of_holding_them() {
     }
     // The checkpoint is blocked on the FIFO; once the WAL has grown past the limit again, the
     // writers wait for room and stop making progress.
-    let mut last = u64::MAX;
+    let mut last = 0;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         std::thread::sleep(Duration::from_millis(500));
         let now = writes.load(Ordering::Relaxed);
-        if now == last {
+        if now > 0 && now == last {
             break;
         }
         last = now;
         assert!(std::time::Instant::now() < deadline, "the writers were never held back");
     }
+    // Held, not finished: a writer that stopped early would leave no checkpoint on the FIFO's
+    // other end, and opening it would block.
+    assert!(
+        matches!(done_rx.try_recv(), Err(std::sync::mpsc::TryRecvError::Empty)),
+        "a writer stopped before the checkpoint failed"
+    );
     // Let the checkpoint's open succeed, then leave it a pipe nobody reads: its write or sync
     // fails and the checkpoint with it.
     drop(std::fs::File::open(&fifo).unwrap());

@@ -502,6 +502,8 @@ async fn influxql_create_database_is_answered_and_other_statements_refused() {
     assert!(msg.starts_with("unsupported statement \"SELECT * FROM cpu\""), "{msg}");
     assert!(msg.contains("GET /api/v1/query"), "{msg}");
 
+    let (status, body) = s.get_text(&format!("/query?q={}", urlencode("CREATE DATABASE"))).await;
+    assert_eq!(status, 400, "a name is required: {body}");
     let (status, body) = s.get_text("/query").await;
     assert_eq!(
         (status, body.as_str()),

@@ -357,23 +357,45 @@ fn encode_strings(v: &[String], ints: &IntChoice, out: &mut Vec<u8>) {
 pub fn decode_block(bytes: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Result<()> {
     ts.clear();
     values.clear();
+    decode_block_with(bytes, ts, values, true)
+}
+
+/// Decodes a block written by [`encode_block`] after what `ts` and `values` hold (as many
+/// points in each; `values` of the block's kind, else [`Error::KindMismatch`]), so a reader
+/// that wants a block's points whole appends them to its answer instead of copying them from
+/// a block's vectors. On an error the vectors may hold part of the block.
+pub fn decode_block_append(bytes: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Result<()> {
+    if ts.len() != values.len() {
+        return Err(Error::Corrupt("appending to columns of different lengths"));
+    }
+    decode_block_with(bytes, ts, values, false)
+}
+
+fn decode_block_with(bytes: &[u8], ts: &mut Vec<i64>, values: &mut Values, adopt_kind: bool) -> Result<()> {
     let mut br = ByteReader::new(bytes);
     match br.u8()? {
-        TAG_PLAIN => decode_body(br.remaining(), ts, values),
+        TAG_PLAIN => decode_body(br.remaining(), ts, values, adopt_kind),
         TAG_ZSTD => {
             // A body never needs more than ~10 bytes per point for timestamps and values, plus
             // strings; bounding it keeps a corrupt length from allocating without limit.
             let len = br.len(64 << 20)?;
-            zstd_ctx::decompress(br.remaining(), len, |body| decode_body(body, ts, values))
+            zstd_ctx::decompress(br.remaining(), len, |body| decode_body(body, ts, values, adopt_kind))
         }
         tag => Err(Error::UnknownTag(tag)),
     }
 }
 
-fn decode_body(body: &[u8], ts: &mut Vec<i64>, values: &mut Values) -> Result<()> {
+fn decode_body(body: &[u8], ts: &mut Vec<i64>, values: &mut Values, adopt_kind: bool) -> Result<()> {
     let mut br = ByteReader::new(body);
     let kind = Kind::from_code(br.u8()?)?;
-    values.reset(kind);
+    if adopt_kind {
+        values.reset(kind);
+    } else if values.kind() != kind {
+        return Err(Error::KindMismatch {
+            expected: values.kind(),
+            got: kind,
+        });
+    }
     let n = br.len(MAX_BLOCK_POINTS)?;
     ts.reserve(n);
     decode_ints(&mut br, n, |t| ts.push(t))?;

@@ -30,7 +30,9 @@ mod summary;
 mod value;
 mod zstd_ctx;
 
-pub use block::{BlockOptions, FloatCodec, MAX_BLOCK_POINTS, decode_block, encode_block, encode_block_with};
+pub use block::{
+    BlockOptions, FloatCodec, MAX_BLOCK_POINTS, decode_block, decode_block_append, encode_block, encode_block_with,
+};
 pub use error::{Error, Result};
 pub use head::HeadChunk;
 pub use sketch::{DEFAULT_ALPHA, DEFAULT_MAX_BINS, Sketch};

@@ -5,8 +5,8 @@
 use proptest::prelude::*;
 use pulsewire_codec::block::{IntTransform, ResidualCoding};
 use pulsewire_codec::{
-    BlockOptions, Error, FloatCodec, HeadChunk, Kind, MAX_BLOCK_POINTS, ValueRef, Values, decode_block, encode_block,
-    encode_block_with,
+    BlockOptions, Error, FloatCodec, HeadChunk, Kind, MAX_BLOCK_POINTS, ValueRef, Values, decode_block,
+    decode_block_append, encode_block, encode_block_with,
 };
 
 /// Equality that tells NaN payloads and signed zeros apart.
@@ -152,6 +152,31 @@ proptest! {
         decode_block(&out, &mut dts, &mut dvals).unwrap();
         prop_assert_eq!(&dts, &ts);
         prop_assert!(same(&dvals, &vals), "{:?} != {:?}", dvals, vals);
+    }
+
+    /// Appending a block after another gives the two blocks' points in order, as decoding each
+    /// and concatenating does; a block of another kind is refused.
+    #[test]
+    fn blocks_append_after_each_other((ts, vals) in series(), opts in options()) {
+        let mut out = Vec::new();
+        encode_block_with(&ts, &vals, &opts, &mut out).unwrap();
+        let (mut dts, mut dvals) = (Vec::new(), Values::new(vals.kind()));
+        decode_block_append(&out, &mut dts, &mut dvals).unwrap();
+        decode_block_append(&out, &mut dts, &mut dvals).unwrap();
+        let twice_ts: Vec<i64> = ts.iter().chain(&ts).copied().collect();
+        let mut twice = vals.clone();
+        for i in 0..vals.len() {
+            twice.push(vals.get(i).unwrap()).unwrap();
+        }
+        prop_assert_eq!(&dts, &twice_ts);
+        prop_assert!(same(&dvals, &twice), "{:?} != {:?}", dvals, twice);
+        let other = if vals.kind() == Kind::Bool { Kind::Int } else { Kind::Bool };
+        let (mut ots, mut ovals) = (Vec::new(), Values::new(other));
+        let refused = matches!(
+            decode_block_append(&out, &mut ots, &mut ovals),
+            Err(Error::KindMismatch { .. })
+        );
+        prop_assert!(refused);
     }
 
     #[test]

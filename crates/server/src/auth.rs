@@ -588,11 +588,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     // Browsers cannot set headers on a WebSocket or an EventSource: those take the key as
     // `?access_token=`.
     let presented = presented_key(req.headers())
-        .or_else(|| {
-            matches!(path, "/write" | "/query")
-                .then(|| v1_password(req.uri().query()))
-                .flatten()
-        })
+        .or_else(|| speaks_influx_v1(path).then(|| v1_password(req.uri().query())).flatten())
         .or_else(|| {
             matches!(path, "/ws" | "/sse")
                 .then(|| access_token(req.uri().query()))
@@ -727,22 +723,24 @@ fn access_token(query: Option<&str>) -> Option<String> {
 }
 
 fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    let params: HashMap<String, String> = serde_urlencoded_pairs(query?);
-    params.get(name).cloned().filter(|p| !p.is_empty())
+    form_param(query?.as_bytes(), name).filter(|p| !p.is_empty())
 }
 
 fn v1_password(query: Option<&str>) -> Option<String> {
-    let params: HashMap<String, String> = serde_urlencoded_pairs(query?);
-    params.get("p").cloned().filter(|p| !p.is_empty())
+    query_param(query, "p")
 }
 
-fn serde_urlencoded_pairs(query: &str) -> HashMap<String, String> {
-    let uri = format!("/?{query}");
-    uri.parse::<axum::http::Uri>()
-        .ok()
-        .and_then(|u| axum::extract::Query::<HashMap<String, String>>::try_from_uri(&u).ok())
-        .map(|q| q.0)
-        .unwrap_or_default()
+/// The value of `name` in a URL query string or a form body (the last one, if repeated).
+pub(crate) fn form_param(bytes: &[u8], name: &str) -> Option<String> {
+    form_urlencoded::parse(bytes)
+        .filter(|(k, _)| k == name)
+        .last()
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The paths that speak InfluxDB 1.x: its `u`/`p` credentials and its error shape.
+fn speaks_influx_v1(path: &str) -> bool {
+    matches!(path, "/write" | "/query")
 }
 
 /// Which error body a refusal takes: InfluxDB 1.x's, or the `{code, message}` of InfluxDB 2.x
@@ -755,7 +753,7 @@ enum Shape {
 
 impl Shape {
     fn of(path: &str) -> Shape {
-        if matches!(path, "/write" | "/query") {
+        if speaks_influx_v1(path) {
             Shape::InfluxV1
         } else {
             Shape::Coded

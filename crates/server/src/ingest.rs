@@ -124,8 +124,8 @@ pub async fn write_v1(
 pub async fn influxql(uri: axum::http::Uri, body: Bytes) -> Response {
     let q = uri
         .query()
-        .and_then(|query| form_param(query.as_bytes(), "q"))
-        .or_else(|| form_param(&body, "q"));
+        .and_then(|query| crate::auth::form_param(query.as_bytes(), "q"))
+        .or_else(|| crate::auth::form_param(&body, "q"));
     let statements: Vec<&str> = q
         .as_deref()
         .unwrap_or_default()
@@ -152,12 +152,6 @@ pub async fn influxql(uri: axum::http::Uri, body: Bytes) -> Response {
         .map(|i| serde_json::json!({ "statement_id": i }))
         .collect();
     (StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response()
-}
-
-fn form_param(bytes: &[u8], name: &str) -> Option<String> {
-    form_urlencoded::parse(bytes)
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
 }
 
 fn influxql_error(message: &str) -> Response {

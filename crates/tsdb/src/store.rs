@@ -496,11 +496,7 @@ impl Store {
 
     /// Why the store refuses writes, if it does.
     pub fn poisoned(&self) -> Option<String> {
-        self.shared
-            .poisoned
-            .lock()
-            .clone()
-            .or_else(|| self.shared.wal.poisoned())
+        self.shared.poisoned()
     }
 
     /// Writes parsed lines (each with the caller's line number) to database `db` of `tenant`.
@@ -654,8 +650,10 @@ impl Store {
         let refused: Vec<Refusal> = refused.into_iter().map(|(_, r)| r).collect();
 
         // The WAL record and the scored samples, without a lock.
-        let accepted: Vec<usize> = (0..slots.len())
-            .filter(|&i| matches!(slots.get(i), Some(Slot::Ready { .. })))
+        let accepted: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| matches!(slot, Slot::Ready { .. }).then_some(i))
             .collect();
         let mut batch = BatchBuilder::with_capacity(expected);
         let mut observed = Vec::with_capacity(if observe { expected } else { 0 });
@@ -1291,7 +1289,7 @@ impl Shared {
                 || self.wal.segment_bytes() >= self.config.checkpoint_wal_bytes;
             // A poisoned store checkpoints no more (`checkpoint_inner`); saying so every 100 ms
             // would only bury the error it logged when it was poisoned.
-            if due && !self.is_poisoned() {
+            if due && self.poisoned().is_none() {
                 last_checkpoint = Instant::now();
                 if let Err(e) = self.checkpoint() {
                     tracing::error!(error = %e, "checkpoint failed");
@@ -1313,8 +1311,9 @@ impl Shared {
         }
     }
 
-    fn is_poisoned(&self) -> bool {
-        self.poisoned.lock().is_some() || self.wal.poisoned().is_some()
+    /// Why the store refuses writes (its own failure or its WAL's), if it does.
+    fn poisoned(&self) -> Option<String> {
+        self.poisoned.lock().clone().or_else(|| self.wal.poisoned())
     }
 
     fn poison(&self, e: &Error) {
@@ -1337,7 +1336,7 @@ impl Shared {
         while !self.stop.load(Ordering::Relaxed)
             && !self.view.read().frozen.is_empty()
             && self.wal.segment_bytes() >= self.config.checkpoint_wal_bytes
-            && !self.is_poisoned()
+            && self.poisoned().is_none()
         {
             // Timed, so a missed signal only delays a writer, never blocks it for good.
             cond.wait_for(&mut guard, Duration::from_millis(50));

@@ -98,8 +98,12 @@ pub struct RetentionRule {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Series one database may hold (all series ever written that are still indexed).
+    /// Active series one database may hold: series that received points within
+    /// `active_series_window`. Lines that would create a series beyond it are refused.
     pub max_series_per_database: usize,
+    /// How recently a series must have received points to count as active (whole minutes).
+    #[serde(with = "humantime_serde")]
+    pub active_series_window: Duration,
     /// New series one database may create per minute.
     pub max_new_series_per_minute: usize,
     /// Tags one series may carry.
@@ -115,6 +119,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_series_per_database: 1_000_000,
+            active_series_window: Duration::from_secs(3600),
             max_new_series_per_minute: 100_000,
             max_tags_per_series: 64,
             max_series_per_tenant: 0,
@@ -163,6 +168,9 @@ impl StoreConfig {
             if rule.raw < Duration::from_secs(3600) {
                 out.push(format!("retention.rules[{i}].raw: must be at least 1h"));
             }
+        }
+        if self.limits.active_series_window < Duration::from_secs(60) {
+            out.push("limits.active_series_window: must be at least 1m".into());
         }
         if self.limits.max_tags_per_series == 0 {
             out.push("limits.max_tags_per_series: must be positive".into());

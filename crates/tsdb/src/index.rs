@@ -80,7 +80,6 @@ pub struct Index {
     /// (docs/benchmarks.md).
     lines: HashMap<Box<str>, LineEntry, foldhash::fast::RandomState>,
     measurements: HashMap<(TenantId, String), MeasurementIndex>,
-    per_db: HashMap<(TenantId, String), usize>,
     per_tenant: HashMap<TenantId, usize>,
 }
 
@@ -91,10 +90,6 @@ impl Index {
 
     pub fn meta(&self, id: SeriesId) -> Option<&SeriesMeta> {
         self.series.get(id as usize)
-    }
-
-    pub fn series_in_db(&self, tenant: &TenantId, db: &str) -> usize {
-        self.per_db.get(&(tenant.clone(), db.to_string())).copied().unwrap_or(0)
     }
 
     /// Series of every database of a tenant.
@@ -139,7 +134,6 @@ impl Index {
                 .or_default()
                 .push(id);
         }
-        *self.per_db.entry((key.tenant.clone(), key.db.clone())).or_default() += 1;
         *self.per_tenant.entry(key.tenant.clone()).or_default() += 1;
         self.series.push(SeriesMeta { line: key, field, kind });
         id

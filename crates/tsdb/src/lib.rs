@@ -7,6 +7,7 @@
 //! docs/storage.md describes the format and what a crash at each step leaves behind.
 #![deny(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod active;
 mod bytes;
 mod config;
 mod head;

@@ -15,6 +15,7 @@ use pulsewire_codec::{Kind, Sketches, Summary, ValueRef, Values};
 use pulsewire_model::TenantId;
 use pulsewire_proto::{Agg, FieldValue, Line, Precision, Selector};
 
+use crate::active::ActiveSeries;
 use crate::config::StoreConfig;
 use crate::head::{Head, merge};
 use crate::index::{Index, LineKey, SeriesId, SeriesMeta, line_lookup_key};
@@ -149,6 +150,9 @@ struct Catalog {
     persisted: usize,
     /// New series per database in the current minute.
     new_series: HashMap<(TenantId, String), (i64, usize)>,
+    /// Series per database that received points lately (`max_series_per_database`); its own
+    /// lock so a checkpoint can mark the series of the head it seals under the read lock.
+    active: Mutex<ActiveSeries>,
 }
 
 /// Where one line of a write stands.
@@ -311,6 +315,33 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// Active series on start: those in the replayed WAL (written since the last checkpoint) are
+/// active now, those with raw points inside the window (by the points' timestamps) since their
+/// last such point; the rest are not.
+fn active_on_open(config: &StoreConfig, index: &Index, head: &Head, parts: &[Arc<LivePart>], now: i64) -> ActiveSeries {
+    let window_ms = config.limits.active_series_window.as_millis().min(i64::MAX as u128) as i64;
+    let mut active = ActiveSeries::new(window_ms.div_euclid(60_000).max(1), index);
+    let since = now.saturating_sub(window_ms);
+    let minute = now.div_euclid(60_000);
+    // In time order: the tracker's clock only moves forward.
+    let mut seen: Vec<(i64, SeriesId)> = head.ids().map(|id| (minute, id)).collect();
+    for p in parts {
+        if p.entry.tier != Tier::Raw || p.entry.partition.saturating_add(Tier::Raw.partition_ms()) <= since {
+            continue;
+        }
+        for id in p.part.series_ids() {
+            if let Some(last) = p.part.blocks(id, since, i64::MAX).last() {
+                seen.push((last.max_ts.min(now).div_euclid(60_000), id));
+            }
+        }
+    }
+    seen.sort_unstable();
+    for (minute, id) in seen {
+        active.touch(id, minute);
+    }
+    active
+}
+
 fn kind_of(v: &FieldValue<'_>) -> Kind {
     match v {
         FieldValue::Float(_) => Kind::Float,
@@ -439,6 +470,7 @@ impl Store {
             }
         }
         let wal = Wal::open(&wal_dir, next_seq, config.fsync, config.fsync_interval)?;
+        let active = active_on_open(&config, &index, &head, &parts, clock());
         tracing::info!(
             points = replayed,
             series = index.len(),
@@ -453,6 +485,7 @@ impl Store {
                 index,
                 persisted,
                 new_series: HashMap::new(),
+                active: Mutex::new(active),
             }),
             head: Mutex::new(head),
             view: RwLock::new(Arc::new(View {
@@ -732,14 +765,16 @@ impl Store {
             };
             ids.truncate(start);
             if !derived {
-                let in_db = catalog.index.series_in_db(tenant, db);
+                let active = catalog.active.get_mut();
+                let in_db = active.count(tenant, db, minute);
                 if in_db + new_fields > limits.max_series_per_database {
                     refused.push((pos, Refusal::limit(
                         *line_no,
                         StoreLimit::SeriesPerDatabase,
                         RefusalKind::Limit,
                         format!(
-                            "max-series-per-database limit exceeded: database {db} holds {in_db} series, the limit is {}",
+                            "max-series-per-database limit exceeded: database {db} has {in_db} active series (written within {}), the limit is {}",
+                            humantime::format_duration(limits.active_series_window),
                             limits.max_series_per_database
                         ),
                     )));
@@ -801,6 +836,9 @@ impl Store {
                             tags: line.tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                         };
                         let id = catalog.index.insert(&lookup, key, field, kind);
+                        let active = catalog.active.get_mut();
+                        active.register(id, tenant, db);
+                        active.touch(id, minute);
                         if let Some(meta) = catalog.index.meta(id) {
                             defs.def(id, &meta.line, field, kind);
                         }
@@ -1391,6 +1429,12 @@ impl Shared {
                 }
             }
             let defined = st.index.len();
+            let minute = (self.clock)().div_euclid(60_000);
+            let mut active = st.active.lock();
+            for id in frozen.ids() {
+                active.touch(id, minute);
+            }
+            drop(active);
             let metas: Vec<(SeriesId, SeriesMeta)> = frozen
                 .ids()
                 .filter_map(|id| st.index.meta(id).map(|m| (id, m.clone())))

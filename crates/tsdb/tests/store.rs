@@ -207,6 +207,63 @@ fn refusals_name_the_reason_and_spare_the_other_lines() {
     assert_eq!(out.accepted, vec![0]);
 }
 
+/// `max_series_per_database` counts active series: those written within the window. A series
+/// that has gone quiet leaves the count (here: once a window has passed since the checkpoint
+/// that last saw it), also across a restart.
+#[test]
+fn the_series_limit_counts_series_written_within_the_window() {
+    const MIN: i64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let mut cfg = config();
+    cfg.limits.max_series_per_database = 2;
+    cfg.limits.active_series_window = Duration::from_secs(3600);
+    let host = |h: &'static str, t: i64| line("m", &[("h", h)], vec![("f", FieldValue::Float(1.0))], t);
+    let limited = |out: &pulsewire_tsdb::WriteOutcome| {
+        out.refused.len() == 1
+            && out.refused[0].kind == RefusalKind::Limit
+            && out.refused[0].message.contains("active series (written within 1h)")
+    };
+    let store = Store::open_with_clock(dir.path(), cfg.clone(), clock.clone()).unwrap();
+    let out = write(&store, "db", vec![host("1", NOW), host("2", NOW), host("3", NOW)]);
+    assert_eq!(out.accepted, vec![0, 1]);
+    assert!(limited(&out), "{:?}", out.refused);
+    store.checkpoint().unwrap();
+    // Host 1 goes on writing; host 2 stops.
+    now.store(NOW + 30 * MIN, Ordering::SeqCst);
+    assert_eq!(write(&store, "db", vec![host("1", NOW + 30 * MIN)]).accepted, vec![0]);
+    store.checkpoint().unwrap();
+    // Still within the hour of host 2's last write.
+    now.store(NOW + 59 * MIN, Ordering::SeqCst);
+    assert!(limited(&write(&store, "db", vec![host("3", NOW + 59 * MIN)])));
+    // An hour on, host 2 no longer counts: host 3 may start; host 4 may not.
+    now.store(NOW + 61 * MIN, Ordering::SeqCst);
+    let out = write(&store, "db", vec![host("3", NOW + 61 * MIN), host("4", NOW + 61 * MIN)]);
+    assert_eq!(out.accepted, vec![0]);
+    assert!(limited(&out), "{:?}", out.refused);
+    // Host 2 may still write (it exists); it counts again from the next checkpoint.
+    assert_eq!(write(&store, "db", vec![host("2", NOW + 61 * MIN)]).accepted, vec![0]);
+    store.close().unwrap();
+    drop(store);
+
+    // After a restart the count comes from the points' timestamps: hosts 1, 2 and 3 wrote
+    // within the hour, so host 4 is refused until hosts fall quiet long enough.
+    let store = Store::open_with_clock(dir.path(), cfg.clone(), clock.clone()).unwrap();
+    assert!(limited(&write(&store, "db", vec![host("4", NOW + 61 * MIN)])));
+    now.store(NOW + 122 * MIN, Ordering::SeqCst);
+    let out = write(
+        &store,
+        "db",
+        vec![host("4", NOW + 122 * MIN), host("5", NOW + 122 * MIN)],
+    );
+    assert_eq!(out.accepted, vec![0, 1]);
+    assert_eq!(
+        raw(&store, "m.f{h=\"2\"}")[0].1.len(),
+        2,
+        "quiet series keep their points"
+    );
+}
+
 fn brute(agg: Agg, pts: &[(i64, f64)], step: i64) -> Vec<(i64, f64)> {
     let mut buckets: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
     for &(t, v) in pts {

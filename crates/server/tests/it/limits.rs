@@ -546,6 +546,7 @@ async fn limits_are_checked_at_start() {
     let mut config = test_config();
     config.http.allowed_origins = vec!["app.example.com".into()];
     config.limits.flood_factor = 1;
+    config.tsdb.limits.active_series_window = std::time::Duration::from_secs(30);
     let problems = config.problems();
     assert!(
         problems.iter().any(|p| p.starts_with("http.allowed_origins[0]:")),
@@ -553,6 +554,10 @@ async fn limits_are_checked_at_start() {
     );
     assert!(
         problems.contains(&"limits.flood_factor: must be at least 2".to_string()),
+        "{problems:?}"
+    );
+    assert!(
+        problems.contains(&"tsdb.limits.active_series_window: must be at least 1m".to_string()),
         "{problems:?}"
     );
 }

@@ -42,34 +42,46 @@ impl LiveBatch {
         precision: Precision,
         now_ms: i64,
     ) -> LiveBatch {
-        let mut groups: HashMap<&str, (Vec<u8>, usize)> = HashMap::new();
-        let mut wanted: HashMap<&str, bool> = HashMap::new();
+        // Per measurement: its group, or `None` without subscribers. Lines of one measurement
+        // usually come together, so the previous line's answer is tried before the map (`perf`
+        // put hashing every accepted line's measurement at about 2 % of the server's CPU at
+        // 4.9 M samples/s; the throughput A/B was within noise).
+        let mut groups: Vec<(String, Vec<u8>, usize)> = Vec::new();
+        let mut known: HashMap<&str, Option<usize>> = HashMap::new();
+        let mut last: Option<(&str, Option<usize>)> = None;
         for &i in accepted {
             let Some((_, line)) = lines.get(i) else { continue };
             let m = line.measurement.as_ref();
-            let want = *wanted
-                .entry(m)
-                .or_insert_with(|| state.hub().has_subscribers(tenant, &channel_for(m)));
-            if !want {
+            let group = match last {
+                Some((lm, g)) if lm == m => g,
+                _ => {
+                    let g = *known.entry(m).or_insert_with(|| {
+                        state.hub().has_subscribers(tenant, &channel_for(m)).then(|| {
+                            groups.push((m.to_string(), Vec::new(), 0));
+                            groups.len() - 1
+                        })
+                    });
+                    last = Some((m, g));
+                    g
+                }
+            };
+            let Some((_, buf, n)) = group.and_then(|g| groups.get_mut(g)) else {
                 continue;
-            }
+            };
             let ts = line
                 .timestamp
                 .map_or(Some(now_ms), |t| pulsewire_tsdb::to_ms(t, precision));
             let Some(ts) = ts else { continue };
-            let (buf, n) = groups.entry(m).or_default();
             if !buf.is_empty() {
                 buf.push(b',');
             }
             encode_point(buf, line, ts);
             *n += 1;
         }
+        groups.retain(|(_, _, n)| *n > 0);
         LiveBatch {
             tenant: Some(tenant.clone()),
-            groups: groups
-                .into_iter()
-                .map(|(m, (buf, n))| (m.to_string(), buf, n))
-                .collect(),
+            groups,
         }
     }
 }

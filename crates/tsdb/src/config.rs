@@ -98,10 +98,11 @@ pub struct RetentionRule {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
-    /// Active series one database may hold: series that received points within
-    /// `active_series_window`. Lines that would create a series beyond it are refused.
+    /// Active series of one database (those that received points within
+    /// `active_series_window`) beyond which lines that would create a series are refused.
     pub max_series_per_database: usize,
-    /// How recently a series must have received points to count as active (whole minutes).
+    /// How recently a series must have received points to count as active (whole minutes,
+    /// 1m to 1d, longer than `checkpoint_interval`).
     #[serde(with = "humantime_serde")]
     pub active_series_window: Duration,
     /// New series one database may create per minute.
@@ -169,8 +170,13 @@ impl StoreConfig {
                 out.push(format!("retention.rules[{i}].raw: must be at least 1h"));
             }
         }
-        if self.limits.active_series_window < Duration::from_secs(60) {
-            out.push("limits.active_series_window: must be at least 1m".into());
+        let window = self.limits.active_series_window;
+        if window < Duration::from_secs(60) || window > Duration::from_secs(86_400) {
+            // A minute's count per database per minute of the window is kept (1d: 23 KiB each).
+            out.push("limits.active_series_window: must be between 1m and 1d".into());
+        } else if window <= self.checkpoint_interval {
+            // Series that go on writing are seen again at each checkpoint only.
+            out.push("limits.active_series_window: must be longer than checkpoint_interval".into());
         }
         if self.limits.max_tags_per_series == 0 {
             out.push("limits.max_tags_per_series: must be positive".into());

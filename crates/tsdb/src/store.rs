@@ -323,18 +323,30 @@ fn active_on_open(config: &StoreConfig, index: &Index, head: &Head, parts: &[Arc
     let mut active = ActiveSeries::new(window_ms.div_euclid(60_000).max(1), index);
     let since = now.saturating_sub(window_ms);
     let minute = now.div_euclid(60_000);
-    // In time order: the tracker's clock only moves forward.
-    let mut seen: Vec<(i64, SeriesId)> = head.ids().map(|id| (minute, id)).collect();
-    for p in parts {
-        if p.entry.tier != Tier::Raw || p.entry.partition.saturating_add(Tier::Raw.partition_ms()) <= since {
-            continue;
-        }
+    // The last active minute of each series (ids are dense), then touched in time order: the
+    // tracker's clock only moves forward.
+    let mut last = vec![i64::MIN; index.len()];
+    for p in parts
+        .iter()
+        .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= since)
+    {
         for id in p.part.series_ids() {
-            if let Some(last) = p.part.blocks(id, since, i64::MAX).last() {
-                seen.push((last.max_ts.min(now).div_euclid(60_000), id));
+            if let (Some(b), Some(m)) = (p.part.blocks(id, since, i64::MAX).last(), last.get_mut(id as usize)) {
+                *m = (*m).max(b.max_ts.min(now).div_euclid(60_000));
             }
         }
     }
+    for id in head.ids() {
+        if let Some(m) = last.get_mut(id as usize) {
+            *m = minute;
+        }
+    }
+    let mut seen: Vec<(i64, SeriesId)> = last
+        .into_iter()
+        .enumerate()
+        .filter(|&(_, m)| m != i64::MIN)
+        .map(|(id, m)| (m, id as SeriesId))
+        .collect();
     seen.sort_unstable();
     for (minute, id) in seen {
         active.touch(id, minute);

@@ -243,20 +243,44 @@ fn the_series_limit_counts_series_written_within_the_window() {
     assert!(limited(&out), "{:?}", out.refused);
     // Host 2 may still write (it exists); it counts again from the next checkpoint.
     assert_eq!(write(&store, "db", vec![host("2", NOW + 61 * MIN)]).accepted, vec![0]);
+    store.checkpoint().unwrap();
+    now.store(NOW + 62 * MIN, Ordering::SeqCst);
+    let out = write(&store, "db", vec![host("4", NOW + 62 * MIN)]);
+    assert!(
+        limited(&out) && out.refused[0].message.contains("has 3 active series"),
+        "{:?}",
+        out.refused
+    );
     store.close().unwrap();
     drop(store);
 
-    // After a restart the count comes from the points' timestamps: hosts 1, 2 and 3 wrote
-    // within the hour, so host 4 is refused until hosts fall quiet long enough.
+    // After a restart the count comes from the points' timestamps. At +95 host 1 (last point
+    // at +30) is quiet, hosts 2 and 3 (+61) are not: with a limit of 3, one more may start.
+    cfg.limits.max_series_per_database = 3;
+    now.store(NOW + 95 * MIN, Ordering::SeqCst);
     let store = Store::open_with_clock(dir.path(), cfg.clone(), clock.clone()).unwrap();
-    assert!(limited(&write(&store, "db", vec![host("4", NOW + 61 * MIN)])));
-    now.store(NOW + 122 * MIN, Ordering::SeqCst);
+    let out = write(&store, "db", vec![host("4", NOW + 95 * MIN), host("5", NOW + 95 * MIN)]);
+    assert_eq!(out.accepted, vec![0]);
+    assert!(
+        out.refused[0].message.contains("has 3 active series"),
+        "{:?}",
+        out.refused
+    );
+    // Without a checkpoint since the restart, host 4 counts from its creation and the others
+    // from their points: an hour after each, all are quiet.
+    now.store(NOW + 156 * MIN, Ordering::SeqCst);
+    let t = NOW + 156 * MIN;
     let out = write(
         &store,
         "db",
-        vec![host("4", NOW + 122 * MIN), host("5", NOW + 122 * MIN)],
+        vec![host("5", t), host("6", t), host("7", t), host("8", t)],
     );
-    assert_eq!(out.accepted, vec![0, 1]);
+    assert_eq!(out.accepted, vec![0, 1, 2]);
+    assert!(
+        out.refused[0].message.contains("has 3 active series"),
+        "{:?}",
+        out.refused
+    );
     assert_eq!(
         raw(&store, "m.f{h=\"2\"}")[0].1.len(),
         2,

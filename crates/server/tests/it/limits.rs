@@ -557,7 +557,7 @@ async fn limits_are_checked_at_start() {
         "{problems:?}"
     );
     assert!(
-        problems.contains(&"tsdb.limits.active_series_window: must be at least 1m".to_string()),
+        problems.contains(&"tsdb.limits.active_series_window: must be between 1m and 1d".to_string()),
         "{problems:?}"
     );
 }

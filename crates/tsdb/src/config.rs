@@ -68,6 +68,11 @@ pub struct RetentionConfig {
     /// 1-hour rollups.
     #[serde(with = "days")]
     pub rollup_1h: Duration,
+    /// How long after a day ends (and once it has gone quiet) its 1m/5m/1h rollups are built;
+    /// until then aggregated reads of the day summarise its raw points. Later keeps the disk to
+    /// the raw points meanwhile; the rollups are built before the raw points expire regardless.
+    #[serde(with = "days")]
+    pub rollup_after: Duration,
     /// Raw retention for particular databases or measurements; the first rule that matches wins.
     pub rules: Vec<RetentionRule>,
 }
@@ -80,6 +85,7 @@ impl Default for RetentionConfig {
             rollup_1m: Duration::from_secs(30 * DAY),
             rollup_5m: Duration::from_secs(90 * DAY),
             rollup_1h: Duration::from_secs(730 * DAY),
+            rollup_after: Duration::from_secs(3600),
             rules: Vec::new(),
         }
     }
@@ -170,6 +176,9 @@ impl StoreConfig {
             if d < Duration::from_secs(3600) {
                 out.push(format!("retention.{key}: must be at least 1h"));
             }
+        }
+        if r.rollup_after < Duration::from_secs(3600) {
+            out.push("retention.rollup_after: must be at least 1h".into());
         }
         for (i, rule) in r.rules.iter().enumerate() {
             if rule.raw < Duration::from_secs(3600) {

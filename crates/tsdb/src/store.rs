@@ -1608,7 +1608,7 @@ impl Shared {
     }
 
     /// Builds the tiers of the raw day partitions that have none yet and are due: ended at least
-    /// [`COLD_AFTER_MS`] ago with no checkpoint into them for [`QUIET_MS`], or about to
+    /// `retention.rollup_after` ago with no checkpoint into them for [`QUIET_MS`], or about to
     /// lose raw points to retention; every one with `force`. Caller holds `maintenance`.
     fn roll_up(&self, now: i64, force: bool) -> Result<()> {
         let r = &self.config.retention;
@@ -1623,7 +1623,8 @@ impl Shared {
             // Retention is about to take raw points: build the tiers now, with checkpoints held
             // off so a back-fill into the day cannot make the build give up.
             let pressed = end <= now - shortest_raw;
-            if force || pressed || (end <= now - COLD_AFTER_MS && quiet) {
+            let after = i64::try_from(r.rollup_after.as_millis()).unwrap_or(i64::MAX);
+            if force || pressed || (end <= now.saturating_sub(after) && quiet) {
                 let started = Instant::now();
                 match self.roll_up_day(day, pressed) {
                     Ok(true) => {

@@ -840,6 +840,63 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     assert_eq!(sum(&store), 5000.0);
 }
 
+/// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended;
+/// aggregated reads meanwhile summarise its raw points, with the same answer.
+#[test]
+fn rollups_wait_for_rollup_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let mut cfg = config();
+    cfg.retention.rollup_after = Duration::from_secs(3 * 86_400);
+    let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
+    let yesterday = (NOW / DAY - 1) * DAY;
+    let lines = (0..100)
+        .map(|i| {
+            line(
+                "m",
+                &[],
+                vec![("f", FieldValue::Float(i as f64))],
+                yesterday + 60_000 * i,
+            )
+        })
+        .collect();
+    write(&store, "db", lines);
+    store.checkpoint().unwrap();
+    let (id, meta) = store
+        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+        .pop()
+        .unwrap();
+    let q = Aggregation {
+        from: yesterday,
+        to: yesterday + DAY,
+        step: HOUR,
+        agg: Agg::Sum,
+        force_raw: false,
+    };
+    let sum = |store: &Store| {
+        store
+            .aggregate(id, &meta, &q)
+            .unwrap()
+            .1
+            .iter()
+            .map(|b| b.value)
+            .sum::<f64>()
+    };
+    // Two days after it ended, quiet for long: not yet.
+    now.store(yesterday + 3 * DAY, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(part_files(dir.path(), "1m-"), 0, "two days after the day: no tiers yet");
+    assert_eq!(sum(&store), 4950.0);
+    // Three days after: built.
+    now.store(yesterday + 4 * DAY + 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert!(
+        part_files(dir.path(), "1m-") > 0,
+        "three days after the day: tiers built"
+    );
+    assert_eq!(sum(&store), 4950.0);
+}
+
 /// A checkpoint that fails poisons the store: every writer then gets the refusal, including
 /// those held back waiting for that checkpoint to make room, and the points acknowledged
 /// before are there after a restart (from the WAL). The fault is staged with a FIFO where the

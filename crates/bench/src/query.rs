@@ -1,6 +1,7 @@
 //! `bench query`: query latency over one stored series. Loads one day of 1 s data for one
 //! series (86,400 points) through `/write`, seals it and builds its rollups
-//! (`POST /api/v1/admin/rollup`), then
+//! (`POST /api/v1/admin/rollup`; with `--no-rollup` only seals and merges it,
+//! `POST /api/v1/admin/compact`), then
 //! times `GET /api/v1/query` aggregating the day to 1-minute steps, from raw points
 //! (`tier=raw`) and from the 1-minute rollup tier, and prints latency percentiles.
 
@@ -25,6 +26,10 @@ pub struct QueryArgs {
     /// Aggregation to time.
     #[arg(long, default_value = "avg")]
     pub agg: String,
+    /// Leave the rollups unbuilt (as for recent days with a long `tsdb.retention.rollup_after`):
+    /// the "1m tier" case then summarises the day's raw points.
+    #[arg(long)]
+    pub no_rollup: bool,
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
@@ -60,14 +65,21 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let resp = http.post(format!("{base}/api/v1/admin/rollup")).send().await?;
+    // Without rollups the day is still sealed into one merged part, as a recent day is.
+    let admin = if args.no_rollup { "compact" } else { "rollup" };
+    let resp = http.post(format!("{base}/api/v1/admin/{admin}")).send().await?;
     if !resp.status().is_success() {
-        bail!("rollup failed: {}", resp.status());
+        bail!("{admin} failed: {}", resp.status());
     }
     println!(
-        "loaded              {} points of one series (1 s apart) in {:.1} s, sealed into parts with their rollups",
+        "loaded              {} points of one series (1 s apart) in {:.1} s{}",
         args.points,
-        loading.elapsed().as_secs_f64()
+        loading.elapsed().as_secs_f64(),
+        if args.no_rollup {
+            ", sealed into one part, rollups not built"
+        } else {
+            ", sealed into parts with their rollups"
+        }
     );
     let from_ms = first * 1000;
     let to_ms = (first + args.points as i64) * 1000;

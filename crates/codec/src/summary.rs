@@ -61,8 +61,17 @@ impl Summary {
 
     /// Adds the point (`ts`, `v`); see the type docs for ordering.
     pub fn add(&mut self, ts: i64, v: f64) {
+        if self.add_without_sketch(ts, v) {
+            self.sketch.add(v);
+        }
+    }
+
+    /// [`Summary::add`] leaving the sketch out (its count then differs from the summary's),
+    /// for readers that use no quantiles: the sketch's logarithm is most of the cost of adding
+    /// a point. Returns whether the point counted (it is not NaN).
+    pub fn add_without_sketch(&mut self, ts: i64, v: f64) -> bool {
         if v.is_nan() {
-            return;
+            return false;
         }
         if self.count == 0 {
             self.first = (ts, v);
@@ -83,7 +92,7 @@ impl Summary {
         let delta = v - self.mean;
         self.mean += delta / self.count as f64;
         self.m2 += delta * (v - self.mean);
-        self.sketch.add(v);
+        true
     }
 
     /// Merges another bucket's summary; either may be the earlier one. `increase` adds both

@@ -4,7 +4,7 @@
 //! are aggregated exactly (quantiles by rank over the bucket's sorted values); rollups answer
 //! quantiles from merged sketches (within the sketch's relative accuracy).
 
-use pulsewire_codec::Summary;
+use pulsewire_codec::{Sketches, Summary};
 use pulsewire_proto::Agg;
 use serde::{Deserialize, Serialize};
 
@@ -150,16 +150,19 @@ pub fn aggregate_raw(agg: Agg, ts: &[i64], values: &[f64], step: i64) -> Vec<Buc
 }
 
 /// Summaries per bucket of `res` from ascending raw points.
-pub fn summarize_raw(ts: &[i64], values: &[f64], res: i64) -> Vec<(i64, Summary)> {
+pub fn summarize_raw(ts: &[i64], values: &[f64], res: i64, sketches: Sketches) -> Vec<(i64, Summary)> {
     let mut out: Vec<(i64, Summary)> = Vec::new();
     for (&t, &v) in ts.iter().zip(values) {
         let b = bucket_of(t, res);
-        match out.last_mut() {
-            Some((start, s)) if *start == b => s.add(t, v),
-            _ => {
-                let mut s = Summary::new();
-                s.add(t, v);
-                out.push((b, s));
+        if !matches!(out.last(), Some((start, _)) if *start == b) {
+            out.push((b, Summary::new()));
+        }
+        if let Some((_, s)) = out.last_mut() {
+            match sketches {
+                Sketches::Decode => s.add(t, v),
+                Sketches::Skip => {
+                    s.add_without_sketch(t, v);
+                }
             }
         }
     }

@@ -1070,7 +1070,7 @@ impl Store {
         let resolution = tier.resolution_ms();
         let summarize = |ts: &[i64], values: &Values| {
             let vals = numeric(values).unwrap_or_else(|| vec![1.0; ts.len()]);
-            summarize_raw(ts, &vals, resolution)
+            summarize_raw(ts, &vals, resolution, sketches)
         };
         let mut out = Vec::new();
         for p in view
@@ -1907,7 +1907,7 @@ struct Writers<'a> {
 impl Writers<'_> {
     /// Adds the 1m, 5m and 1h summaries of one series' points (ascending) to the tier parts.
     fn add_tiers(&mut self, id: SeriesId, ts: &[i64], vals: &[f64]) -> Result<()> {
-        let m1 = summarize_raw(ts, vals, Tier::M1.resolution_ms());
+        let m1 = summarize_raw(ts, vals, Tier::M1.resolution_ms(), Sketches::Decode);
         let m5 = rebucket(m1.clone(), Tier::M5.resolution_ms());
         let h1 = rebucket(m5.clone(), Tier::H1.resolution_ms());
         for (tier, buckets) in [(Tier::M1, m1), (Tier::M5, m5), (Tier::H1, h1)] {

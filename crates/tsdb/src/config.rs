@@ -177,8 +177,13 @@ impl StoreConfig {
                 out.push(format!("retention.{key}: must be at least 1h"));
             }
         }
+        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
         if r.rollup_after < Duration::from_secs(3600) {
             out.push("retention.rollup_after: must be at least 1h".into());
+        } else if r.rollup_after > Duration::from_secs(3600) && r.rollup_after >= shortest_raw {
+            // Days would then be built only when retention presses, holding checkpoints off for
+            // each whole build.
+            out.push("retention.rollup_after: must be shorter than the shortest raw retention (rules included)".into());
         }
         for (i, rule) in r.rules.iter().enumerate() {
             if rule.raw < Duration::from_secs(3600) {
@@ -265,5 +270,25 @@ mod tests {
             window_problems(Duration::from_secs(2 * 86_400), five),
             vec!["limits.active_series_window: must be between 1m and 1d"]
         );
+    }
+
+    #[test]
+    fn rollup_after_stays_below_the_shortest_raw_retention() {
+        let mut c = StoreConfig::default();
+        c.retention.rollup_after = Duration::from_secs(6 * 86_400);
+        assert_eq!(c.problems(), Vec::<String>::new());
+        c.retention.rules.push(RetentionRule {
+            db: None,
+            measurement: Some("debug".into()),
+            raw: Duration::from_secs(86_400),
+        });
+        assert_eq!(
+            c.problems(),
+            vec!["retention.rollup_after: must be shorter than the shortest raw retention (rules included)"]
+        );
+        // The default stays valid beside a short rule.
+        c.retention.rollup_after = Duration::from_secs(3600);
+        c.retention.rules[0].raw = Duration::from_secs(3600);
+        assert_eq!(c.problems(), Vec::<String>::new());
     }
 }

@@ -897,6 +897,65 @@ fn rollups_wait_for_rollup_after() {
     assert_eq!(sum(&store), 4950.0);
 }
 
+/// Whatever `rollup_after` says, a day's tiers are built before retention takes its raw points
+/// (here a rollup delay beyond the raw retention, which the server's configuration check
+/// refuses, so that only retention can trigger the build), and its sums survive the drop.
+#[test]
+fn retention_builds_the_tiers_before_dropping_raw_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let mut cfg = config();
+    cfg.retention.raw = Duration::from_secs(2 * 86_400);
+    cfg.retention.rollup_after = Duration::from_secs(30 * 86_400);
+    let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
+    let yesterday = (NOW / DAY - 1) * DAY;
+    let lines = (0..100)
+        .map(|i| {
+            line(
+                "m",
+                &[],
+                vec![("f", FieldValue::Float(i as f64))],
+                yesterday + 60_000 * i,
+            )
+        })
+        .collect();
+    write(&store, "db", lines);
+    store.checkpoint().unwrap();
+    let (id, meta) = store
+        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+        .pop()
+        .unwrap();
+    let q = Aggregation {
+        from: yesterday,
+        to: yesterday + DAY,
+        step: HOUR,
+        agg: Agg::Sum,
+        force_raw: false,
+    };
+    let sum = |store: &Store| {
+        store
+            .aggregate(id, &meta, &q)
+            .unwrap()
+            .1
+            .iter()
+            .map(|b| b.value)
+            .sum::<f64>()
+    };
+    now.store(yesterday + 2 * DAY, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(
+        part_files(dir.path(), "1m-"),
+        0,
+        "a day after it ended: not pressed yet"
+    );
+    // The day's end is now two days (the raw retention) ago.
+    now.store(yesterday + 3 * DAY, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert!(part_files(dir.path(), "1m-") > 0, "pressed by retention: tiers built");
+    assert_eq!(part_files(dir.path(), "raw-"), 0, "and the raw day dropped");
+    assert_eq!(sum(&store), 4950.0);
+}
+
 /// A checkpoint that fails poisons the store: every writer then gets the refusal, including
 /// those held back waiting for that checkpoint to make room, and the points acknowledged
 /// before are there after a restart (from the WAL). The fault is staged with a FIFO where the

@@ -288,7 +288,9 @@ mod tests {
         );
         // The default stays valid beside a short rule.
         c.retention.rollup_after = Duration::from_secs(3600);
-        c.retention.rules[0].raw = Duration::from_secs(3600);
+        for rule in &mut c.retention.rules {
+            rule.raw = Duration::from_secs(3600);
+        }
         assert_eq!(c.problems(), Vec::<String>::new());
     }
 }

@@ -2,6 +2,7 @@
 //! checkpoint and a reopen (WAL replay), rollups and retention against brute-force references.
 
 use std::borrow::Cow;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -785,43 +786,9 @@ fn a_crash_during_the_first_checkpoint_leaves_a_store_that_opens() {
 #[test]
 fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     let dir = tempfile::tempdir().unwrap();
-    let (clock, now) = clock_at(NOW);
-    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
-    let yesterday = (NOW / DAY - 1) * DAY;
-    let lines = (0..100)
-        .map(|i| {
-            line(
-                "m",
-                &[],
-                vec![("f", FieldValue::Float(i as f64))],
-                yesterday + 60_000 * i,
-            )
-        })
-        .collect();
-    write(&store, "db", lines);
-    store.checkpoint().unwrap();
+    let (store, now, yesterday, sum) = yesterday_store(dir.path(), config());
     store.maintain().unwrap();
     assert_eq!(part_files(dir.path(), "1m-"), 0, "just written: not quiet yet");
-    let (id, meta) = store
-        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
-        .pop()
-        .unwrap();
-    let sum = |store: &Store| {
-        let q = Aggregation {
-            from: yesterday,
-            to: yesterday + DAY,
-            step: HOUR,
-            agg: Agg::Sum,
-            force_raw: false,
-        };
-        store
-            .aggregate(id, &meta, &q)
-            .unwrap()
-            .1
-            .iter()
-            .map(|b| b.value)
-            .sum::<f64>()
-    };
     assert_eq!(sum(&store), 4950.0);
     now.store(NOW + 11 * 60_000, Ordering::SeqCst);
     store.maintain().unwrap();
@@ -840,15 +807,11 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     assert_eq!(sum(&store), 5000.0);
 }
 
-/// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended;
-/// aggregated reads meanwhile summarise its raw points, with the same answer.
-#[test]
-fn rollups_wait_for_rollup_after() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store holding 100 points (0..99, a minute apart) of yesterday for `m.f`, checkpointed;
+/// returns the clock's handle, the day's start and the day's sum at one-hour steps.
+fn yesterday_store(dir: &Path, cfg: StoreConfig) -> (Store, Arc<AtomicI64>, i64, impl Fn(&Store) -> f64) {
     let (clock, now) = clock_at(NOW);
-    let mut cfg = config();
-    cfg.retention.rollup_after = Duration::from_secs(3 * 86_400);
-    let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
+    let store = Store::open_with_clock(dir, cfg, clock).unwrap();
     let yesterday = (NOW / DAY - 1) * DAY;
     let lines = (0..100)
         .map(|i| {
@@ -873,7 +836,7 @@ fn rollups_wait_for_rollup_after() {
         agg: Agg::Sum,
         force_raw: false,
     };
-    let sum = |store: &Store| {
+    let sum = move |store: &Store| {
         store
             .aggregate(id, &meta, &q)
             .unwrap()
@@ -882,6 +845,17 @@ fn rollups_wait_for_rollup_after() {
             .map(|b| b.value)
             .sum::<f64>()
     };
+    (store, now, yesterday, sum)
+}
+
+/// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended;
+/// aggregated reads meanwhile summarise its raw points, with the same answer.
+#[test]
+fn rollups_wait_for_rollup_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.retention.rollup_after = Duration::from_secs(3 * 86_400);
+    let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
     // Two days after it ended, quiet for long: not yet.
     now.store(yesterday + 3 * DAY, Ordering::SeqCst);
     store.maintain().unwrap();
@@ -903,44 +877,10 @@ fn rollups_wait_for_rollup_after() {
 #[test]
 fn retention_builds_the_tiers_before_dropping_raw_points() {
     let dir = tempfile::tempdir().unwrap();
-    let (clock, now) = clock_at(NOW);
     let mut cfg = config();
     cfg.retention.raw = Duration::from_secs(2 * 86_400);
     cfg.retention.rollup_after = Duration::from_secs(30 * 86_400);
-    let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
-    let yesterday = (NOW / DAY - 1) * DAY;
-    let lines = (0..100)
-        .map(|i| {
-            line(
-                "m",
-                &[],
-                vec![("f", FieldValue::Float(i as f64))],
-                yesterday + 60_000 * i,
-            )
-        })
-        .collect();
-    write(&store, "db", lines);
-    store.checkpoint().unwrap();
-    let (id, meta) = store
-        .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
-        .pop()
-        .unwrap();
-    let q = Aggregation {
-        from: yesterday,
-        to: yesterday + DAY,
-        step: HOUR,
-        agg: Agg::Sum,
-        force_raw: false,
-    };
-    let sum = |store: &Store| {
-        store
-            .aggregate(id, &meta, &q)
-            .unwrap()
-            .1
-            .iter()
-            .map(|b| b.value)
-            .sum::<f64>()
-    };
+    let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
     now.store(yesterday + 2 * DAY, Ordering::SeqCst);
     store.maintain().unwrap();
     assert_eq!(

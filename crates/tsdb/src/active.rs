@@ -125,10 +125,21 @@ impl ActiveSeries {
             slots: HashMap::new(),
             dbs: Vec::new(),
         };
+        // Series of one database mostly follow each other: their slot is looked up (a key
+        // allocated and hashed) only when the database changes.
+        let mut previous: Option<(&TenantId, &str, u32)> = None;
         for id in index.ids() {
-            if let Some(meta) = index.meta(id) {
-                out.register(id, &meta.line.tenant, &meta.line.db);
-            }
+            let Some(meta) = index.meta(id) else { continue };
+            let (tenant, db) = (&meta.line.tenant, meta.line.db.as_str());
+            let slot = match previous {
+                Some((t, d, slot)) if t == tenant && d == db => slot,
+                _ => out.slot(tenant, db),
+            };
+            previous = Some((tenant, db, slot));
+            out.series.push(Seen {
+                db: slot,
+                minute: NEVER,
+            });
         }
         out
     }
@@ -136,15 +147,21 @@ impl ActiveSeries {
     /// A new series (ids come in order), not active until [`ActiveSeries::touch`]ed.
     pub(crate) fn register(&mut self, id: SeriesId, tenant: &TenantId, db: &str) {
         debug_assert_eq!(id as usize, self.series.len(), "series ids are dense");
+        let slot = self.slot(tenant, db);
+        self.series.push(Seen {
+            db: slot,
+            minute: NEVER,
+        });
+    }
+
+    /// The slot of a database, made on first use.
+    fn slot(&mut self, tenant: &TenantId, db: &str) -> u32 {
         let next = self.dbs.len() as u32;
         let slot = *self.slots.entry((tenant.clone(), db.to_string())).or_insert(next);
         if slot == next {
             self.dbs.push(DbActive::new(self.window));
         }
-        self.series.push(Seen {
-            db: slot,
-            minute: NEVER,
-        });
+        slot
     }
 
     /// `id` received points in minute `now` (ms since the epoch / 60,000).

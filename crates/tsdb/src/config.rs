@@ -77,6 +77,18 @@ pub struct RetentionConfig {
     pub rules: Vec<RetentionRule>,
 }
 
+impl RetentionConfig {
+    /// The shortest raw retention, rules included: when retention first takes raw points.
+    pub fn shortest_raw(&self) -> Duration {
+        self.rules.iter().map(|x| x.raw).fold(self.raw, Duration::min)
+    }
+
+    /// The longest raw retention, rules included: when a raw partition is wholly expired.
+    pub fn longest_raw(&self) -> Duration {
+        self.rules.iter().map(|x| x.raw).fold(self.raw, Duration::max)
+    }
+}
+
 impl Default for RetentionConfig {
     fn default() -> Self {
         const DAY: u64 = 86_400;
@@ -177,10 +189,9 @@ impl StoreConfig {
                 out.push(format!("retention.{key}: must be at least 1h"));
             }
         }
-        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
         if r.rollup_after < Duration::from_secs(3600) {
             out.push("retention.rollup_after: must be at least 1h".into());
-        } else if r.rollup_after > Duration::from_secs(3600) && r.rollup_after >= shortest_raw {
+        } else if r.rollup_after > Duration::from_secs(3600) && r.rollup_after >= r.shortest_raw() {
             // Days would then be built only when retention presses, holding checkpoints off for
             // each whole build.
             out.push("retention.rollup_after: must be shorter than the shortest raw retention (rules included)".into());

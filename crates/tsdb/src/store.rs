@@ -1553,8 +1553,7 @@ impl Shared {
             groups.entry((p.tier, p.partition)).or_default().push(p.clone());
         }
         let written = self.raw_written.lock().clone();
-        let longest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).max().unwrap_or(r.raw);
-        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
+        let (longest_raw, shortest_raw) = (r.longest_raw(), r.shortest_raw());
         for ((tier, partition), entries) in groups {
             let end = partition + tier.partition_ms();
             let keep = match tier {
@@ -1612,8 +1611,8 @@ impl Shared {
     /// lose raw points to retention; every one with `force`. Caller holds `maintenance`.
     fn roll_up(&self, now: i64, force: bool) -> Result<()> {
         let r = &self.config.retention;
-        let shortest_raw = r.rules.iter().map(|x| x.raw).chain([r.raw]).min().unwrap_or(r.raw);
-        let shortest_raw = shortest_raw.as_millis() as i64;
+        let shortest_raw = r.shortest_raw().as_millis() as i64;
+        let after = i64::try_from(r.rollup_after.as_millis()).unwrap_or(i64::MAX);
         let unrolled = self.manifest.lock().unrolled.clone();
         let written = self.raw_written.lock().clone();
         let mut failure = None;
@@ -1623,7 +1622,6 @@ impl Shared {
             // Retention is about to take raw points: build the tiers now, with checkpoints held
             // off so a back-fill into the day cannot make the build give up.
             let pressed = end <= now - shortest_raw;
-            let after = i64::try_from(r.rollup_after.as_millis()).unwrap_or(i64::MAX);
             if force || pressed || (end <= now.saturating_sub(after) && quiet) {
                 let started = Instant::now();
                 match self.roll_up_day(day, pressed) {

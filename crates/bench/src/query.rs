@@ -2,8 +2,9 @@
 //! series (86,400 points) through `/write`, seals it and builds its rollups
 //! (`POST /api/v1/admin/rollup`; with `--no-rollup` only seals and merges it,
 //! `POST /api/v1/admin/compact`), then
-//! times `GET /api/v1/query` aggregating the day to 1-minute steps, from raw points
-//! (`tier=raw`) and from the 1-minute rollup tier, and prints latency percentiles.
+//! times `GET /api/v1/query` aggregating the day to 1-minute steps (`--step`), from raw points
+//! (`tier=raw`) and from the coarsest rollup tier that answers the step, and prints latency
+//! percentiles.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +27,10 @@ pub struct QueryArgs {
     /// Aggregation to time.
     #[arg(long, default_value = "avg")]
     pub agg: String,
+    /// Step of the aggregation (`1m`: from the 1m tier; `1h` over `--points 604800`: a week's
+    /// dashboard view from the 1h tier).
+    #[arg(long, default_value = "1m")]
+    pub step: String,
     /// Leave the rollups unbuilt (as for recent days with a long `tsdb.retention.rollup_after`):
     /// the "1m tier" case then summarises the day's raw points.
     #[arg(long)]
@@ -84,10 +89,11 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     let from_ms = first * 1000;
     let to_ms = (first + args.points as i64) * 1000;
     let mut summary = serde_json::Map::new();
-    for (case, extra) in [("raw", "&tier=raw"), ("1m tier", "")] {
+    let tier_case = format!("{} tier", args.step);
+    for (case, extra) in [("raw", "&tier=raw"), (tier_case.as_str(), "")] {
         let url = format!(
-            "{base}/api/v1/query?q=qbench.v%7Bhost%3D%22q1%22%7D&from={from_ms}&to={to_ms}&step=1m&agg={}{extra}",
-            args.agg
+            "{base}/api/v1/query?q=qbench.v%7Bhost%3D%22q1%22%7D&from={from_ms}&to={to_ms}&step={}&agg={}{extra}",
+            args.step, args.agg
         );
         let mut hist = latency_histogram();
         let mut buckets = 0;
@@ -115,6 +121,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     summary.insert("bench".into(), "query".into());
     summary.insert("points".into(), args.points.into());
     summary.insert("agg".into(), args.agg.clone().into());
+    summary.insert("step".into(), args.step.clone().into());
     println!("{}", serde_json::Value::Object(summary));
     Ok(())
 }

@@ -1607,12 +1607,13 @@ impl Shared {
     }
 
     /// Builds the tiers of the raw day partitions that have none yet and are due: ended at least
-    /// `retention.rollup_after` ago with no checkpoint into them for [`QUIET_MS`], or about to
-    /// lose raw points to retention; every one with `force`. Caller holds `maintenance`.
+    /// [`crate::config::RetentionConfig::rollup_delay`] ago with no checkpoint into them for
+    /// [`QUIET_MS`], or about to lose raw points to retention; every one with `force`. Caller
+    /// holds `maintenance`.
     fn roll_up(&self, now: i64, force: bool) -> Result<()> {
         let r = &self.config.retention;
         let shortest_raw = r.shortest_raw().as_millis() as i64;
-        let after = i64::try_from(r.rollup_after.as_millis()).unwrap_or(i64::MAX);
+        let after = i64::try_from(r.rollup_delay().as_millis()).unwrap_or(i64::MAX);
         let unrolled = self.manifest.lock().unrolled.clone();
         let written = self.raw_written.lock().clone();
         let mut failure = None;

@@ -781,12 +781,15 @@ fn a_crash_during_the_first_checkpoint_leaves_a_store_that_opens() {
     drop(store);
 }
 
-/// A day's tiers are built once it has ended and no checkpoint has written to it for a while,
-/// not while it is still being filled; until then aggregates come from its raw points.
+/// A day's tiers are built once it has ended (`rollup_after` ago: here 1h) and no checkpoint has
+/// written to it for a while, not while it is still being filled; until then aggregates come
+/// from its raw points.
 #[test]
 fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, now, yesterday, sum) = yesterday_store(dir.path(), config());
+    let mut cfg = config();
+    cfg.retention.rollup_after = Some(Duration::from_secs(3600));
+    let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg.clone());
     store.maintain().unwrap();
     assert_eq!(part_files(dir.path(), "1m-"), 0, "just written: not quiet yet");
     assert_eq!(sum(&store), 4950.0);
@@ -803,7 +806,7 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     store.checkpoint().unwrap();
     assert_eq!(sum(&store), 5000.0);
     drop(store);
-    let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + 11 * 60_000)).unwrap();
+    let store = Store::open_with_clock(dir.path(), cfg, Arc::new(move || NOW + 11 * 60_000)).unwrap();
     assert_eq!(sum(&store), 5000.0);
 }
 
@@ -848,27 +851,27 @@ fn yesterday_store(dir: &Path, cfg: StoreConfig) -> (Store, Arc<AtomicI64>, i64,
     (store, now, yesterday, sum)
 }
 
-/// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended;
-/// aggregated reads meanwhile summarise its raw points, with the same answer.
+/// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended (by
+/// default a day less than the raw retention: 6 days); aggregated reads meanwhile summarise its
+/// raw points, with the same answer.
 #[test]
 fn rollups_wait_for_rollup_after() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = config();
-    cfg.retention.rollup_after = Duration::from_secs(3 * 86_400);
-    let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
-    // Two days after it ended, quiet for long: not yet.
-    now.store(yesterday + 3 * DAY, Ordering::SeqCst);
-    store.maintain().unwrap();
-    assert_eq!(part_files(dir.path(), "1m-"), 0, "two days after the day: no tiers yet");
-    assert_eq!(sum(&store), 4950.0);
-    // Three days after: built.
-    now.store(yesterday + 4 * DAY + 60_000, Ordering::SeqCst);
-    store.maintain().unwrap();
-    assert!(
-        part_files(dir.path(), "1m-") > 0,
-        "three days after the day: tiers built"
-    );
-    assert_eq!(sum(&store), 4950.0);
+    for (after, days) in [(Some(3), 3), (None, 6)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = config();
+        cfg.retention.rollup_after = after.map(|d| Duration::from_secs(d * 86_400));
+        let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
+        // A day short of the delay after it ended, quiet for long: not yet.
+        now.store(yesterday + days * DAY, Ordering::SeqCst);
+        store.maintain().unwrap();
+        assert_eq!(part_files(dir.path(), "1m-"), 0, "{after:?}: no tiers yet");
+        assert_eq!(sum(&store), 4950.0);
+        // The delay after it ended: built.
+        now.store(yesterday + (days + 1) * DAY + 60_000, Ordering::SeqCst);
+        store.maintain().unwrap();
+        assert!(part_files(dir.path(), "1m-") > 0, "{after:?}: tiers built");
+        assert_eq!(sum(&store), 4950.0);
+    }
 }
 
 /// Whatever `rollup_after` says, a day's tiers are built before retention takes its raw points
@@ -879,7 +882,7 @@ fn retention_builds_the_tiers_before_dropping_raw_points() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config();
     cfg.retention.raw = Duration::from_secs(2 * 86_400);
-    cfg.retention.rollup_after = Duration::from_secs(30 * 86_400);
+    cfg.retention.rollup_after = Some(Duration::from_secs(30 * 86_400));
     let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
     now.store(yesterday + 2 * DAY, Ordering::SeqCst);
     store.maintain().unwrap();

@@ -810,6 +810,94 @@ fn a_day_is_rolled_up_once_it_has_gone_quiet() {
     assert_eq!(sum(&store), 5000.0);
 }
 
+/// An hour after a day ends, once it is quiet, the tiers of its dense series (a point every 2 s
+/// or more often) are built; its other series wait for the rollup delay (6 days by default).
+/// Answers are the same at every stage and after a restart; a late point of the dense series is
+/// summarised as it is sealed, one of the sparse series read from its raw points; and the day's
+/// full build leaves the dense series' tiers alone instead of summarising its day twice.
+#[test]
+fn dense_series_are_rolled_up_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, now) = clock_at(NOW);
+    let store = Store::open_with_clock(dir.path(), config(), clock.clone()).unwrap();
+    let yesterday = (NOW / DAY - 1) * DAY;
+    let one = |m: &str, ts: i64| line(m, &[], vec![("f", FieldValue::Float(1.0))], ts);
+    let mut lines: Vec<_> = (0..1200).map(|i| one("dense", yesterday + 1000 * i)).collect();
+    lines.extend((0..100).map(|i| one("sparse", yesterday + 60_000 * i)));
+    write(&store, "db", lines);
+    store.checkpoint().unwrap();
+    // Points of yesterday per series, counted at every tier's step.
+    let check = |store: &Store, want: [f64; 2]| {
+        for (m, want) in ["dense", "sparse"].into_iter().zip(want) {
+            let (id, meta) = store
+                .select(
+                    &TenantId::default_tenant(),
+                    None,
+                    &parse_selector(&format!("{m}.f")).unwrap(),
+                )
+                .pop()
+                .unwrap();
+            for step in [60_000, 300_000, HOUR] {
+                let q = Aggregation {
+                    from: yesterday,
+                    to: yesterday + DAY,
+                    step,
+                    agg: Agg::Count,
+                    force_raw: false,
+                };
+                let (_, got) = store.aggregate(id, &meta, &q).unwrap();
+                assert_eq!(got.iter().map(|b| b.value).sum::<f64>(), want, "{m} at step {step}");
+            }
+        }
+    };
+    let tier_series = || {
+        std::fs::read_dir(dir.path().join("parts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("1m-"))
+            .map(|p| pulsewire_tsdb::inspect_part(&p).unwrap().series)
+            .sum::<usize>()
+    };
+    let manifest = || -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.path().join("MANIFEST")).unwrap()).unwrap()
+    };
+    check(&store, [1200.0, 100.0]);
+    store.maintain().unwrap();
+    assert_eq!(tier_series(), 0, "just written: not quiet yet");
+
+    now.store(NOW + 11 * 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(tier_series(), 1, "quiet: the dense series' tiers only");
+    assert_eq!(manifest()["dense_rolled"], serde_json::json!([yesterday]));
+    assert_eq!(manifest()["unrolled"], serde_json::json!([yesterday]));
+    check(&store, [1200.0, 100.0]);
+
+    write(
+        &store,
+        "db",
+        vec![
+            one("dense", yesterday + 1_200_500),
+            one("sparse", yesterday + 6_000_030),
+        ],
+    );
+    store.checkpoint().unwrap();
+    assert_eq!(
+        tier_series(),
+        2,
+        "the dense series' late point is summarised, the sparse one's not"
+    );
+    check(&store, [1201.0, 101.0]);
+    drop(store);
+    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    check(&store, [1201.0, 101.0]);
+
+    now.store(yesterday + 7 * DAY + 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert_eq!(manifest()["unrolled"], serde_json::json!([]));
+    assert_eq!(manifest()["dense_rolled"], serde_json::json!([]));
+    check(&store, [1201.0, 101.0]);
+}
+
 /// A store holding 100 points (0..99, a minute apart) of yesterday for `m.f`, checkpointed;
 /// returns the clock's handle, the day's start and the day's sum at one-hour steps.
 fn yesterday_store(dir: &Path, cfg: StoreConfig) -> (Store, Arc<AtomicI64>, i64, impl Fn(&Store) -> f64) {

@@ -108,6 +108,17 @@ impl Values {
         self.len() == 0
     }
 
+    /// Makes room for `n` more values.
+    pub fn reserve(&mut self, n: usize) {
+        match self {
+            Values::Float(v) => v.reserve(n),
+            Values::Int(v) => v.reserve(n),
+            Values::UInt(v) => v.reserve(n),
+            Values::Bool(v) => v.reserve(n),
+            Values::Str(v) => v.reserve(n),
+        }
+    }
+
     /// Appends `v`; fails if its kind differs from the column's.
     pub fn push(&mut self, v: ValueRef<'_>) -> Result<()> {
         match (self, v) {

@@ -129,6 +129,7 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
             .sum();
         let mut out_ts = Vec::with_capacity(total);
         let mut out = Values::new(kind);
+        out.reserve(total);
         for &r in &order_by_start {
             let Some((ts, values)) = runs.get(r) else { continue };
             out_ts.extend_from_slice(ts);
@@ -175,6 +176,7 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
     let total = runs.iter().map(|(ts, _)| ts.len()).sum();
     let mut out_ts = Vec::with_capacity(total);
     let mut out = Values::new(kind);
+    out.reserve(total);
     let mut pos = vec![0usize; runs.len()];
     loop {
         // The earliest next point; of equal ones the later run's (`<=` as runs go up).
@@ -218,6 +220,7 @@ fn merge_by_sorting(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values
     order.sort_unstable();
     let mut out_ts = Vec::with_capacity(order.len());
     let mut out = Values::new(kind);
+    out.reserve(order.len());
     for (n, &(t, r, idx)) in order.iter().enumerate() {
         if order.get(n + 1).is_some_and(|next| next.0 == t) {
             continue;

@@ -636,7 +636,14 @@ impl Part {
         let mut buf = Vec::new();
         let mut bts = Vec::new();
         let mut bvals = Values::new(values.kind());
-        for b in self.blocks(id, from, to) {
+        let blocks = self.blocks(id, from, to);
+        // Room for every point of the blocks at once: growing by doubling copied the run again
+        // and again (a week of 1 s data: ~40 % of a raw aggregation's time in reallocation and
+        // the page faults of its fresh memory, `perf`).
+        let most: usize = blocks.iter().map(|b| b.count as usize).sum();
+        ts.reserve(most);
+        values.reserve(most);
+        for b in blocks {
             self.read_block(b, &mut buf)?;
             if from <= b.min_ts && b.max_ts < to {
                 // Wholly in the range: decoded straight into the answer instead of into the

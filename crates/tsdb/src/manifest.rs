@@ -14,12 +14,10 @@ use crate::wal::sync_dir;
 use crate::{Error, Result};
 
 pub const FILE: &str = "MANIFEST";
-/// 4: the dense series of a day may have their tiers before the day's others (`dense_rolled`),
-/// so that an older Pulsewire, which would summarise them a second time, refuses the store;
 /// 3: parts may be of format 2 (compressed index), so that an older Pulsewire refuses the store
 /// by its manifest's version rather than calling a healthy part corrupt; 2: rollups built per
 /// day once it is quiet (`unrolled`); 1: built at every checkpoint.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
@@ -35,12 +33,6 @@ pub struct Manifest {
     /// manifests, whose checkpoints built every tier as they sealed.
     #[serde(default)]
     pub unrolled: BTreeSet<i64>,
-    /// Days of `unrolled` whose dense series (see `Store::roll_up`) have their tiers already:
-    /// those series are the ones with blocks in the day's 1m tier partition. Their later points
-    /// are summarised as they are sealed; the day's other series wait for the day's full build,
-    /// which skips them.
-    #[serde(default)]
-    pub dense_rolled: BTreeSet<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -43,15 +43,6 @@ const QUIET_MS: i64 = 600_000;
 /// Raw points of a day without tiers are summarised this much at a time (a multiple of every
 /// tier's resolution).
 const PENDING_CHUNK_MS: i64 = 3_600_000;
-/// A series' day is dense when it holds at least this many points per minute that has points
-/// (a point every 2 s or more often): its tiers are then built an hour after the day, before
-/// the day's other series (see `Shared::roll_up`). Tiers cost about 10 bytes per minute of a
-/// series whatever its rate (per raw sample: 0.24 bytes for 1 s host metrics, 1.65 for 10 s,
-/// `codec_report`), and speed up a read in proportion to the points they stand for (a week of
-/// 1 s data at 1h steps: 0.2 ms from the 1h tier, 10.8 ms from raw points).
-const DENSE_POINTS_PER_MINUTE: usize = 30;
-/// How long after a day ends its dense series' tiers are built (and then once it is quiet).
-const DENSE_ROLLUP_AFTER_MS: i64 = 3_600_000;
 /// How often retention and compaction run.
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 /// Points one raw query may return.
@@ -265,43 +256,6 @@ struct View {
     /// Raw day partitions without rollup tiers yet (the manifest's `unrolled`): aggregated
     /// queries summarise their raw points instead.
     unrolled: BTreeSet<i64>,
-    /// Days of `unrolled` whose dense series have their tiers (the manifest's `dense_rolled`):
-    /// those series are read from the tiers like a built day's.
-    dense_rolled: BTreeSet<i64>,
-}
-
-impl View {
-    /// Whether the tiers hold series `id`'s points of `day` (one of `unrolled`): its dense
-    /// tiers are built and the series is among them.
-    fn dense_tiers(&self, id: SeriesId, day: i64) -> bool {
-        self.dense_rolled.contains(&day) && in_day_tier(&self.parts, id, day)
-    }
-}
-
-/// Whether the 1m tier partition of `day` among `parts` holds series `id`: the mark of a dense
-/// series whose tiers were built before the rest of its day.
-fn in_day_tier(parts: &[Arc<LivePart>], id: SeriesId, day: i64) -> bool {
-    parts.iter().any(|p| {
-        p.entry.tier == Tier::M1
-            && p.entry.partition == day
-            && !p.part.blocks(id, day, day + Tier::M1.partition_ms()).is_empty()
-    })
-}
-
-/// Whether one series' points of one day come at least [`DENSE_POINTS_PER_MINUTE`] to each
-/// minute that has any.
-fn dense(ts: &[i64]) -> bool {
-    let minutes = ts.chunk_by(|a, b| a.div_euclid(60_000) == b.div_euclid(60_000)).count();
-    ts.len() >= minutes.saturating_mul(DENSE_POINTS_PER_MINUTE)
-}
-
-/// Which stage of a day's rollups a build does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Build {
-    /// The tiers of the day's dense series only; the day stays in `unrolled`.
-    Dense,
-    /// The tiers of every series that has none yet; the day leaves `unrolled`.
-    Rest,
 }
 
 struct Shared {
@@ -559,7 +513,6 @@ impl Store {
                 parts,
                 frozen: Vec::new(),
                 unrolled: manifest.unrolled.clone(),
-                dense_rolled: manifest.dense_rolled.clone(),
             })),
             raw_written: Mutex::new(HashMap::new()),
             wal,
@@ -1163,16 +1116,11 @@ impl Store {
         {
             p.part.read_summaries(id, lo, hi, sketches, &mut out)?;
         }
-        // Days without tiers yet (for this series) are summarised from their raw points, parts
-        // and heads merged so that a rewritten point counts once, an hour at a time (memory and
-        // the raw-read limit stay those of one hour, whatever the day holds); the heads' points
-        // of other days join the tiers.
-        let pending: Vec<i64> = view
-            .unrolled
-            .range(Tier::Raw.partition_of(lo)..hi)
-            .copied()
-            .filter(|&day| !view.dense_tiers(id, day))
-            .collect();
+        // Days without tiers yet are summarised from their raw points, parts and heads merged so
+        // that a rewritten point counts once, an hour at a time (memory and the raw-read limit
+        // stay those of one hour, whatever the day holds); the heads' points of other days join
+        // the tiers.
+        let pending: Vec<i64> = view.unrolled.range(Tier::Raw.partition_of(lo)..hi).copied().collect();
         let mut pending_heads: Vec<(Vec<i64>, Values)> = Vec::new();
         for (ts, values) in heads {
             for (day, range) in day_runs(&ts) {
@@ -1541,27 +1489,16 @@ impl Shared {
                 .collect();
             (frozen, rotated, defs, defined, metas)
         };
-        // Days whose tiers are built, and the dense series of days whose dense tiers are: the
-        // head's points of those are summarised as they are sealed. A rollup commits only
-        // between checkpoints (it takes `checkpointing`), so this stays true until this
-        // checkpoint's own commit.
-        let rolled = {
+        // Days whose tiers are built: the head's points of those days are summarised as they
+        // are sealed. A rollup commits only between checkpoints (it takes `checkpointing`), so
+        // this stays true until this checkpoint's own commit.
+        let rolled: BTreeSet<i64> = {
             let m = self.manifest.lock();
-            let days = m
-                .parts
+            m.parts
                 .iter()
                 .filter(|p| p.tier == Tier::Raw && !m.unrolled.contains(&p.partition))
                 .map(|p| p.partition)
-                .collect();
-            let early = self
-                .view
-                .read()
-                .parts
-                .iter()
-                .filter(|p| p.entry.tier == Tier::M1 && m.dense_rolled.contains(&p.entry.partition))
-                .cloned()
-                .collect();
-            Rolled { days, early }
+                .collect()
         };
         let result = (|| {
             let closed = rotated.blocking_recv().map_err(|_| Error::Closed)??;
@@ -1572,7 +1509,7 @@ impl Shared {
             let added = seal(&frozen, &metas, &parts_dir, &self.next_seq, &rolled)?;
             let new_days: BTreeSet<i64> = added
                 .iter()
-                .filter(|e| e.tier == Tier::Raw && !rolled.days.contains(&e.partition))
+                .filter(|e| e.tier == Tier::Raw && !rolled.contains(&e.partition))
                 .map(|e| e.partition)
                 .collect();
             {
@@ -1707,20 +1644,13 @@ impl Shared {
 
     /// Builds the tiers of the raw day partitions that have none yet and are due: ended at least
     /// [`crate::config::RetentionConfig::rollup_delay`] ago with no checkpoint into them for
-    /// [`QUIET_MS`], or about to lose raw points to retention; every one with `force`. Before
-    /// that, [`DENSE_ROLLUP_AFTER_MS`] after a day ends and once it is quiet, the tiers of its
-    /// dense series (see [`DENSE_POINTS_PER_MINUTE`]): where the raw points are many, reading
-    /// them costs most and the tiers least. That needs the day's 1m tier partition, which marks
-    /// those series, to outlive its raw points. Caller holds `maintenance`.
+    /// [`QUIET_MS`], or about to lose raw points to retention; every one with `force`. Caller
+    /// holds `maintenance`.
     fn roll_up(&self, now: i64, force: bool) -> Result<()> {
         let r = &self.config.retention;
         let shortest_raw = r.shortest_raw().as_millis() as i64;
         let after = i64::try_from(r.rollup_delay().as_millis()).unwrap_or(i64::MAX);
-        let early = r.rollup_1m > r.longest_raw();
-        let (unrolled, dense_rolled) = {
-            let m = self.manifest.lock();
-            (m.unrolled.clone(), m.dense_rolled.clone())
-        };
+        let unrolled = self.manifest.lock().unrolled.clone();
         let written = self.raw_written.lock().clone();
         let mut failure = None;
         for day in unrolled {
@@ -1729,28 +1659,22 @@ impl Shared {
             // Retention is about to take raw points: build the tiers now, with checkpoints held
             // off so a back-fill into the day cannot make the build give up.
             let pressed = end <= now - shortest_raw;
-            let build = if force || pressed || (end <= now.saturating_sub(after) && quiet) {
-                Build::Rest
-            } else if early && !dense_rolled.contains(&day) && end <= now - DENSE_ROLLUP_AFTER_MS && quiet {
-                Build::Dense
-            } else {
-                continue;
-            };
-            let started = Instant::now();
-            match self.roll_up_day(day, pressed, build) {
-                Ok(true) => {
-                    tracing::info!(
-                        partition = day,
-                        dense_only = build == Build::Dense,
-                        ms = started.elapsed().as_millis() as u64,
-                        "rollups built"
-                    )
-                }
-                Ok(false) => tracing::debug!(partition = day, "rollup deferred: the day got new points"),
-                // One day's failure (a damaged part, say) must not hold up the others.
-                Err(e) => {
-                    tracing::error!(partition = day, error = %e, "building a day's rollups failed");
-                    failure = Some(e);
+            if force || pressed || (end <= now.saturating_sub(after) && quiet) {
+                let started = Instant::now();
+                match self.roll_up_day(day, pressed) {
+                    Ok(true) => {
+                        tracing::info!(
+                            partition = day,
+                            ms = started.elapsed().as_millis() as u64,
+                            "rollups built"
+                        )
+                    }
+                    Ok(false) => tracing::debug!(partition = day, "rollup deferred: the day got new points"),
+                    // One day's failure (a damaged part, say) must not hold up the others.
+                    Err(e) => {
+                        tracing::error!(partition = day, error = %e, "building a day's rollups failed");
+                        failure = Some(e);
+                    }
                 }
             }
         }
@@ -1760,11 +1684,10 @@ impl Shared {
         }
     }
 
-    /// Builds the 1m, 5m and 1h tiers of one raw day partition from its parts: of its dense
-    /// series, or of every series that has none yet. Returns false, leaving the day for later,
-    /// if a checkpoint added points to the day meanwhile; with `exclusive`, checkpoints wait for
-    /// the whole build instead, so it cannot give up.
-    fn roll_up_day(&self, day: i64, exclusive: bool, build: Build) -> Result<bool> {
+    /// Builds the 1m, 5m and 1h tiers of one raw day partition from its parts. Returns false,
+    /// leaving the day for later, if a checkpoint added points to the day meanwhile; with
+    /// `exclusive`, checkpoints wait for the whole build instead, so it cannot give up.
+    fn roll_up_day(&self, day: i64, exclusive: bool) -> Result<bool> {
         let held = exclusive.then(|| self.checkpointing.lock());
         let view = self.view.read().clone();
         let mut parts: Vec<&Arc<LivePart>> = view
@@ -1789,15 +1712,9 @@ impl Shared {
         };
         let result = (|| {
             for id in ids {
-                if build == Build::Rest && view.dense_tiers(id, day) {
-                    continue;
-                }
                 let Some((ts, values)) = all_points(&parts, id)? else {
                     continue;
                 };
-                if build == Build::Dense && !dense(&ts) {
-                    continue;
-                }
                 if let Some(vals) = numeric(&values) {
                     writers.add_tiers(id, &ts, &vals)?;
                 }
@@ -1844,21 +1761,14 @@ impl Shared {
             .filter(|p| p.tier == Tier::Raw && p.partition == day)
             .map(|p| p.seq)
             .collect();
-        let done = match build {
-            Build::Dense => current.dense_rolled.contains(&day),
-            Build::Rest => false,
-        };
-        if now_inputs != inputs || !current.unrolled.contains(&day) || done {
+        if now_inputs != inputs || !current.unrolled.contains(&day) {
             std::mem::drop(current);
             discard(&added);
             return Ok(false);
         }
         let mut manifest = current.clone();
         manifest.parts.extend(added.iter().cloned());
-        match build {
-            Build::Dense => manifest.dense_rolled.insert(day),
-            Build::Rest => manifest.unrolled.remove(&day) | manifest.dense_rolled.remove(&day),
-        };
+        manifest.unrolled.remove(&day);
         manifest.next_seq = manifest.next_seq.max(self.next_seq.load(Ordering::Relaxed));
         // Not discarded on failure: the save may have failed after its rename, with the new
         // manifest naming these parts; if it failed before, they are unnamed leftovers that the
@@ -1867,7 +1777,7 @@ impl Shared {
         let mut view = self.view.write();
         let mut next = (**view).clone();
         next.parts.extend(opened);
-        (next.unrolled, next.dense_rolled) = (manifest.unrolled.clone(), manifest.dense_rolled.clone());
+        next.unrolled.remove(&day);
         *view = Arc::new(next);
         *current = manifest;
         Ok(true)
@@ -2087,26 +1997,12 @@ impl Writers<'_> {
 /// (whose tiers are built already) into 1m/5m/1h rollup parts, one series at a time (ascending
 /// ids, as parts require), so memory stays that of one series; returns the entries of the parts
 /// written (synced and renamed, not yet in the manifest).
-/// Which sealed points the tiers take at once: those of days whose tiers are built, and of the
-/// dense series of days whose dense tiers are.
-struct Rolled {
-    days: BTreeSet<i64>,
-    /// The 1m tier parts of the days in the manifest's `dense_rolled`.
-    early: Vec<Arc<LivePart>>,
-}
-
-impl Rolled {
-    fn covers(&self, id: SeriesId, day: i64) -> bool {
-        self.days.contains(&day) || in_day_tier(&self.early, id, day)
-    }
-}
-
 fn seal(
     head: &Head,
     metas: &[(SeriesId, SeriesMeta)],
     dir: &Path,
     next_seq: &AtomicU64,
-    rolled: &Rolled,
+    rolled: &BTreeSet<i64>,
 ) -> Result<Vec<PartEntry>> {
     // Sealing (block and rollup encoding) is CPU work that writers may be waiting on: split the
     // series over one thread per core. Each thread writes its own parts; parts of one
@@ -2149,7 +2045,7 @@ fn seal_series(
     metas: &[(SeriesId, SeriesMeta)],
     dir: &Path,
     next_seq: &AtomicU64,
-    rolled: &Rolled,
+    rolled: &BTreeSet<i64>,
 ) -> Result<Vec<PartEntry>> {
     let mut writers = Writers {
         dir,
@@ -2169,7 +2065,7 @@ fn seal_series(
                     .get(Tier::Raw, day)?
                     .add_raw(*id, run, &slice_values(&values, range.clone()))?;
                 if let Some(vals) = &vals
-                    && rolled.covers(*id, day)
+                    && rolled.contains(&day)
                 {
                     late_ts.extend_from_slice(run);
                     late_vals.extend_from_slice(vals.get(range).unwrap_or_default());

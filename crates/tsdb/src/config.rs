@@ -208,9 +208,9 @@ impl StoreConfig {
         if let Some(after) = r.rollup_after {
             if after < Duration::from_secs(3600) {
                 out.push("retention.rollup_after: must be at least 1h".into());
-            } else if after >= r.shortest_raw() {
+            } else if after > Duration::from_secs(3600) && after >= r.shortest_raw() {
                 // Days would then be built only when retention presses, holding checkpoints off
-                // for each whole build.
+                // for each whole build. `1h` stays valid beside a 1h rule: it was the default.
                 out.push(
                     "retention.rollup_after: must be shorter than the shortest raw retention (rules included)".into(),
                 );
@@ -350,6 +350,9 @@ mod tests {
         c.retention.rollup_after = Some(Duration::from_secs(3600));
         assert_eq!(c.problems(), Vec::<String>::new());
         assert_eq!(c.retention.rollup_delay(), Duration::from_secs(3600));
+        // `1h`, the former default that configuration files may spell out, beside a 1h rule.
+        c.retention.rules[0].raw = Duration::from_secs(3600);
+        assert_eq!(c.problems(), Vec::<String>::new());
     }
 
     #[test]

@@ -894,16 +894,28 @@ impl Store {
     /// Raw points of one series in `[from, to)` (ms), ascending; later writes win at equal
     /// timestamps. Points older than the series' retention are not returned.
     pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
-        let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
-        let from = from.max((self.shared.clock)() - retention.as_millis() as i64);
-        let (view, heads) = self.view_and_heads(id, meta, from, to);
-        let mut runs = raw_runs(&view, id, meta.kind, from, to)?;
-        runs.extend(heads);
-        let out = merge_runs(runs, meta.kind);
+        let out = self.raw_points(id, meta, from, to)?;
         if out.0.len() > MAX_RAW_POINTS {
             return Err(too_many_points());
         }
         Ok(out)
+    }
+
+    /// [`Store::read_raw`] without its limit on the merged points (the parts' points alone are
+    /// still limited).
+    fn raw_points(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
+        let from = from.max(self.raw_since(meta));
+        let (view, heads) = self.view_and_heads(id, meta, from, to);
+        let mut runs = raw_runs(&view, id, meta.kind, from, to)?;
+        runs.extend(heads);
+        Ok(merge_runs(runs, meta.kind))
+    }
+
+    /// The oldest time whose raw points of the series its retention keeps (reads never return
+    /// older ones, whatever is still on disk).
+    fn raw_since(&self, meta: &SeriesMeta) -> i64 {
+        let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
+        (self.shared.clock)().saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX))
     }
 
     /// Aggregates one series into buckets of `step` ms aligned to the epoch, covering every
@@ -936,22 +948,27 @@ impl Store {
         let lo = bucket_of(from, step);
         let hi = bucket_of(to.saturating_sub(1), step).saturating_add(step);
         // Rollup tiers summarise numbers only: a string field's count comes from raw points.
-        // Where the tier holds nothing of the series in the range (today, and the days whose
-        // tiers wait for `rollup_after`), the raw points answer directly: the same buckets as
-        // summarising them would give (quantiles exact), without a summary per bucket (a week of
-        // 1 s data at 1h steps: p50 6.0 ms against 9.2, docs/benchmarks.md).
         let tier = if force_raw || matches!(meta.kind, Kind::Str) {
             Tier::Raw
         } else {
-            match self.tier_for(step) {
-                tier if self.raw_answers(id, meta, tier, lo, hi) => Tier::Raw,
-                tier => tier,
-            }
+            self.tier_for(step)
         };
         if tier == Tier::Raw {
             let (ts, values) = self.read_raw(id, meta, lo, hi)?;
             let vals = numeric_or_ones(&values);
             return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
+        }
+        // Where the tier holds nothing of the series in the range (today, and the days whose
+        // tiers wait for `rollup_after`), the raw points answer directly: the buckets that
+        // summarising them would give (quantiles exact), without a summary per bucket (one day
+        // of 1 s data at 1m steps: p50 1.2 ms against 2.0; docs/benchmarks.md). More points than
+        // a raw read may return are summarised an hour at a time instead.
+        if self.raw_answers(id, meta, tier, lo, hi) {
+            let (ts, values) = self.raw_points(id, meta, lo, hi)?;
+            if ts.len() <= MAX_RAW_POINTS {
+                let vals = numeric_or_ones(&values);
+                return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
+            }
         }
         let sketches = if agg.quantile().is_some() {
             Sketches::Decode
@@ -1028,12 +1045,10 @@ impl Store {
     }
 
     /// Whether the raw points of `[lo, hi)` answer an aggregation as `tier` would: the tier holds
-    /// nothing of the series there, the range is within its raw retention, and its raw points
-    /// there are comfortably within [`MAX_RAW_POINTS`] (beyond, the tier's path summarises them
-    /// an hour at a time).
+    /// nothing of the series there, the range is within its raw retention, and its sealed raw
+    /// points there are within [`MAX_RAW_POINTS`].
     fn raw_answers(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> bool {
-        let retention = self.shared.config.raw_retention(&meta.line.db, &meta.line.measurement);
-        if lo < (self.shared.clock)().saturating_sub(retention.as_millis() as i64) {
+        if lo < self.raw_since(meta) {
             return false;
         }
         let view = self.shared.view.read().clone();
@@ -1047,7 +1062,7 @@ impl Store {
             .flat_map(|p| p.part.blocks(id, lo, hi))
             .map(|b| b.count as usize)
             .sum();
-        !in_tier && raw_points <= MAX_RAW_POINTS / 2
+        !in_tier && raw_points <= MAX_RAW_POINTS
     }
 
     /// The coarsest rollup tier whose bucket divides the step. Coarser tiers are kept longer,

@@ -336,35 +336,49 @@ proptest! {
 
     /// Rollup tiers (1m, 5m, 1h; built per day, late points added at checkpoints, merged with
     /// the unsealed head and with the raw points of days not rolled up yet) answer exactly what
-    /// the raw points give, quantiles within the sketch's relative accuracy.
+    /// the raw points give, quantiles within the sketch's relative accuracy; without tiers of
+    /// the series in the range, the raw points answer (exactly). The points span midnight.
     #[test]
     fn rollups_match_brute_force(
         points in prop::collection::btree_map(0i64..3 * HOUR, 0.0f64..1000.0, 1..400),
         split in 0usize..400,
-        // 0: no tiers built (aggregates summarise raw points); 1: the first part's day rolled
-        // up, the rest in the head; 2: as 1, then the rest sealed into the built tiers.
-        phase in 0u8..3,
+        // 0: no tiers built; 1: the first part's days rolled up, the rest in the head; 2: as 1,
+        // then the rest sealed into the built tiers; 3: everything sealed, then yesterday
+        // rolled up as a quiet, finished day while today waits (its raw points summarised).
+        phase in 0u8..4,
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let (clock, _) = clock_at(NOW);
-        let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
-        let base = NOW - 4 * HOUR;
+        let (clock, now) = clock_at(NOW);
+        let mut cfg = config();
+        cfg.retention.rollup_after = Some(Duration::from_secs(3600));
+        let store = Store::open_with_clock(dir.path(), cfg, clock).unwrap();
+        let midnight = NOW / DAY * DAY;
+        let base = midnight - 2 * HOUR;
         let pts: Vec<(i64, f64)> = points.into_iter().map(|(t, v)| (base + t, (v * 100.0).round() / 100.0)).collect();
-        let split = split.min(pts.len());
+        let split = if phase == 3 { pts.len() } else { split.min(pts.len()) };
         let lines = |range: &[(i64, f64)]| {
             range.iter().map(|&(t, v)| line("m", &[("h", "x")], vec![("f", FieldValue::Float(v))], t)).collect::<Vec<_>>()
         };
         write(&store, "db", lines(&pts[..split]));
         store.checkpoint().unwrap();
-        if phase > 0 {
+        if phase == 1 || phase == 2 {
             store.roll_up().unwrap();
         }
         write(&store, "db", lines(&pts[split..]));
-        if phase > 1 {
+        if phase == 2 {
             store.checkpoint().unwrap();
         }
+        if phase == 3 {
+            now.store(NOW + 11 * 60_000, Ordering::SeqCst);
+            store.maintain().unwrap();
+        }
         let tiers_built = part_files(dir.path(), "1m-") > 0;
-        prop_assert_eq!(tiers_built, phase > 0 && split > 0);
+        let yesterday = pts.iter().any(|&(t, _)| t < midnight);
+        prop_assert_eq!(tiers_built, match phase {
+            0 => false,
+            3 => yesterday,
+            _ => split > 0,
+        });
         let sel = parse_selector("m.f").unwrap();
         let (id, meta) = store.select(&TenantId::default_tenant(), None, &sel).pop().unwrap();
         for (step, tier) in [(60_000, Tier::M1), (300_000, Tier::M5), (HOUR, Tier::H1), (2 * HOUR, Tier::H1), (30_000, Tier::Raw)] {
@@ -481,7 +495,9 @@ fn a_day_being_back_filled_is_merged_whole_only_once_quiet() {
 fn compaction_merges_parts_and_keeps_the_latest_write() {
     let dir = tempfile::tempdir().unwrap();
     let (clock, now) = clock_at(NOW);
-    let store = Store::open_with_clock(dir.path(), config(), clock).unwrap();
+    let mut cfg = config();
+    cfg.retention.rollup_after = Some(Duration::from_secs(3600));
+    let store = Store::open_with_clock(dir.path(), cfg.clone(), clock).unwrap();
     let t0 = NOW - 2 * HOUR;
     // Six checkpoints of one point each, every one overwriting the same timestamp as well.
     let mut want = Vec::new();
@@ -518,7 +534,7 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
         .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
         .pop()
         .unwrap();
-    let (_, sums) = store
+    let (used, sums) = store
         .aggregate(
             id,
             &meta,
@@ -531,11 +547,11 @@ fn compaction_merges_parts_and_keeps_the_latest_write() {
             },
         )
         .unwrap();
-    // The day's rollups are built from its merged raw points once it is over: an overwritten
-    // point counts once.
-    assert_eq!(sums[0].value, 7.0);
+    // The day's rollups are built from its merged raw points once it is over (an hour after,
+    // here): an overwritten point counts once.
+    assert_eq!((used, sums[0].value), (Tier::H1, 7.0));
     drop(store);
-    let store = Store::open_with_clock(dir.path(), config(), Arc::new(move || NOW + DAY)).unwrap();
+    let store = Store::open_with_clock(dir.path(), cfg, Arc::new(move || NOW + DAY)).unwrap();
     assert_eq!(raw(&store, "m.f")[0].1, want);
 }
 

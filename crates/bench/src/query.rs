@@ -27,12 +27,13 @@ pub struct QueryArgs {
     /// Aggregation to time.
     #[arg(long, default_value = "avg")]
     pub agg: String,
-    /// Step of the aggregation (`1m`: from the 1m tier; `1h` over `--points 604800`: a week's
+    /// Step of the aggregation (`1m`: from the 1m tier; `1h` over `--points 600000`: a week's
     /// dashboard view from the 1h tier).
     #[arg(long, default_value = "1m")]
     pub step: String,
-    /// Leave the rollups unbuilt (as for recent days with a long `tsdb.retention.rollup_after`):
-    /// the "1m tier" case then summarises the day's raw points.
+    /// Leave the rollups unbuilt (as for recent days, within `tsdb.retention.rollup_after`): the
+    /// tier case is then answered from the raw points (up to the raw-read limit) or summaries
+    /// of them.
     #[arg(long)]
     pub no_rollup: bool,
 }

@@ -254,7 +254,7 @@ struct View {
     /// Heads being checkpointed: immutable, read without locks.
     frozen: Vec<Arc<Head>>,
     /// Raw day partitions without rollup tiers yet (the manifest's `unrolled`): aggregated
-    /// queries summarise their raw points instead.
+    /// queries read their raw points instead.
     unrolled: BTreeSet<i64>,
 }
 
@@ -961,7 +961,7 @@ impl Store {
         // Where the tier holds nothing of the series in the range (today, and the days whose
         // tiers wait for `rollup_after`), the raw points answer directly: the buckets that
         // summarising them would give (quantiles exact), without a summary per bucket (one day
-        // of 1 s data at 1m steps: p50 1.2 ms against 2.0; docs/benchmarks.md). More points than
+        // of 1 s data at 1m steps: p50 1.3 ms against 2.0; docs/benchmarks.md). More points than
         // a raw read may return are summarised an hour at a time instead.
         if self.raw_answers(id, meta, tier, lo, hi) {
             let (ts, values) = self.raw_points(id, meta, lo, hi)?;

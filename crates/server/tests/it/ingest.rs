@@ -399,7 +399,7 @@ async fn aggregation_and_overviews() {
         (&raw["series"][0]["points"], &raw["series"][0]["source"]),
         (&v["series"][0]["points"], &json!("raw"))
     );
-    // Sealed into parts and rollups, the answer is the same.
+    // Sealed into parts, the answer is the same.
     let (status, _) = s.post("/api/v1/admin/checkpoint", "").await;
     assert_eq!(status, 200);
     let sealed = s

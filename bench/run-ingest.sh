@@ -14,7 +14,7 @@
 #     partition's parts into one, as its background compaction does once a
 #     partition is an hour cold); with ROLLUP=1, POST /api/v1/admin/rollup
 #     first (build the rollup tiers now instead of `tsdb.retention.rollup_after`
-#     after the day, 6 days by default), so the size includes them;
+#     after the day, 7 days less an hour by default), so the size includes them;
 # then the size is sampled until stable (SETTLE_MAX s at most), the server is
 # stopped with SIGTERM (each seals/flushes what it holds on shutdown) and the
 # directory is measured again; that last figure is the one reported.

@@ -499,6 +499,17 @@ impl Store {
             ms = started.elapsed().as_millis() as u64,
             "store opened: WAL replayed"
         );
+        // A configuration file written by an older `pulsewire default-config` spells out the
+        // former default (`1h`): say which delay applies, and where it comes from.
+        tracing::info!(
+            delay = %humantime::format_duration(config.retention.rollup_delay()),
+            from = if config.retention.rollup_after.is_some() {
+                "tsdb.retention.rollup_after"
+            } else {
+                "the default: the shortest raw retention less an hour"
+            },
+            "a day's rollup tiers are built this long after it ends"
+        );
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             config,
@@ -894,21 +905,28 @@ impl Store {
     /// Raw points of one series in `[from, to)` (ms), ascending; later writes win at equal
     /// timestamps. Points older than the series' retention are not returned.
     pub fn read_raw(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
-        let out = self.raw_points(id, meta, from, to)?;
-        if out.0.len() > MAX_RAW_POINTS {
-            return Err(too_many_points());
-        }
-        Ok(out)
+        self.raw_points(id, meta, from, to)?.ok_or_else(too_many_points)
     }
 
-    /// [`Store::read_raw`] without its limit on the merged points (the parts' points alone are
-    /// still limited).
-    fn raw_points(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<(Vec<i64>, Values)> {
+    /// [`Store::read_raw`], `None` where it would refuse: when the range holds more than
+    /// [`MAX_RAW_POINTS`] points, counted from the part indexes (whole blocks) and the heads
+    /// before anything is read.
+    fn raw_points(&self, id: SeriesId, meta: &SeriesMeta, from: i64, to: i64) -> Result<Option<(Vec<i64>, Values)>> {
         let from = from.max(self.raw_since(meta));
         let (view, heads) = self.view_and_heads(id, meta, from, to);
+        let sealed: usize = view
+            .parts
+            .iter()
+            .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
+            .flat_map(|p| p.part.blocks(id, from, to))
+            .map(|b| b.count as usize)
+            .sum();
+        if sealed + heads.iter().map(|(ts, _)| ts.len()).sum::<usize>() > MAX_RAW_POINTS {
+            return Ok(None);
+        }
         let mut runs = raw_runs(&view, id, meta.kind, from, to)?;
         runs.extend(heads);
-        Ok(merge_runs(runs, meta.kind))
+        Ok(Some(merge_runs(runs, meta.kind)))
     }
 
     /// The oldest time whose raw points of the series its retention keeps (reads never return
@@ -920,8 +938,9 @@ impl Store {
 
     /// Aggregates one series into buckets of `step` ms aligned to the epoch, covering every
     /// bucket that overlaps `[from, to)`. Uses the coarsest rollup tier whose resolution divides
-    /// the step (when its retention covers the range), the raw points otherwise (or always,
-    /// with `force_raw`).
+    /// the step, merged with summaries of the raw points of days without tiers; the raw points
+    /// alone where that tier holds nothing of the series in the range (within the raw retention
+    /// and the raw-read limit), where no tier divides the step, or with `force_raw`.
     pub fn aggregate(&self, id: SeriesId, meta: &SeriesMeta, q: &Aggregation) -> Result<(Tier, Vec<Bucket>)> {
         let Aggregation {
             from,
@@ -963,12 +982,11 @@ impl Store {
         // summarising them would give (quantiles exact), without a summary per bucket (one day
         // of 1 s data at 1m steps: p50 1.3 ms against 2.0; docs/benchmarks.md). More points than
         // a raw read may return are summarised an hour at a time instead.
-        if self.raw_answers(id, meta, tier, lo, hi) {
-            let (ts, values) = self.raw_points(id, meta, lo, hi)?;
-            if ts.len() <= MAX_RAW_POINTS {
-                let vals = numeric_or_ones(&values);
-                return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
-            }
+        if self.tier_lacks(id, meta, tier, lo, hi)
+            && let Some((ts, values)) = self.raw_points(id, meta, lo, hi)?
+        {
+            let vals = numeric_or_ones(&values);
+            return Ok((Tier::Raw, aggregate_raw(agg, &ts, &vals, step)));
         }
         let sketches = if agg.quantile().is_some() {
             Sketches::Decode
@@ -1044,25 +1062,17 @@ impl Store {
         Ok((s.count > 0).then_some(s))
     }
 
-    /// Whether the raw points of `[lo, hi)` answer an aggregation as `tier` would: the tier holds
-    /// nothing of the series there, the range is within its raw retention, and its sealed raw
-    /// points there are within [`MAX_RAW_POINTS`].
-    fn raw_answers(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> bool {
-        if lo < self.raw_since(meta) {
-            return false;
-        }
-        let view = self.shared.view.read().clone();
-        let overlapping = |t: Tier| {
-            view.parts
-                .iter()
-                .filter(move |p| p.entry.tier == t && p.part.max_ts >= lo && p.part.min_ts < hi)
-        };
-        let in_tier = overlapping(tier).any(|p| !p.part.blocks(id, lo, hi).is_empty());
-        let raw_points: usize = overlapping(Tier::Raw)
-            .flat_map(|p| p.part.blocks(id, lo, hi))
-            .map(|b| b.count as usize)
-            .sum();
-        !in_tier && raw_points <= MAX_RAW_POINTS
+    /// Whether the raw points of `[lo, hi)` can answer an aggregation in place of `tier`: the
+    /// tier holds nothing of the series there, and the range is within the series' raw
+    /// retention.
+    fn tier_lacks(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> bool {
+        lo >= self.raw_since(meta)
+            && !self.shared.view.read().parts.iter().any(|p| {
+                p.entry.tier == tier
+                    && p.part.max_ts >= lo
+                    && p.part.min_ts < hi
+                    && !p.part.blocks(id, lo, hi).is_empty()
+            })
     }
 
     /// The coarsest rollup tier whose bucket divides the step. Coarser tiers are kept longer,

@@ -870,26 +870,80 @@ fn yesterday_store(dir: &Path, cfg: StoreConfig) -> (Store, Arc<AtomicI64>, i64,
 }
 
 /// `retention.rollup_after` holds a quiet day's tiers back until that long after it ended (by
-/// default a day less than the raw retention: 6 days); aggregated reads meanwhile summarise its
-/// raw points, with the same answer.
+/// default an hour less than the raw retention: 7 days less an hour); aggregated reads
+/// meanwhile come from its raw points, with the same answer.
 #[test]
 fn rollups_wait_for_rollup_after() {
-    for (after, days) in [(Some(3), 3), (None, 6)] {
+    for (after, delay) in [(Some(3 * 86_400), 3 * DAY), (None, 7 * DAY - HOUR)] {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = config();
-        cfg.retention.rollup_after = after.map(|d| Duration::from_secs(d * 86_400));
+        cfg.retention.rollup_after = after.map(Duration::from_secs);
         let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
-        // A day short of the delay after it ended, quiet for long: not yet.
-        now.store(yesterday + days * DAY, Ordering::SeqCst);
+        let due = yesterday + DAY + delay;
+        // An hour short of the delay after it ended, quiet for long: not yet.
+        now.store(due - HOUR, Ordering::SeqCst);
         store.maintain().unwrap();
         assert_eq!(part_files(dir.path(), "1m-"), 0, "{after:?}: no tiers yet");
         assert_eq!(sum(&store), 4950.0);
         // The delay after it ended: built.
-        now.store(yesterday + (days + 1) * DAY + 60_000, Ordering::SeqCst);
+        now.store(due + 60_000, Ordering::SeqCst);
         store.maintain().unwrap();
         assert!(part_files(dir.path(), "1m-") > 0, "{after:?}: tiers built");
         assert_eq!(sum(&store), 4950.0);
     }
+}
+
+/// Where the tier holds nothing of a series in the range (today, days whose tiers wait) and the
+/// range is within the raw retention, an aggregated read is answered from raw points; a range
+/// that touches a day with tiers, or begins before the raw retention, from the tier, the raw
+/// points of days without tiers summarised (all of them, as the tiers will hold them).
+#[test]
+fn aggregated_reads_take_raw_points_where_the_tier_has_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.retention.rollup_after = Some(Duration::from_secs(3600));
+    let (store, now, yesterday, _) = yesterday_store(dir.path(), cfg);
+    let today = yesterday + DAY;
+    let lines = (0..10)
+        .map(|i| line("m", &[], vec![("f", FieldValue::Float(1.0))], today + 60_000 * i))
+        .collect();
+    write(&store, "db", lines);
+    // `m.f`'s hourly sums over `[from, to)`, and what answered.
+    fn read(store: &Store, from: i64, to: i64) -> (Tier, f64) {
+        let (id, meta) = store
+            .select(&TenantId::default_tenant(), None, &parse_selector("m.f").unwrap())
+            .pop()
+            .unwrap();
+        let q = Aggregation {
+            from,
+            to,
+            step: HOUR,
+            agg: Agg::Sum,
+            force_raw: false,
+        };
+        let (used, got) = store.aggregate(id, &meta, &q).unwrap();
+        (used, got.iter().map(|b| b.value).sum::<f64>())
+    }
+    assert_eq!(read(&store, yesterday, NOW), (Tier::Raw, 4960.0), "no tiers yet");
+    now.store(NOW + 11 * 60_000, Ordering::SeqCst);
+    store.maintain().unwrap();
+    assert!(part_files(dir.path(), "1m-") > 0, "yesterday rolled up");
+    assert_eq!(read(&store, today, NOW), (Tier::Raw, 10.0), "today alone");
+    assert_eq!(read(&store, yesterday, NOW), (Tier::H1, 4960.0), "touching yesterday");
+
+    // Raw retention 2 days, the clock a day on: yesterday's points (its first 100 minutes) are
+    // past it for raw reads, but their day has no tiers yet, so aggregated reads summarise them.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config();
+    cfg.retention.raw = Duration::from_secs(2 * 86_400);
+    let (store, now, yesterday, sum) = yesterday_store(dir.path(), cfg);
+    now.store(NOW + DAY, Ordering::SeqCst);
+    assert!(
+        raw(&store, "m.f")[0].1.is_empty(),
+        "past the raw retention for raw reads"
+    );
+    assert_eq!(read(&store, yesterday, yesterday + DAY), (Tier::H1, 4950.0));
+    assert_eq!(sum(&store), 4950.0);
 }
 
 /// Whatever `rollup_after` says, a day's tiers are built before retention takes its raw points

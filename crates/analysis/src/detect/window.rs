@@ -100,23 +100,26 @@ impl Rolling {
     }
 
     /// Moves `old`'s slot to `new`'s place in the sorted copy by shifting the values between.
+    /// Both places are found by binary search (`total_cmp` is equal only for equal bits, so it
+    /// finds `old` itself) and the values between move as one block, instead of a linear scan
+    /// and a value-by-value shift. Only windows with order statistics (the `mad` detector) keep
+    /// a sorted copy; the default detector's windows do not.
     fn replace_sorted(&mut self, old: f64, new: f64) {
-        let n = self.sorted.len();
-        let Some(mut i) = self.sorted.iter().position(|v| v.to_bits() == old.to_bits()) else {
+        let Ok(i) = self.sorted.binary_search_by(|v| v.total_cmp(&old)) else {
             // Unreachable while ring and sorted copy agree; rebuilding keeps them honest anyway.
             self.sorted.copy_from_slice(&self.ring);
             self.sorted.sort_by(f64::total_cmp);
             return;
         };
-        while i + 1 < n && self.sorted[i + 1].total_cmp(&new).is_lt() {
-            self.sorted[i] = self.sorted[i + 1];
-            i += 1;
+        if new.total_cmp(&old).is_ge() {
+            let j = i + 1 + self.sorted[i + 1..].partition_point(|v| v.total_cmp(&new).is_lt());
+            self.sorted.copy_within(i + 1..j, i);
+            self.sorted[j - 1] = new;
+        } else {
+            let j = self.sorted[..i].partition_point(|v| v.total_cmp(&new).is_le());
+            self.sorted.copy_within(j..i, j + 1);
+            self.sorted[j] = new;
         }
-        while i > 0 && self.sorted[i - 1].total_cmp(&new).is_gt() {
-            self.sorted[i] = self.sorted[i - 1];
-            i -= 1;
-        }
-        self.sorted[i] = new;
     }
 
     /// Exact mean and M2 from the ring, two passes. The mean is accumulated as a running
@@ -261,6 +264,32 @@ mod tests {
         assert_eq!(w.recent(0), Some(5.0));
         assert_eq!(w.recent(4), Some(2.0));
         assert_eq!(w.recent(5), None);
+    }
+
+    /// The sorted copy stays the ring's values in order through evictions of every kind:
+    /// values moving up and down, duplicates, signed zeros, a window of two.
+    #[test]
+    fn the_sorted_copy_follows_the_ring() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for cap in [2, 3, 7, 64] {
+            let mut w = Rolling::new(cap, true);
+            for step in 0..2_000 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let x = match state % 5 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => (state % 21) as f64 - 10.0,
+                };
+                w.push(x);
+                let mut want: Vec<f64> = w.ring[..w.len].to_vec();
+                want.sort_by(f64::total_cmp);
+                let got: Vec<u64> = w.sorted_values().iter().map(|v| v.to_bits()).collect();
+                let want: Vec<u64> = want.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "window {cap}, step {step}");
+            }
+        }
     }
 
     #[test]

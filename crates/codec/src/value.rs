@@ -108,6 +108,13 @@ impl Values {
         self.len() == 0
     }
 
+    /// An empty column of `kind` with room for `n` values.
+    pub fn with_capacity(kind: Kind, n: usize) -> Values {
+        let mut v = Values::new(kind);
+        v.reserve(n);
+        v
+    }
+
     /// Makes room for `n` more values.
     pub fn reserve(&mut self, n: usize) {
         match self {

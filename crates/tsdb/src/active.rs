@@ -136,10 +136,7 @@ impl ActiveSeries {
                 _ => out.slot(tenant, db),
             };
             previous = Some((tenant, db, slot));
-            out.series.push(Seen {
-                db: slot,
-                minute: NEVER,
-            });
+            out.add(slot);
         }
         out
     }
@@ -148,6 +145,11 @@ impl ActiveSeries {
     pub(crate) fn register(&mut self, id: SeriesId, tenant: &TenantId, db: &str) {
         debug_assert_eq!(id as usize, self.series.len(), "series ids are dense");
         let slot = self.slot(tenant, db);
+        self.add(slot);
+    }
+
+    /// The next series, of database `slot`, not active yet.
+    fn add(&mut self, slot: u32) {
         self.series.push(Seen {
             db: slot,
             minute: NEVER,

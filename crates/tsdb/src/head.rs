@@ -128,8 +128,7 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
             .map(|(t, _)| t.len())
             .sum();
         let mut out_ts = Vec::with_capacity(total);
-        let mut out = Values::new(kind);
-        out.reserve(total);
+        let mut out = Values::with_capacity(kind, total);
         for &r in &order_by_start {
             let Some((ts, values)) = runs.get(r) else { continue };
             out_ts.extend_from_slice(ts);
@@ -175,8 +174,7 @@ pub fn merge(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values) {
     let head_ts = |r: usize, p: usize| index_at(r, p).and_then(|i| runs.get(r).and_then(|(ts, _)| ts.get(i).copied()));
     let total = runs.iter().map(|(ts, _)| ts.len()).sum();
     let mut out_ts = Vec::with_capacity(total);
-    let mut out = Values::new(kind);
-    out.reserve(total);
+    let mut out = Values::with_capacity(kind, total);
     let mut pos = vec![0usize; runs.len()];
     loop {
         // The earliest next point; of equal ones the later run's (`<=` as runs go up).
@@ -219,8 +217,7 @@ fn merge_by_sorting(runs: &[(&[i64], &Values)], kind: Kind) -> (Vec<i64>, Values
     }
     order.sort_unstable();
     let mut out_ts = Vec::with_capacity(order.len());
-    let mut out = Values::new(kind);
-    out.reserve(order.len());
+    let mut out = Values::with_capacity(kind, order.len());
     for (n, &(t, r, idx)) in order.iter().enumerate() {
         if order.get(n + 1).is_some_and(|next| next.0 == t) {
             continue;

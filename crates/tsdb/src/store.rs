@@ -258,6 +258,15 @@ struct View {
     unrolled: BTreeSet<i64>,
 }
 
+impl View {
+    /// The parts of `tier` that may hold points in `[from, to)`.
+    fn parts_in(&self, tier: Tier, from: i64, to: i64) -> impl Iterator<Item = &Arc<LivePart>> {
+        self.parts
+            .iter()
+            .filter(move |p| p.entry.tier == tier && p.part.max_ts >= from && p.part.min_ts < to)
+    }
+}
+
 struct Shared {
     dir: PathBuf,
     config: StoreConfig,
@@ -915,9 +924,7 @@ impl Store {
         let from = from.max(self.raw_since(meta));
         let (view, heads) = self.view_and_heads(id, meta, from, to);
         let sealed: usize = view
-            .parts
-            .iter()
-            .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
+            .parts_in(Tier::Raw, from, to)
             .flat_map(|p| p.part.blocks(id, from, to))
             .map(|b| b.count as usize)
             .sum();
@@ -1067,12 +1074,12 @@ impl Store {
     /// retention.
     fn tier_lacks(&self, id: SeriesId, meta: &SeriesMeta, tier: Tier, lo: i64, hi: i64) -> bool {
         lo >= self.raw_since(meta)
-            && !self.shared.view.read().parts.iter().any(|p| {
-                p.entry.tier == tier
-                    && p.part.max_ts >= lo
-                    && p.part.min_ts < hi
-                    && !p.part.blocks(id, lo, hi).is_empty()
-            })
+            && !self
+                .shared
+                .view
+                .read()
+                .parts_in(tier, lo, hi)
+                .any(|p| !p.part.blocks(id, lo, hi).is_empty())
     }
 
     /// The coarsest rollup tier whose bucket divides the step. Coarser tiers are kept longer,
@@ -1134,11 +1141,7 @@ impl Store {
             summarize_raw(ts, &vals, resolution, sketches)
         };
         let mut out = Vec::new();
-        for p in view
-            .parts
-            .iter()
-            .filter(|p| p.entry.tier == tier && p.part.max_ts >= lo && p.part.min_ts < hi)
-        {
+        for p in view.parts_in(tier, lo, hi) {
             p.part.read_summaries(id, lo, hi, sketches, &mut out)?;
         }
         // Days without tiers yet are summarised from their raw points, parts and heads merged so
@@ -1295,11 +1298,7 @@ impl Store {
 /// The points of one series in `[from, to)` in each raw part that has some, in the parts'
 /// order of precedence (later writes last).
 fn raw_runs(view: &View, id: SeriesId, kind: Kind, from: i64, to: i64) -> Result<Vec<(Vec<i64>, Values)>> {
-    let mut parts: Vec<&Arc<LivePart>> = view
-        .parts
-        .iter()
-        .filter(|p| p.entry.tier == Tier::Raw && p.part.max_ts >= from && p.part.min_ts < to)
-        .collect();
+    let mut parts: Vec<&Arc<LivePart>> = view.parts_in(Tier::Raw, from, to).collect();
     parts.sort_by_key(|p| p.entry.seq);
     let mut runs = Vec::new();
     let mut total = 0usize;

@@ -4,7 +4,9 @@
 //! `POST /api/v1/admin/compact`), then
 //! times `GET /api/v1/query` aggregating the day to 1-minute steps (`--step`), from raw points
 //! (`tier=raw`) and from the coarsest rollup tier that answers the step, and prints latency
-//! percentiles.
+//! percentiles. `--target victoriametrics` loads the same series into VictoriaMetrics (its
+//! `/write` takes line protocol), flushes and force-merges it, and times the same aggregation
+//! there: `query_range` of `<agg>_over_time(qbench_v{host="q1"}[step])` with `nocache=1`.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,10 @@ pub struct QueryArgs {
     /// of them.
     #[arg(long)]
     pub no_rollup: bool,
+    /// The server at `--addr`: `pulsewire`, or `victoriametrics` for the same series and
+    /// aggregation side by side.
+    #[arg(long, default_value = "pulsewire", value_parser = ["pulsewire", "victoriametrics"])]
+    pub target: String,
 }
 
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
@@ -71,37 +77,85 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
             );
         }
     }
-    // Without rollups the day is still sealed into one merged part, as a recent day is.
-    let admin = if args.no_rollup { "compact" } else { "rollup" };
-    let resp = http.post(format!("{base}/api/v1/admin/{admin}")).send().await?;
-    if !resp.status().is_success() {
-        bail!("{admin} failed: {}", resp.status());
-    }
-    println!(
-        "loaded              {} points of one series (1 s apart) in {:.1} s{}",
-        args.points,
-        loading.elapsed().as_secs_f64(),
-        if args.no_rollup {
-            ", sealed into one part, rollups not built"
-        } else {
-            ", sealed into parts with their rollups"
-        }
-    );
     let from_ms = first * 1000;
     let to_ms = (first + args.points as i64) * 1000;
-    let mut summary = serde_json::Map::new();
-    let tier_case = format!("{} tier", args.step);
-    for (case, extra) in [("raw", "&tier=raw"), (tier_case.as_str(), "")] {
-        let url = format!(
-            "{base}/api/v1/query?q=qbench.v%7Bhost%3D%22q1%22%7D&from={from_ms}&to={to_ms}&step={}&agg={}{extra}",
-            args.step, args.agg
+    let vm = args.target == "victoriametrics";
+    let cases: Vec<(String, String)> = if vm {
+        let func = match args.agg.as_str() {
+            "avg" | "min" | "max" | "sum" | "count" | "last" => format!("{}_over_time", args.agg),
+            other => bail!("--agg {other}: not timed against VictoriaMetrics (avg, min, max, sum, count, last)"),
+        };
+        let query = format!("{func}(qbench_v{{host=\"q1\"}}[{}])", args.step);
+        let url = reqwest::Url::parse_with_params(
+            &format!("{base}/api/v1/query_range"),
+            &[
+                ("query", query.as_str()),
+                ("start", &first.to_string()),
+                ("end", &now_s.to_string()),
+                ("step", &args.step),
+                ("nocache", "1"),
+            ],
+        )?;
+        // Until a query sees the series: VictoriaMetrics makes written points searchable
+        // within seconds, not at once.
+        http.get(format!("{base}/internal/force_flush")).send().await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while buckets_in(&http.get(url.as_str()).send().await?.json().await?) == 0 {
+            if Instant::now() > deadline {
+                bail!("VictoriaMetrics did not show the written series within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        // Merged into as few parts as it will go, as Pulsewire's compaction merges a day's
+        // parts (bench/run-ingest.sh does the same): a force merge leaves out parts that a
+        // background merge holds, so twice, with a pause. Queried straight after loading, a
+        // week's query took about three times as long at p50.
+        for _ in 0..2 {
+            http.get(format!("{base}/internal/force_merge")).send().await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        println!(
+            "loaded              {} points of one series (1 s apart) in {:.1} s, flushed and merged",
+            args.points,
+            loading.elapsed().as_secs_f64()
         );
+        vec![("victoriametrics".into(), url.into())]
+    } else {
+        // Without rollups the day is still sealed into one merged part, as a recent day is.
+        let admin = if args.no_rollup { "compact" } else { "rollup" };
+        let resp = http.post(format!("{base}/api/v1/admin/{admin}")).send().await?;
+        if !resp.status().is_success() {
+            bail!("{admin} failed: {}", resp.status());
+        }
+        println!(
+            "loaded              {} points of one series (1 s apart) in {:.1} s{}",
+            args.points,
+            loading.elapsed().as_secs_f64(),
+            if args.no_rollup {
+                ", sealed into one part, rollups not built"
+            } else {
+                ", sealed into parts with their rollups"
+            }
+        );
+        let url = |extra: &str| {
+            format!(
+                "{base}/api/v1/query?q=qbench.v%7Bhost%3D%22q1%22%7D&from={from_ms}&to={to_ms}&step={}&agg={}{extra}",
+                args.step, args.agg
+            )
+        };
+        vec![
+            ("raw".into(), url("&tier=raw")),
+            (format!("{} tier", args.step), url("")),
+        ]
+    };
+    let mut summary = serde_json::Map::new();
+    for (case, url) in &cases {
         let mut hist = latency_histogram();
         let mut buckets = 0;
         let mut source = String::new();
         for i in 0..args.queries + 20 {
             let start = Instant::now();
-            let resp = http.get(&url).send().await.context("query")?;
+            let resp = http.get(url).send().await.context("query")?;
             let status = resp.status();
             let body: serde_json::Value = resp.json().await.context("query body")?;
             let took = start.elapsed();
@@ -111,8 +165,11 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
             if i >= 20 {
                 hist.record(took.as_micros().max(1) as u64)?;
             }
-            buckets = body["series"][0]["points"].as_array().map_or(0, Vec::len);
-            source = body["series"][0]["source"].as_str().unwrap_or("").to_string();
+            buckets = buckets_in(&body);
+            source = body["series"][0]["source"]
+                .as_str()
+                .unwrap_or(if vm { "victoriametrics" } else { "" })
+                .to_string();
         }
         let lat = LatencySummary::from_us(&hist);
         println!("{case:<19} {} buckets from {source}: {}", buckets, lat.line());
@@ -123,6 +180,15 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
     summary.insert("points".into(), args.points.into());
     summary.insert("agg".into(), args.agg.clone().into());
     summary.insert("step".into(), args.step.clone().into());
+    summary.insert("target".into(), args.target.clone().into());
     println!("{}", serde_json::Value::Object(summary));
     Ok(())
+}
+
+/// Buckets of the first series of an answer, Pulsewire's or VictoriaMetrics'.
+fn buckets_in(body: &serde_json::Value) -> usize {
+    body["series"][0]["points"]
+        .as_array()
+        .or_else(|| body["data"]["result"][0]["values"].as_array())
+        .map_or(0, Vec::len)
 }
